@@ -1,0 +1,5 @@
+//! imrelay crate root (architecture summary filled in below).
+
+pub mod limits;
+pub mod sip;
+pub mod wire;

@@ -1,0 +1,121 @@
+//! Every limit of the appliance, named with its unit, in one place.
+//!
+//! A limit bounds memory or work that a peer or a configuration file could otherwise make
+//! unbounded. Each constant says why it has the value it has. Relationships between limits are
+//! asserted at compile time at the bottom of this file.
+//!
+//! Limits that an operator may tune live in [`crate::config`] with these as defaults; the ones
+//! here are protocol or structural bounds that do not vary per deployment.
+
+// ---------------------------------------------------------------------------------------------
+// SIP framing (RFC 3261 §7, §18).
+// ---------------------------------------------------------------------------------------------
+
+/// Largest SIP message (start line + headers + body) accepted on any transport, in bytes.
+/// Pager-mode `MESSAGE` bodies are meant to stay under 1300 bytes (RFC 3428 §4) but
+/// deployments routinely see a few KiB of headers plus bodies up to 64 KiB (Kamailio's msilo
+/// cap), so 64 KiB of body plus 8 KiB of head. Larger requests are answered `413`.
+pub const SIP_MESSAGE_BYTES_MAX: usize = 72 * 1024;
+
+/// Largest SIP head (start line + headers + the blank line), in bytes. A head that has not
+/// ended within this many bytes is answered `413` (the message can never be framed).
+pub const SIP_HEAD_BYTES_MAX: usize = 8 * 1024;
+
+/// Largest SIP body, in bytes (`Content-Length` above this is answered `413`).
+pub const SIP_BODY_BYTES_MAX: usize = SIP_MESSAGE_BYTES_MAX - SIP_HEAD_BYTES_MAX;
+
+/// Most header lines one SIP message may carry. The header index is a fixed array of this
+/// many slots, so indexing a message never allocates. 96 covers IMS requests with long
+/// Route/Record-Route/Via stacks; more is answered `400`.
+pub const SIP_HEADER_COUNT_MAX: usize = 96;
+
+/// Longest start line (`Request-Line` or `Status-Line`), in bytes. Longer request lines are
+/// answered `414 Request-URI Too Long`.
+pub const SIP_START_LINE_BYTES_MAX: usize = 2 * 1024;
+
+/// Longest logical header line (after unfolding), in bytes.
+pub const SIP_HEADER_LINE_BYTES_MAX: usize = 4 * 1024;
+
+/// Longest SIP/SIPS URI, in bytes.
+pub const SIP_URI_BYTES_MAX: usize = 1024;
+
+/// Longest method token, in bytes.
+pub const SIP_METHOD_BYTES_MAX: usize = 32;
+
+/// Most comma-separated values handled in one header field (e.g. a Via with many hops
+/// folded into one line). Values past this are answered `400`.
+pub const SIP_HEADER_VALUES_MAX: usize = 32;
+
+/// Most URI or header parameters parsed out of one value.
+pub const SIP_PARAMS_MAX: usize = 32;
+
+/// Largest CRLF run accepted between messages on a stream (RFC 5626 §3.5.1 keep-alives are
+/// `CRLFCRLF`; RFC 3261 §7.5 says leading CRLFs are ignored). A stream that sends more than
+/// this many bytes of nothing but CRLF in a row is closed.
+pub const SIP_KEEPALIVE_BYTES_MAX: usize = 1024;
+
+/// Largest UDP datagram read, in bytes (the IPv4 UDP maximum payload).
+pub const UDP_DATAGRAM_BYTES_MAX: usize = 65_507;
+
+// ---------------------------------------------------------------------------------------------
+// SDP (RFC 4566) as used for MSRP (RFC 4975 §8).
+// ---------------------------------------------------------------------------------------------
+
+/// Largest SDP body parsed, in bytes.
+pub const SDP_BYTES_MAX: usize = 16 * 1024;
+
+/// Most `m=` sections in one SDP body.
+pub const SDP_MEDIA_MAX: usize = 8;
+
+/// Most attributes (`a=` lines) kept per media section (unknown ones included).
+pub const SDP_ATTRIBUTES_MAX: usize = 32;
+
+/// Most MSRP URIs in one `a=path` attribute (RFC 4975 §8.1: a relay chain; RFC 4976 §6).
+pub const SDP_PATH_URIS_MAX: usize = 8;
+
+// ---------------------------------------------------------------------------------------------
+// Transactions (RFC 3261 §17).
+// ---------------------------------------------------------------------------------------------
+
+/// Most live server transactions per shard. When full, a new request is answered `503` with
+/// `Retry-After` (never silently dropped), and the memory of the table is bounded.
+pub const SERVER_TRANSACTIONS_PER_SHARD_MAX: usize = 65_536;
+
+/// Longest Via `branch` parameter kept as a transaction key, in bytes.
+pub const SIP_BRANCH_BYTES_MAX: usize = 128;
+
+/// Largest response kept by a server transaction for retransmission, in bytes.
+pub const SIP_RESPONSE_BYTES_MAX: usize = 4 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Connections.
+// ---------------------------------------------------------------------------------------------
+
+/// Receive buffer per SIP stream connection, in bytes. One full message must fit.
+pub const SIP_STREAM_BUFFER_BYTES: usize = SIP_MESSAGE_BYTES_MAX;
+
+/// Most concurrent SIP TCP connections per shard; further accepts are closed at once.
+pub const SIP_TCP_CONNECTIONS_PER_SHARD_MAX: usize = 16_384;
+
+/// How long an idle SIP TCP connection with no registration is kept, in seconds.
+pub const SIP_TCP_IDLE_SECS_MAX: u64 = 300;
+
+// ---------------------------------------------------------------------------------------------
+// Runtime.
+// ---------------------------------------------------------------------------------------------
+
+/// Most shards (executors) one process runs.
+pub const SHARDS_MAX: usize = 256;
+
+/// How long a shard may take to finish in-flight work after SIGTERM, in milliseconds.
+pub const SHUTDOWN_GRACE_MS_MAX: u64 = 2_000;
+
+/// Capacity of each cross-shard mesh channel, in messages.
+pub const MESH_CHANNEL_MESSAGES_MAX: usize = 1024;
+
+const _: () = assert!(SIP_HEAD_BYTES_MAX < SIP_MESSAGE_BYTES_MAX);
+const _: () = assert!(SIP_START_LINE_BYTES_MAX <= SIP_HEAD_BYTES_MAX);
+const _: () = assert!(SIP_HEADER_LINE_BYTES_MAX <= SIP_HEAD_BYTES_MAX);
+const _: () = assert!(SIP_URI_BYTES_MAX < SIP_START_LINE_BYTES_MAX);
+const _: () = assert!(SIP_STREAM_BUFFER_BYTES >= SIP_MESSAGE_BYTES_MAX);
+const _: () = assert!(SDP_BYTES_MAX <= SIP_BODY_BYTES_MAX);

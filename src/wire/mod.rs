@@ -1,0 +1,169 @@
+//! Byte-level building blocks shared by the SIP and MSRP parsers: spans into a receive
+//! buffer, character-class tables, and scanning helpers built on `memchr`.
+//!
+//! Parsers in this crate never copy what they parse: a parsed message is the receive buffer
+//! plus [`Span`]s into it. Character classes are 256-entry tables (one load per byte), built
+//! at compile time from the RFC's ABNF, which each table quotes.
+
+pub mod ascii;
+
+/// A byte range `[start, start + len)` of a buffer the span does not own.
+///
+/// Spans are `u32` pairs: every buffer a parser sees is bounded by a limit far below 4 GiB
+/// ([`crate::limits::SIP_MESSAGE_BYTES_MAX`]), and two `u32` keep a header slot at 8 bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub start: u32,
+    pub len: u32,
+}
+
+impl Span {
+    /// The empty span at offset 0.
+    pub const EMPTY: Span = Span { start: 0, len: 0 };
+
+    /// A span from `start` (inclusive) to `end` (exclusive).
+    ///
+    /// Callers pass offsets inside a buffer bounded by a named limit (< 4 GiB).
+    #[inline]
+    pub fn new(start: usize, end: usize) -> Span {
+        debug_assert!(start <= end);
+        debug_assert!(end <= u32::MAX as usize);
+        Span {
+            start: start as u32,
+            len: (end - start) as u32,
+        }
+    }
+
+    #[inline]
+    pub fn end(self) -> usize {
+        self.start as usize + self.len as usize
+    }
+
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes of `buf` this span covers. Panics only if the span was not made for `buf`
+    /// (a programming error, never a peer's): spans are created by the parser of that buffer.
+    #[inline]
+    pub fn of(self, buf: &[u8]) -> &[u8] {
+        &buf[self.start as usize..self.end()]
+    }
+
+    /// The span moved `by` bytes toward the end of the buffer.
+    #[inline]
+    pub fn shifted(self, by: usize) -> Span {
+        Span {
+            start: self.start + by as u32,
+            len: self.len,
+        }
+    }
+}
+
+/// Position of the first `\r\n` in `buf`, if any.
+#[inline]
+pub fn find_crlf(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
+        let at = from + i;
+        if at > 0 && buf[at - 1] == b'\r' {
+            return Some(at - 1);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// `buf` with leading and trailing `SP`/`HTAB`/`CR`/`LF` removed (linear white space, which a
+/// folded header value may contain).
+#[inline]
+pub fn trim_lws(buf: &[u8]) -> &[u8] {
+    let start = buf
+        .iter()
+        .position(|&b| !ascii::is_lws(b))
+        .unwrap_or(buf.len());
+    let end = buf
+        .iter()
+        .rposition(|&b| !ascii::is_lws(b))
+        .map_or(start, |i| i + 1);
+    &buf[start..end]
+}
+
+/// Case-insensitive ASCII equality.
+#[inline]
+pub fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Parses an unsigned decimal of at most `max_digits` digits; `None` on an empty input, a
+/// non-digit, too many digits, or overflow of `u64`.
+#[inline]
+pub fn parse_decimal(digits: &[u8], max_digits: usize) -> Option<u64> {
+    if digits.is_empty() || digits.len() > max_digits {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(n)
+}
+
+/// Appends the decimal form of `n` to `out` without going through `fmt`.
+#[inline]
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_is_found_only_as_a_pair() {
+        assert_eq!(find_crlf(b"abc\r\ndef"), Some(3));
+        assert_eq!(find_crlf(b"a\nb\r\n"), Some(3));
+        assert_eq!(find_crlf(b"\nabc"), None);
+        assert_eq!(find_crlf(b"abc\r"), None);
+    }
+
+    #[test]
+    fn lws_is_trimmed_on_both_sides() {
+        assert_eq!(trim_lws(b" \t a b \r\n "), b"a b");
+        assert_eq!(trim_lws(b"   "), b"");
+        assert_eq!(trim_lws(b""), b"");
+    }
+
+    #[test]
+    fn decimals_parse_with_bounds() {
+        assert_eq!(parse_decimal(b"0", 10), Some(0));
+        assert_eq!(parse_decimal(b"65535", 5), Some(65535));
+        assert_eq!(parse_decimal(b"123456", 5), None);
+        assert_eq!(parse_decimal(b"12a", 5), None);
+        assert_eq!(parse_decimal(b"", 5), None);
+        assert_eq!(parse_decimal(b"99999999999999999999", 20), None);
+    }
+
+    #[test]
+    fn decimals_print() {
+        for n in [0u64, 7, 10, 99, 100, 65535, u64::MAX] {
+            let mut v = Vec::new();
+            push_decimal(&mut v, n);
+            assert_eq!(v, n.to_string().as_bytes());
+        }
+    }
+}
