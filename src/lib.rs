@@ -3,3 +3,4 @@
 pub mod limits;
 pub mod sip;
 pub mod wire;
+pub mod config;

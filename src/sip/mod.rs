@@ -4,3 +4,4 @@
 pub mod error;
 pub mod header;
 pub mod message;
+pub mod print;

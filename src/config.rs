@@ -1,0 +1,569 @@
+//! Configuration: a TOML file, an embedded default that needs no file, and command-line
+//! overrides of the essentials.
+//!
+//! Unknown keys and bad values are errors that name the key path and what was expected
+//! (`server.sip_addr: invalid socket address syntax`). [`Config::validate`] checks what types
+//! cannot: relationships between values and limits. The effective configuration prints back
+//! as TOML (`imrelay serve --check-config`).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::limits::{SHARDS_MAX, SHUTDOWN_GRACE_MS_MAX};
+
+/// The configuration used when no file is given: every role for the domain `localhost` on
+/// loopback, the home role participating (MSRP relayed through the appliance).
+pub const EMBEDDED_DEFAULT: &str = r#"# imrelay embedded default: every role, one domain, loopback only.
+[server]
+domains = ["localhost"]
+sip_addr = "127.0.0.1:5060"
+transports = ["udp", "tcp"]
+msrp_port = 2855
+state_dir = "./imrelay-data"
+cores = "all"
+shutdown_grace_ms = 2000
+
+[roles.home]
+enabled = true
+mode = "participating"
+
+[roles.group]
+enabled = true
+mode = "participating"
+
+[roles.deferred]
+enabled = true
+
+[log]
+level = "info"
+"#;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: Server,
+    #[serde(default)]
+    pub roles: Roles,
+    #[serde(default)]
+    pub log: Log,
+}
+
+/// Listen addresses, identity and placement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Domains this server is authoritative for (its `myself` set, with its listen address).
+    pub domains: Vec<String>,
+    /// Other host names or addresses that also mean this server (e.g. a public name).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// SIP listen address for every enabled transport. Port 0 picks a free port.
+    pub sip_addr: SocketAddr,
+    /// SIP transports to listen on.
+    #[serde(default = "default_transports")]
+    pub transports: Vec<SipTransport>,
+    /// MSRP base port: shard *i* listens on `msrp_port + i`. 0 picks free ports.
+    pub msrp_port: u16,
+    /// Where the deferred store and other state live. `$STATE_DIRECTORY` (systemd) wins
+    /// over the default when no file or flag sets it.
+    pub state_dir: PathBuf,
+    /// Which CPUs get a shard: `"all"`, a count (`2`: the first two online CPUs), or a list
+    /// of CPU numbers (`[0, 1]`).
+    #[serde(default)]
+    pub cores: Cores,
+    /// How long shards may finish in-flight work after SIGTERM/SIGINT, in milliseconds.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_ms: u64,
+}
+
+fn default_transports() -> Vec<SipTransport> {
+    vec![SipTransport::Udp, SipTransport::Tcp]
+}
+
+fn default_grace() -> u64 {
+    2000
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SipTransport {
+    Udp,
+    Tcp,
+}
+
+/// CPU selection for shards.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Cores {
+    #[default]
+    All,
+    Count(usize),
+    List(Vec<usize>),
+}
+
+impl Serialize for Cores {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cores::All => s.serialize_str("all"),
+            Cores::Count(n) => s.serialize_u64(*n as u64),
+            Cores::List(l) => l.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Cores {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cores, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Cores;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"all\", a number of cores, or a list of CPU numbers")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Cores, E> {
+                if v == "all" {
+                    Ok(Cores::All)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Cores, E> {
+                usize::try_from(v)
+                    .map(Cores::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Cores, E> {
+                usize::try_from(v)
+                    .map(Cores::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Cores, A::Error> {
+                let mut l = Vec::new();
+                while let Some(c) = a.next_element::<usize>()? {
+                    if l.len() == SHARDS_MAX {
+                        return Err(serde::de::Error::invalid_length(l.len() + 1, &self));
+                    }
+                    l.push(c);
+                }
+                Ok(Cores::List(l))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Cores {
+    /// Parses the `--cores` flag: `all`, `N`, or a list like `0,2-3`.
+    pub fn parse_flag(s: &str) -> Result<Cores, String> {
+        let s = s.trim();
+        if s == "all" {
+            return Ok(Cores::All);
+        }
+        if !s.contains([',', '-']) {
+            return s
+                .parse::<usize>()
+                .map(Cores::Count)
+                .map_err(|_| format!("--cores: expected all, N or a list like 0,2-3, got {s:?}"));
+        }
+        let mut list = Vec::new();
+        for part in s.split(',') {
+            let part = part.trim();
+            let bad = || format!("--cores: bad CPU number or range {part:?} in {s:?}");
+            match part.split_once('-') {
+                Some((a, b)) => {
+                    let a: usize = a.trim().parse().map_err(|_| bad())?;
+                    let b: usize = b.trim().parse().map_err(|_| bad())?;
+                    if a > b {
+                        return Err(bad());
+                    }
+                    list.extend(a..=b);
+                }
+                None => list.push(part.parse().map_err(|_| bad())?),
+            }
+        }
+        Ok(Cores::List(list))
+    }
+
+    /// The CPUs to pin shards to, given the CPUs this process may run on.
+    pub fn resolve(&self, online: &[usize]) -> Result<Vec<usize>, ConfigError> {
+        let cpus = match self {
+            Cores::All => online.to_vec(),
+            Cores::Count(n) => {
+                if *n == 0 || *n > online.len() {
+                    return Err(ConfigError::invalid(
+                        "server.cores",
+                        format!("{n} cores asked for, {} available", online.len()),
+                    ));
+                }
+                online[..*n].to_vec()
+            }
+            Cores::List(list) => {
+                let mut seen = Vec::with_capacity(list.len());
+                for &c in list {
+                    if !online.contains(&c) {
+                        return Err(ConfigError::invalid(
+                            "server.cores",
+                            format!("CPU {c} is not available to this process (have {online:?})"),
+                        ));
+                    }
+                    if seen.contains(&c) {
+                        return Err(ConfigError::invalid(
+                            "server.cores",
+                            format!("CPU {c} is listed twice"),
+                        ));
+                    }
+                    seen.push(c);
+                }
+                seen
+            }
+        };
+        if cpus.is_empty() || cpus.len() > SHARDS_MAX {
+            return Err(ConfigError::invalid(
+                "server.cores",
+                format!("between 1 and {SHARDS_MAX} cores, got {}", cpus.len()),
+            ));
+        }
+        Ok(cpus)
+    }
+}
+
+/// Which server roles run, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Roles {
+    #[serde(default)]
+    pub home: ModeRole,
+    #[serde(default)]
+    pub group: ModeRole,
+    #[serde(default)]
+    pub deferred: Role,
+}
+
+/// A role with a participating / non-participating mode (patent: IM servers A, B and D).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeRole {
+    pub enabled: bool,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+impl Default for ModeRole {
+    fn default() -> Self {
+        ModeRole {
+            enabled: true,
+            mode: Mode::Participating,
+        }
+    }
+}
+
+/// A role without modes (patent: IM server C, the deferred server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    pub enabled: bool,
+}
+
+impl Default for Role {
+    fn default() -> Self {
+        Role { enabled: true }
+    }
+}
+
+/// Participating: a B2BUA that terminates SIP and MSRP on each side. Non-participating: a
+/// stateful proxy; SDP untouched, MSRP end to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    #[default]
+    Participating,
+    NonParticipating,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `error`, `warn`, `info`, `debug` or `trace`, or a `tracing` filter directive.
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration that cannot be used, naming the key and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where the configuration came from (a file path, `embedded default`, or a flag).
+    pub source: String,
+    /// The key path, e.g. `server.sip_addr`.
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn invalid(key: &str, message: String) -> ConfigError {
+        ConfigError {
+            source: String::new(),
+            key: key.into(),
+            message,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.source.is_empty() {
+            write!(f, "{}: ", self.source)?;
+        }
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Command-line overrides of the essentials.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub sip_addr: Option<SocketAddr>,
+    pub msrp_port: Option<u16>,
+    pub state_dir: Option<PathBuf>,
+    pub cores: Option<Cores>,
+    pub domain: Option<String>,
+}
+
+impl Config {
+    /// Parses TOML text; `source` names it in errors.
+    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError {
+                source: source.into(),
+                key: if key == "." { String::new() } else { key },
+                message: inner.message().trim().to_string(),
+            }
+        })?;
+        cfg.validate().map_err(|mut e| {
+            e.source = source.into();
+            e
+        })?;
+        Ok(cfg)
+    }
+
+    /// The embedded default.
+    pub fn embedded() -> Config {
+        // The embedded text is part of the binary and covered by a test; failing to parse it
+        // is a build defect, never an operator's or a peer's input.
+        match Config::from_toml(EMBEDDED_DEFAULT, "embedded default") {
+            Ok(c) => c,
+            Err(e) => unreachable!("embedded default config is invalid: {e}"),
+        }
+    }
+
+    /// Loads `path` (or the embedded default), then applies `$STATE_DIRECTORY` and the flags.
+    ///
+    /// `state_directory` is the value of `$STATE_DIRECTORY`, applied only when neither a file
+    /// nor a flag chose the state directory.
+    pub fn load(
+        path: Option<&std::path::Path>,
+        overrides: &Overrides,
+        state_directory: Option<&str>,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                    source: p.display().to_string(),
+                    key: String::new(),
+                    message: format!("cannot read configuration file: {e}"),
+                })?;
+                Config::from_toml(&text, &p.display().to_string())?
+            }
+            None => {
+                let mut c = Config::embedded();
+                // systemd's StateDirectory= may list several directories separated by ':'.
+                if let Some(dir) = state_directory.and_then(|d| d.split(':').next()) {
+                    if !dir.is_empty() {
+                        c.server.state_dir = PathBuf::from(dir);
+                    }
+                }
+                c
+            }
+        };
+        cfg.apply(overrides);
+        cfg.validate().map_err(|mut e| {
+            e.source = "command line".into();
+            e
+        })?;
+        Ok(cfg)
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(a) = o.sip_addr {
+            self.server.sip_addr = a;
+        }
+        if let Some(p) = o.msrp_port {
+            self.server.msrp_port = p;
+        }
+        if let Some(d) = &o.state_dir {
+            self.server.state_dir = d.clone();
+        }
+        if let Some(c) = &o.cores {
+            self.server.cores = c.clone();
+        }
+        if let Some(d) = &o.domain {
+            self.server.domains = vec![d.clone()];
+        }
+    }
+
+    /// Checks what the types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.domains.is_empty() {
+            return Err(ConfigError::invalid(
+                "server.domains",
+                "at least one domain is needed".into(),
+            ));
+        }
+        for (i, d) in s.domains.iter().chain(s.aliases.iter()).enumerate() {
+            if !is_host_name(d) {
+                let key = if i < s.domains.len() {
+                    format!("server.domains[{i}]")
+                } else {
+                    format!("server.aliases[{}]", i - s.domains.len())
+                };
+                return Err(ConfigError::invalid(
+                    &key,
+                    format!("{d:?} is not a host name or IP address"),
+                ));
+            }
+        }
+        if s.transports.is_empty() {
+            return Err(ConfigError::invalid(
+                "server.transports",
+                "at least one of \"udp\", \"tcp\"".into(),
+            ));
+        }
+        if let Cores::List(l) = &s.cores {
+            if l.len() > SHARDS_MAX || l.is_empty() {
+                return Err(ConfigError::invalid(
+                    "server.cores",
+                    format!("between 1 and {SHARDS_MAX} CPUs"),
+                ));
+            }
+        }
+        if s.msrp_port != 0 {
+            let shards = match &s.cores {
+                Cores::All => 1,
+                Cores::Count(n) => *n,
+                Cores::List(l) => l.len(),
+            };
+            if usize::from(s.msrp_port) + shards > usize::from(u16::MAX) + 1 {
+                return Err(ConfigError::invalid(
+                    "server.msrp_port",
+                    format!("{} + {shards} shards runs past port 65535", s.msrp_port),
+                ));
+            }
+        }
+        if s.shutdown_grace_ms > SHUTDOWN_GRACE_MS_MAX {
+            return Err(ConfigError::invalid(
+                "server.shutdown_grace_ms",
+                format!("at most {SHUTDOWN_GRACE_MS_MAX}"),
+            ));
+        }
+        if s.state_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                "server.state_dir",
+                "a directory path".into(),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError::invalid(
+                "log.level",
+                format!("{:?} is not a level or filter directive", self.log.level),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+    }
+
+    /// The identity this server answers to (RFC 3261 §16.4 "myself").
+    pub fn identity(&self) -> Identity {
+        Identity {
+            names: self
+                .server
+                .domains
+                .iter()
+                .chain(self.server.aliases.iter())
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            addr: self.server.sip_addr,
+        }
+    }
+}
+
+/// Host names and addresses that mean this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Lower-cased domain names and aliases.
+    pub names: Vec<String>,
+    /// The SIP listen address (its port is the real one once bound).
+    pub addr: SocketAddr,
+}
+
+impl Identity {
+    /// `true` when `host[:port]` of a URI names this server: one of its domains (any port),
+    /// or its listen address with no port, the default port 5060, or the listen port.
+    pub fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
+        let host_s = match std::str::from_utf8(host) {
+            Ok(h) => h.trim_start_matches('[').trim_end_matches(']'),
+            Err(_) => return false,
+        };
+        if self.names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(host_s.as_bytes())) {
+            return true;
+        }
+        let Ok(ip) = host_s.parse::<IpAddr>() else {
+            return false;
+        };
+        let listen_ip = self.addr.ip();
+        let ip_matches = ip == listen_ip || (listen_ip.is_unspecified() && is_local_ip(ip));
+        ip_matches && port.is_none_or(|p| p == self.addr.port())
+    }
+}
+
+fn is_local_ip(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
+
+/// A DNS name (RFC 1123 labels) or an IP address.
+fn is_host_name(s: &str) -> bool {
+    if s.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests;

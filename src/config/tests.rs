@@ -1,0 +1,155 @@
+use super::*;
+
+fn err(text: &str) -> ConfigError {
+    match Config::from_toml(text, "test.toml") {
+        Ok(c) => panic!("accepted: {c:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn embedded_default_is_every_role_on_loopback() {
+    let c = Config::embedded();
+    assert_eq!(c.server.domains, ["localhost"]);
+    assert_eq!(c.server.sip_addr, "127.0.0.1:5060".parse().unwrap());
+    assert_eq!(c.server.transports, [SipTransport::Udp, SipTransport::Tcp]);
+    assert_eq!(c.server.msrp_port, 2855);
+    assert_eq!(c.server.state_dir, PathBuf::from("./imrelay-data"));
+    assert_eq!(c.server.cores, Cores::All);
+    assert!(c.roles.home.enabled && c.roles.group.enabled && c.roles.deferred.enabled);
+    assert_eq!(c.roles.home.mode, Mode::Participating);
+}
+
+#[test]
+fn effective_config_prints_back_to_the_same_config() {
+    let c = Config::embedded();
+    let again = Config::from_toml(&c.to_toml(), "printed").unwrap();
+    assert_eq!(again, c);
+    let mut l = c.clone();
+    l.server.cores = Cores::List(vec![0, 1]);
+    assert_eq!(Config::from_toml(&l.to_toml(), "printed").unwrap(), l);
+}
+
+#[test]
+fn unknown_key_names_its_path() {
+    let text = EMBEDDED_DEFAULT.replace("msrp_port = 2855", "msrp_port = 2855\nmsrp_prot = 1");
+    let e = err(&text);
+    assert_eq!(e.key, "server.msrp_prot");
+    assert!(e.message.contains("unknown field `msrp_prot`"), "{e}");
+    assert!(e.to_string().starts_with("test.toml: server.msrp_prot: "), "{e}");
+
+    let text = EMBEDDED_DEFAULT.replace("[roles.deferred]", "[roles.deferred]\nquota = 3");
+    let e = err(&text);
+    assert_eq!(e.key, "roles.deferred.quota");
+}
+
+#[test]
+fn bad_values_name_the_key_and_the_expectation() {
+    let e = err(&EMBEDDED_DEFAULT.replace("\"127.0.0.1:5060\"", "\"127.0.0.1\""));
+    assert_eq!(e.key, "server.sip_addr");
+
+    let e = err(&EMBEDDED_DEFAULT.replace("msrp_port = 2855", "msrp_port = 70000"));
+    assert_eq!(e.key, "server.msrp_port");
+
+    let e = err(&EMBEDDED_DEFAULT.replace("mode = \"participating\"\n\n[roles.group]", "mode = \"proxying\"\n\n[roles.group]"));
+    assert_eq!(e.key, "roles.home.mode");
+    assert!(e.message.contains("participating"), "{e}");
+
+    let e = err(&EMBEDDED_DEFAULT.replace("transports = [\"udp\", \"tcp\"]", "transports = [\"sctp\"]"));
+    assert_eq!(e.key, "server.transports[0]");
+
+    let e = err(&EMBEDDED_DEFAULT.replace("cores = \"all\"", "cores = \"some\""));
+    assert_eq!(e.key, "server.cores");
+    assert!(e.message.contains("a number of cores"), "{e}");
+    let e = err(&EMBEDDED_DEFAULT.replace("cores = \"all\"", "cores = -1"));
+    assert_eq!(e.key, "server.cores");
+}
+
+#[test]
+fn semantic_checks_name_the_key() {
+    let e = err(&EMBEDDED_DEFAULT.replace("domains = [\"localhost\"]", "domains = []"));
+    assert_eq!(e.key, "server.domains");
+    let e = err(&EMBEDDED_DEFAULT.replace("domains = [\"localhost\"]", "domains = [\"ok.example\", \"bad domain\"]"));
+    assert_eq!(e.key, "server.domains[1]");
+    let e = err(&EMBEDDED_DEFAULT.replace("shutdown_grace_ms = 2000", "shutdown_grace_ms = 999999"));
+    assert_eq!(e.key, "server.shutdown_grace_ms");
+    let e = err(&EMBEDDED_DEFAULT.replace("level = \"info\"", "level = \"loud[\""));
+    assert_eq!(e.key, "log.level");
+    let e = err(&EMBEDDED_DEFAULT.replace("msrp_port = 2855", "msrp_port = 65535").replace("cores = \"all\"", "cores = 2"));
+    assert_eq!(e.key, "server.msrp_port");
+}
+
+#[test]
+fn syntax_errors_are_reported_with_the_source() {
+    let e = err("[server\n");
+    assert!(e.to_string().starts_with("test.toml: "), "{e}");
+}
+
+#[test]
+fn flags_override_the_file_and_state_directory_applies_only_to_the_default() {
+    let o = Overrides {
+        sip_addr: Some("127.0.0.2:0".parse().unwrap()),
+        msrp_port: Some(0),
+        state_dir: None,
+        cores: Some(Cores::Count(1)),
+        domain: Some("example.org".into()),
+    };
+    let c = Config::load(None, &o, Some("/var/lib/imrelay:/var/lib/other")).unwrap();
+    assert_eq!(c.server.sip_addr, "127.0.0.2:0".parse().unwrap());
+    assert_eq!(c.server.msrp_port, 0);
+    assert_eq!(c.server.cores, Cores::Count(1));
+    assert_eq!(c.server.domains, ["example.org"]);
+    assert_eq!(c.server.state_dir, PathBuf::from("/var/lib/imrelay"));
+
+    let o = Overrides {
+        state_dir: Some("/tmp/x".into()),
+        ..Default::default()
+    };
+    let c = Config::load(None, &o, Some("/var/lib/imrelay")).unwrap();
+    assert_eq!(c.server.state_dir, PathBuf::from("/tmp/x"));
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let e = Config::load(Some(std::path::Path::new("/nonexistent/imrelay.toml")), &Overrides::default(), None)
+        .unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/imrelay.toml: cannot read configuration file"), "{e}");
+}
+
+#[test]
+fn cores_flag_forms() {
+    assert_eq!(Cores::parse_flag("all"), Ok(Cores::All));
+    assert_eq!(Cores::parse_flag("2"), Ok(Cores::Count(2)));
+    assert_eq!(Cores::parse_flag("0,2-3"), Ok(Cores::List(vec![0, 2, 3])));
+    assert!(Cores::parse_flag("3-1").is_err());
+    assert!(Cores::parse_flag("x").is_err());
+    assert!(Cores::parse_flag("1,,2").is_err());
+}
+
+#[test]
+fn cores_resolve_against_the_online_set() {
+    let online = [0, 1];
+    assert_eq!(Cores::All.resolve(&online).unwrap(), [0, 1]);
+    assert_eq!(Cores::Count(1).resolve(&online).unwrap(), [0]);
+    assert!(Cores::Count(3).resolve(&online).is_err());
+    assert!(Cores::Count(0).resolve(&online).is_err());
+    assert_eq!(Cores::List(vec![1]).resolve(&online).unwrap(), [1]);
+    assert!(Cores::List(vec![5]).resolve(&online).is_err());
+    assert!(Cores::List(vec![1, 1]).resolve(&online).is_err());
+}
+
+#[test]
+fn myself_is_the_domains_and_the_listen_address() {
+    let mut c = Config::embedded();
+    c.server.aliases = vec!["sip.example.net".into()];
+    let id = c.identity();
+    assert!(id.is_myself(b"localhost", None));
+    assert!(id.is_myself(b"LOCALHOST", Some(5070)));
+    assert!(id.is_myself(b"sip.example.net", None));
+    assert!(id.is_myself(b"127.0.0.1", None));
+    assert!(id.is_myself(b"127.0.0.1", Some(5060)));
+    assert!(!id.is_myself(b"127.0.0.1", Some(5070)));
+    assert!(!id.is_myself(b"127.0.0.2", None));
+    assert!(!id.is_myself(b"example.com", None));
+    assert!(!id.is_myself(b"\xff", None));
+}
