@@ -4,3 +4,4 @@ pub mod limits;
 pub mod sip;
 pub mod wire;
 pub mod config;
+pub mod transport;

@@ -5,3 +5,5 @@ pub mod error;
 pub mod header;
 pub mod message;
 pub mod print;
+pub mod sdp;
+pub mod transaction;
