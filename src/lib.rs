@@ -1,7 +1,9 @@
 //! imrelay crate root (architecture summary filled in below).
 
-pub mod limits;
-pub mod sip;
-pub mod wire;
 pub mod config;
+pub mod limits;
+pub mod runtime;
+pub mod shard;
+pub mod sip;
 pub mod transport;
+pub mod wire;

@@ -94,6 +94,15 @@ pub const SIP_RESPONSE_BYTES_MAX: usize = 4 * 1024;
 /// Receive buffer per SIP stream connection, in bytes. One full message must fit.
 pub const SIP_STREAM_BUFFER_BYTES: usize = SIP_MESSAGE_BYTES_MAX;
 
+/// Receive buffer a SIP stream connection starts with, in bytes. It grows (doubling) up to
+/// [`SIP_STREAM_BUFFER_BYTES`] only while a large message is being received and shrinks back
+/// afterwards, so an idle connection costs this much user-space memory plus its task.
+pub const SIP_STREAM_BUFFER_BYTES_MIN: usize = 2 * 1024;
+
+/// Responses and requests queued for writing on one stream connection, in messages. When
+/// full, the producer waits (back-pressure), so a slow reader bounds its own queue.
+pub const SIP_STREAM_WRITE_QUEUE_MESSAGES_MAX: usize = 64;
+
 /// Most concurrent SIP TCP connections per shard; further accepts are closed at once.
 pub const SIP_TCP_CONNECTIONS_PER_SHARD_MAX: usize = 16_384;
 
@@ -118,4 +127,5 @@ const _: () = assert!(SIP_START_LINE_BYTES_MAX <= SIP_HEAD_BYTES_MAX);
 const _: () = assert!(SIP_HEADER_LINE_BYTES_MAX <= SIP_HEAD_BYTES_MAX);
 const _: () = assert!(SIP_URI_BYTES_MAX < SIP_START_LINE_BYTES_MAX);
 const _: () = assert!(SIP_STREAM_BUFFER_BYTES >= SIP_MESSAGE_BYTES_MAX);
+const _: () = assert!(SIP_STREAM_BUFFER_BYTES_MIN <= SIP_STREAM_BUFFER_BYTES);
 const _: () = assert!(SDP_BYTES_MAX <= SIP_BODY_BYTES_MAX);

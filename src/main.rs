@@ -1,1 +1,97 @@
-fn main(){}
+//! The `imrelay` command: parses arguments and hands over to the library. No logic here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use imrelay::config::{Config, Cores, Overrides};
+
+#[derive(Parser)]
+#[command(name = "imrelay", version, about = "SIP/SIMPLE instant-messaging appliance with offline store-and-forward")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (every configured role) until SIGTERM or SIGINT.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file; without it the embedded default is used
+    /// (domain localhost, SIP on 127.0.0.1:5060 UDP and TCP, every role).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// SIP listen address for UDP and TCP (port 0 picks a free port).
+    #[arg(long, value_name = "IP:PORT")]
+    sip_addr: Option<std::net::SocketAddr>,
+    /// MSRP base port: shard i listens on PORT + i.
+    #[arg(long, value_name = "PORT")]
+    msrp_port: Option<u16>,
+    /// Directory for the deferred store and other state.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// CPUs to run shards on: `all`, a count, or a list like `0,2-3`.
+    #[arg(long, value_name = "N|LIST", value_parser = Cores::parse_flag)]
+    cores: Option<Cores>,
+    /// The SIP domain served (replaces the configured domains).
+    #[arg(long, value_name = "NAME")]
+    domain: Option<String>,
+    /// Validate the configuration, print the effective configuration as TOML, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let overrides = Overrides {
+        sip_addr: args.sip_addr,
+        msrp_port: args.msrp_port,
+        state_dir: args.state_dir,
+        cores: args.cores,
+        domain: args.domain,
+    };
+    let state_directory = std::env::var("STATE_DIRECTORY").ok();
+    let cfg = match Config::load(args.config.as_deref(), &overrides, state_directory.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imrelay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        print!("{}", cfg.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&cfg.log.level);
+    match imrelay::runtime::serve(&cfg) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("imrelay: cannot start: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Structured logs on stderr; `RUST_LOG` overrides the configured level.
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

@@ -427,14 +427,14 @@ impl Message {
                 max: SIP_URI_BYTES_MAX,
             });
         }
-        check_version(version)?;
         let uri_start = start + sp1 + 1;
+        // The request is recorded before the version check so that a `505` can be answered.
         self.start = StartLine::Request {
             method: Method::from_token(method),
             method_span: Span::new(start, start + sp1),
             uri: Span::new(uri_start, uri_start + sp2),
         };
-        Ok(())
+        check_version(version)
     }
 
     /// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF (§7.2).

@@ -7,3 +7,5 @@ pub mod message;
 pub mod print;
 pub mod sdp;
 pub mod transaction;
+pub mod uri;
+pub mod values;

@@ -1,0 +1,21 @@
+//! Messages between shards.
+//!
+//! Shards share nothing; when one holds what another needs — a socket, a registration — it
+//! sends an owned [`ShardMsg`] over glommio's channel mesh (one bounded SPSC channel per
+//! ordered pair of shards). A cross-core hop costs tens of microseconds here (see
+//! ARCHITECTURE.md), so hot paths stay on one shard and only ownership crossings use this.
+
+use crate::shard::ShardStats;
+use crate::transport::Transmit;
+
+/// What one shard asks of another.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// Write this on a socket the receiving shard owns (a stream connection it accepted).
+    Transmit(Transmit),
+    /// A shard's final counters, sent to shard 0 when the process stops.
+    Stats { shard: usize, stats: ShardStats },
+    /// A liveness probe; the receiver answers with [`ShardMsg::Pong`] (startup self-check).
+    Ping { from: usize, seq: u64 },
+    Pong { from: usize, seq: u64 },
+}

@@ -1,0 +1,263 @@
+//! The runtime: the only part of imrelay that touches glommio, sockets, clocks and signals.
+//!
+//! [`serve`] binds every socket on the main thread (so a bad address fails the start with a
+//! clear error), starts one glommio executor per configured CPU, pinned, waits until every
+//! shard reports ready (mesh joined, every peer answered a ping, listeners running), tells
+//! systemd, then supervises: it pings systemd's watchdog only while every shard's heartbeat
+//! advances, and on SIGTERM/SIGINT lets the shards finish in-flight work within the grace
+//! period and collects their counters over the mesh.
+
+pub mod mesh;
+pub mod sd_notify;
+mod shard_task;
+pub mod sockets;
+pub mod system;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::{Config, SipTransport};
+use crate::limits::MESH_CHANNEL_MESSAGES_MAX;
+use crate::shard::ShardStats;
+pub use system::StartError;
+
+/// How long a shard may take to come up before the start is declared failed.
+const SHARD_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often the supervisor looks at the stop flag and the heartbeats.
+const SUPERVISOR_TICK: Duration = Duration::from_millis(50);
+
+/// What a finished `serve` reports.
+#[derive(Debug, Clone, Default)]
+pub struct ServeReport {
+    /// Counters summed over every shard (collected by shard 0 over the mesh).
+    pub totals: ShardStats,
+    /// Counters of each shard, in shard order.
+    pub per_shard: Vec<ShardStats>,
+}
+
+/// What every shard gets from the supervisor.
+pub(crate) struct ShardSetup {
+    pub index: usize,
+    pub shards: usize,
+    pub udp_fd: Option<std::os::fd::RawFd>,
+    pub tcp_fd: Option<std::os::fd::RawFd>,
+    pub identity: crate::config::Identity,
+    pub seed: u64,
+    pub stop: Arc<AtomicBool>,
+    pub heartbeat: Arc<AtomicU64>,
+    pub grace: Duration,
+    pub ready: crossbeam::channel::Sender<Result<(), String>>,
+    pub mesh: glommio::channels::channel_mesh::MeshBuilder<mesh::ShardMsg, glommio::channels::channel_mesh::Full>,
+}
+
+/// Something the running server says on stdout (the loopback tests read these lines).
+fn announce(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "imrelay: {line}");
+    let _ = out.flush();
+}
+
+/// Runs the server until SIGTERM/SIGINT. Returns once every shard has stopped.
+pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
+    let allowed = system::allowed_cpus()?;
+    let cpus = cfg.server.cores.resolve(&allowed).map_err(StartError::Config)?;
+    system::check_memlock()?;
+    std::fs::create_dir_all(&cfg.server.state_dir).map_err(|error| StartError::StateDir {
+        path: cfg.server.state_dir.clone(),
+        error,
+    })?;
+    let udp = cfg.server.transports.contains(&SipTransport::Udp);
+    let tcp = cfg.server.transports.contains(&SipTransport::Tcp);
+    let (sockets, bound) = sockets::bind_sip(cfg.server.sip_addr, cpus.len(), udp, tcp)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(StartError::Signals)?;
+    }
+    let notifier = sd_notify::Notifier::from_env().map_err(|e| StartError::Notify(e.to_string()))?;
+    let watchdog = sd_notify::watchdog_interval().map_err(|e| StartError::Notify(e.to_string()))?;
+
+    let mut identity = cfg.identity();
+    identity.addr = bound;
+    let mesh = glommio::channels::channel_mesh::MeshBuilder::full(cpus.len(), MESH_CHANNEL_MESSAGES_MAX);
+    let heartbeats: Vec<Arc<AtomicU64>> = (0..cpus.len()).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let grace = Duration::from_millis(cfg.server.shutdown_grace_ms);
+
+    let mut handles = Vec::with_capacity(cpus.len());
+    let mut readies = Vec::with_capacity(cpus.len());
+    let mut failure: Option<StartError> = None;
+    for (index, (&cpu, socks)) in cpus.iter().zip(sockets).enumerate() {
+        let (ready_tx, ready_rx) = crossbeam::channel::bounded(1);
+        let setup = ShardSetup {
+            index,
+            shards: cpus.len(),
+            udp_fd: socks.udp,
+            tcp_fd: socks.tcp,
+            identity: identity.clone(),
+            seed: random_seed(),
+            stop: Arc::clone(&stop),
+            heartbeat: Arc::clone(&heartbeats[index]),
+            grace,
+            ready: ready_tx,
+            mesh: mesh.clone(),
+        };
+        let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("imrelay-shard-{index}"))
+            .detect_stalls(Some(Box::new(glommio::DefaultStallDetectionHandler {})))
+            .spawn(move || shard_task::run(setup));
+        match spawned {
+            Ok(h) => {
+                handles.push((index, cpu, h));
+                readies.push((index, cpu, ready_rx));
+            }
+            Err(e) => {
+                failure = Some(system::executor_error(index, cpu, e.to_string()));
+                break;
+            }
+        }
+    }
+
+    // Wait for every shard to report ready. A shard whose executor died never reports: its
+    // sender is dropped and the error comes from its join handle.
+    if failure.is_none() {
+        let deadline = Instant::now() + SHARD_START_TIMEOUT;
+        for (index, cpu, rx) in &readies {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Ok(())) => {}
+                Ok(Err(detail)) => {
+                    failure = Some(system::executor_error(*index, *cpu, detail));
+                    break;
+                }
+                Err(crossbeam::channel::RecvTimeoutError::Disconnected) => {
+                    failure = Some(system::executor_error(*index, *cpu, "executor exited before it was ready".into()));
+                    break;
+                }
+                Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
+                    failure = Some(StartError::Executor {
+                        shard: *index,
+                        cpu: *cpu,
+                        detail: format!("not ready within {SHARD_START_TIMEOUT:?}"),
+                    });
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(mut err) = failure {
+        stop.store(true, Ordering::SeqCst);
+        for (index, cpu, h) in handles {
+            if let Err(e) = h.join() {
+                // The executor's own error says more than "exited before ready".
+                if matches!(&err, StartError::Executor { shard, .. } if *shard == index) {
+                    err = system::executor_error(index, cpu, e.to_string());
+                }
+            }
+        }
+        return Err(err);
+    }
+
+    let transports = match (udp, tcp) {
+        (true, true) => "udp+tcp",
+        (true, false) => "udp",
+        _ => "tcp",
+    };
+    announce(&format!(
+        "ready: sip {transports} {bound}, {} shard(s) on CPUs {cpus:?}, state {}",
+        cpus.len(),
+        cfg.server.state_dir.display()
+    ));
+    tracing::info!(%bound, shards = cpus.len(), "ready");
+    if let Some(n) = &notifier {
+        let _ = n.status(&format!("serving SIP on {bound} with {} shards", cpus.len()));
+        let _ = n.ready();
+    }
+
+    supervise(&stop, &heartbeats, notifier.as_ref(), watchdog);
+    if let Some(n) = &notifier {
+        let _ = n.stopping();
+    }
+
+    let mut report = ServeReport {
+        per_shard: vec![ShardStats::default(); handles.len()],
+        ..Default::default()
+    };
+    for (index, cpu, h) in handles {
+        match h.join() {
+            Ok(r) => {
+                report.per_shard[index] = r.own;
+                if let Some(t) = r.totals {
+                    report.totals = t;
+                }
+            }
+            Err(e) => tracing::error!(shard = index, cpu, error = %e, "shard ended with an error"),
+        }
+    }
+    announce(&format!(
+        "stopped: {} requests, {} responses sent, {} malformed, {} retransmissions absorbed",
+        report.totals.requests,
+        report.totals.responses_sent,
+        report.totals.malformed,
+        report.totals.retransmissions_absorbed
+    ));
+    Ok(report)
+}
+
+/// Waits for the stop flag; meanwhile pings systemd's watchdog only while every shard's
+/// heartbeat keeps moving (a wedged shard must get the service restarted, RFC-free common
+/// sense: the watchdog is a liveness proof of the shards, not of this thread).
+fn supervise(
+    stop: &AtomicBool,
+    heartbeats: &[Arc<AtomicU64>],
+    notifier: Option<&sd_notify::Notifier>,
+    watchdog: Option<Duration>,
+) {
+    let mut last: Vec<u64> = heartbeats.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+    let mut next_ping = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(SUPERVISOR_TICK);
+        let (Some(n), Some(every)) = (notifier, watchdog) else {
+            continue;
+        };
+        if Instant::now() < next_ping {
+            continue;
+        }
+        let now: Vec<u64> = heartbeats.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+        let stalled: Vec<usize> = now
+            .iter()
+            .zip(&last)
+            .enumerate()
+            .filter(|(_, (a, b))| a == b)
+            .map(|(i, _)| i)
+            .collect();
+        if stalled.is_empty() {
+            let _ = n.watchdog();
+        } else {
+            tracing::warn!(?stalled, "shard heartbeat did not advance; withholding watchdog ping");
+        }
+        last = now;
+        next_ping = Instant::now() + every;
+    }
+}
+
+/// 64 bits from the kernel's random source, for the shards' id generators.
+fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most `b.len()` bytes into the valid buffer.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == b.len() as isize {
+        u64::from_ne_bytes(b)
+    } else {
+        // No entropy source (very old kernel): fall back to the clock; tags stay unique per
+        // shard because the generator is a full-period permutation.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
+    }
+}
+

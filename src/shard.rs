@@ -1,0 +1,604 @@
+//! One shard's protocol state machine, without I/O.
+//!
+//! The runtime feeds a [`Shard`] what arrives — datagrams, stream bytes, the passing of time —
+//! and drains what it must send with [`Shard::poll_transmit`] and when to wake it with
+//! [`Shard::poll_timeout`]. Everything in here is deterministic given its inputs (`now`, the
+//! bytes, and the seed of its id generator), which is what lets tests drive a shard with
+//! virtual time and exact byte sequences.
+//!
+//! What a shard answers at this stage (the roles plug in behind [`Shard::on_request`]):
+//! - `OPTIONS` for this server: `200` with `Allow`, `Accept`, `Supported` (RFC 3261 §11.2);
+//! - `ACK`: never answered; a non-2xx ACK is absorbed by its INVITE transaction;
+//! - `CANCEL`: `200` when it matches an INVITE transaction, `481` otherwise (§9.2);
+//! - any other method: `501 Not Implemented` with `Allow` (§8.2.1);
+//! - a Request-URI that is not this server: `404` (`483` when Max-Forwards is 0), an unknown
+//!   URI scheme `416`, an unsupported `Require` `420`;
+//! - malformed requests: the status [`SipError::response`] maps them to, with a `Warning`.
+//!
+//! Retransmitted requests are absorbed by the server transactions of [`crate::sip::transaction`].
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use crate::config::Identity;
+use crate::sip::error::SipError;
+use crate::sip::header::HeaderName;
+use crate::sip::message::{Framing, Message, Method, ParseError, StartLine};
+use crate::sip::print::{self, ResponseParts, ViaReceived};
+use crate::sip::transaction::{RequestMatch, ServerTransactions, TxKey, TxKind, TxOutput};
+use crate::sip::uri::{AbsoluteUri, Host, SipUri, UriError};
+use crate::sip::values::{CSeq, MaxForwards, Rport, ValueError, Via};
+use crate::transport::{ConnId, Peer, Transmit, Transport};
+
+/// Methods this server implements (the `Allow` header).
+pub const ALLOW: &[u8] = b"OPTIONS, ACK, CANCEL";
+/// Body types this server accepts (the `Accept` header of an `OPTIONS` answer).
+pub const ACCEPT: &[u8] = b"application/sdp";
+/// Option tags this server supports (`Supported`; empty: no extension yet).
+pub const SUPPORTED: &[u8] = b"";
+
+/// Counters of one shard, read by the runtime for logs and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub requests: u64,
+    pub responses_received: u64,
+    pub responses_sent: u64,
+    pub retransmissions_absorbed: u64,
+    pub malformed: u64,
+    pub keepalives: u64,
+    pub dropped: u64,
+}
+
+impl ShardStats {
+    pub fn add(&mut self, o: &ShardStats) {
+        self.requests += o.requests;
+        self.responses_received += o.responses_received;
+        self.responses_sent += o.responses_sent;
+        self.retransmissions_absorbed += o.retransmissions_absorbed;
+        self.malformed += o.malformed;
+        self.keepalives += o.keepalives;
+        self.dropped += o.dropped;
+    }
+}
+
+/// What became of a stream buffer handed to [`Shard::handle_stream`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamStatus {
+    /// Bytes used from the front of the buffer; the rest waits for more data.
+    pub consumed: usize,
+    /// The stream can no longer be framed: close it once queued output is written.
+    pub close: bool,
+}
+
+/// A small deterministic generator for tags (RFC 3261 §19.3 wants at least 32 random bits;
+/// tags are not secrets). Seeded by the runtime from the OS.
+#[derive(Debug, Clone)]
+struct IdGen(u64);
+
+impl IdGen {
+    fn next(&mut self) -> u64 {
+        // xorshift64* (Vigna): full period over non-zero states.
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// A protocol state machine for one core.
+pub struct Shard {
+    msg: Message,
+    core: Core,
+}
+
+/// Everything of a shard but the message scratch (so a parsed message can be read while the
+/// rest is mutated).
+struct Core {
+    id: usize,
+    identity: Identity,
+    txns: ServerTransactions,
+    out: VecDeque<Transmit>,
+    pool: Vec<Vec<u8>>,
+    ids: IdGen,
+    stats: ShardStats,
+}
+
+/// Buffers kept for reuse, at most.
+const BUFFER_POOL_MAX: usize = 256;
+
+impl Shard {
+    /// A shard numbered `id`, answering as `identity`; `seed` seeds its tag generator.
+    pub fn new(id: usize, identity: Identity, seed: u64) -> Shard {
+        Shard {
+            msg: Message::new(),
+            core: Core {
+                id,
+                identity,
+                txns: ServerTransactions::default(),
+                out: VecDeque::new(),
+                pool: Vec::new(),
+                ids: IdGen(seed | 1),
+                stats: ShardStats::default(),
+            },
+        }
+    }
+
+    pub fn id(&self) -> usize {
+        self.core.id
+    }
+
+    /// Handles one UDP datagram from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: from,
+        };
+        match self.msg.parse_datagram(bytes) {
+            Ok(Framing::KeepAlive(_)) => self.core.stats.keepalives += 1,
+            Ok(_) => self.core.on_message(now, peer, &self.msg, bytes),
+            Err(e) => self.core.on_malformed(peer, &self.msg, bytes, &e),
+        }
+    }
+
+    /// Handles the bytes buffered on stream connection `conn`: every complete message at the
+    /// front of `buf` is processed. The caller drops `consumed` bytes and keeps the rest.
+    pub fn handle_stream(&mut self, now: Instant, conn: ConnId, from: SocketAddr, buf: &[u8]) -> StreamStatus {
+        let peer = Peer {
+            transport: Transport::Tcp(conn),
+            addr: from,
+        };
+        let mut pos = 0;
+        while pos < buf.len() {
+            let rest = &buf[pos..];
+            match self.msg.parse_stream(rest) {
+                Ok(Framing::Partial) => break,
+                Ok(Framing::KeepAlive(n)) => {
+                    self.core.stats.keepalives += 1;
+                    // RFC 5626 §4.4.1: a double-CRLF ping gets a single-CRLF pong.
+                    if n >= 4 {
+                        self.core.queue(peer, b"\r\n");
+                    }
+                    pos += n;
+                }
+                Ok(Framing::Complete(n)) => {
+                    self.core.on_message(now, peer, &self.msg, &rest[..n]);
+                    pos += n;
+                }
+                Err(e) => {
+                    let framed = e.frame_len.map(|n| &rest[..n.min(rest.len())]).unwrap_or(rest);
+                    self.core.on_malformed(peer, &self.msg, framed, &e);
+                    match e.frame_len {
+                        Some(n) if n <= rest.len() => pos += n,
+                        _ => {
+                            return StreamStatus {
+                                consumed: buf.len(),
+                                close: true,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        StreamStatus {
+            consumed: pos,
+            close: false,
+        }
+    }
+
+    /// The next message to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.core.out.pop_front()
+    }
+
+    /// Gives a sent buffer back for reuse.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.core.pool.len() < BUFFER_POOL_MAX {
+            buf.clear();
+            self.core.pool.push(buf);
+        }
+    }
+
+    /// When [`Shard::handle_timeout`] must next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.core.txns.poll_timeout()
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.core.txns.handle_timeout(now);
+        self.core.drain_tx_outputs();
+    }
+
+    pub fn stats(&self) -> ShardStats {
+        self.core.stats
+    }
+
+    /// Number of live server transactions (in-flight work).
+    pub fn transactions(&self) -> usize {
+        self.core.txns.len()
+    }
+}
+
+impl Core {
+    fn buffer(&mut self) -> Vec<u8> {
+        self.pool.pop().unwrap_or_else(|| Vec::with_capacity(1024))
+    }
+
+    fn queue(&mut self, to: Peer, bytes: &[u8]) {
+        let mut b = self.buffer();
+        b.extend_from_slice(bytes);
+        self.out.push_back(Transmit { to, bytes: b });
+    }
+
+    fn drain_tx_outputs(&mut self) {
+        while let Some(o) = self.txns.poll_output() {
+            match o {
+                TxOutput::Resend { to, bytes_of } => {
+                    let mut b = self.buffer();
+                    if let Some(r) = self.txns.response(bytes_of) {
+                        b.extend_from_slice(r);
+                        self.out.push_back(Transmit { to, bytes: b });
+                        self.stats.responses_sent += 1;
+                    } else {
+                        self.pool.push(b);
+                    }
+                }
+                TxOutput::AckTimeout(_) => {}
+            }
+        }
+    }
+
+    fn on_message(&mut self, now: Instant, peer: Peer, msg: &Message, buf: &[u8]) {
+        if !msg.is_request() {
+            // No client transactions exist yet, so every response is stray (§18.1.2: drop).
+            self.stats.responses_received += 1;
+            self.stats.dropped += 1;
+            return;
+        }
+        self.stats.requests += 1;
+        if let Err(e) = self.on_request(now, peer, msg, buf) {
+            self.stats.malformed += 1;
+            self.reject(peer, msg, buf, &e);
+        }
+    }
+
+    fn on_malformed(&mut self, peer: Peer, msg: &Message, buf: &[u8], e: &ParseError) {
+        self.stats.malformed += 1;
+        if msg.is_request() && msg.method() != Some(Method::Ack) {
+            self.reject(peer, msg, buf, &e.error);
+        } else {
+            self.stats.dropped += 1;
+        }
+    }
+
+    /// Answers a request that failed validation, statelessly (§8.2: such answers need no
+    /// transaction; a retransmission fails the same way and gets the same answer).
+    fn reject(&mut self, peer: Peer, msg: &Message, buf: &[u8], e: &SipError) {
+        if msg.method() == Some(Method::Ack) {
+            self.stats.dropped += 1;
+            return;
+        }
+        let Some(via_value) = msg.value(buf, HeaderName::Via) else {
+            // Without a Via there is nowhere to send a response (§18.2.2).
+            self.stats.dropped += 1;
+            return;
+        };
+        let via = first_via(via_value).ok();
+        let (code, reason) = e.response();
+        let text = e.to_string();
+        let mut tag = [0u8; 16];
+        let tag = self.tag(&mut tag);
+        let (dest, received) = response_destination(peer, via.as_ref());
+        let mut ip = IpText::default();
+        let parts = ResponseParts {
+            to_tag: Some(tag),
+            via: ViaReceived {
+                received: received.map(|a| ip.of(a)),
+                rport: via.as_ref().and_then(|v| matches!(v.rport(), Rport::Empty).then_some(peer.addr.port())),
+            },
+            warning: Some(&text),
+            ..Default::default()
+        };
+        let mut b = self.buffer();
+        print::write_response(&mut b, msg, buf, code, reason, &parts);
+        self.stats.responses_sent += 1;
+        self.out.push_back(Transmit { to: dest, bytes: b });
+    }
+
+    /// A tag: the shard number then 64 random bits, in hex (≤ 16 bytes written into `buf`).
+    fn tag<'b>(&mut self, buf: &'b mut [u8; 16]) -> &'b [u8] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let r = self.ids.next();
+        buf[0] = HEX[(self.id >> 4) & 15];
+        buf[1] = HEX[self.id & 15];
+        for (i, slot) in buf[2..16].iter_mut().enumerate() {
+            *slot = HEX[((r >> (i * 4)) & 15) as usize];
+        }
+        &buf[..]
+    }
+
+    /// Validates a request, matches it to a transaction and answers it.
+    fn on_request(&mut self, now: Instant, peer: Peer, msg: &Message, buf: &[u8]) -> Result<(), SipError> {
+        msg.check_mandatory()?;
+        let StartLine::Request { method, uri, .. } = msg.start() else {
+            return Ok(());
+        };
+        let via_value = msg.value(buf, HeaderName::Via).unwrap_or_default();
+        let via = first_via(via_value).map_err(|e| SipError::BadHeaderValue {
+            name: HeaderName::Via,
+            reason: e.reason(),
+        })?;
+        let cseq = CSeq::parse(msg.value(buf, HeaderName::CSeq).unwrap_or_default()).map_err(|e| {
+            SipError::BadHeaderValue {
+                name: HeaderName::CSeq,
+                reason: e.reason(),
+            }
+        })?;
+        let method_token = match msg.start() {
+            StartLine::Request { method_span, .. } => method_span.of(buf),
+            StartLine::Response { .. } => &[][..],
+        };
+        if cseq.method != method_token {
+            return Err(SipError::CSeqMethodMismatch);
+        }
+
+        let kind = if matches!(method, Method::Invite | Method::Ack) {
+            TxKind::Invite
+        } else {
+            TxKind::NonInvite
+        };
+        let is_cancel = method == Method::Cancel;
+        let mut sent_by = [0u8; SENT_BY_KEY_BYTES_MAX];
+        let sent_by = sent_by_key(&via, &mut sent_by);
+        let key = match via.branch().filter(|_| via.branch_is_rfc3261()) {
+            Some(branch) => TxKey::new(kind, is_cancel, sent_by, branch),
+            // RFC 2543 peers (§17.2.3): the Call-ID stands in for the branch (the CSeq number
+            // and method are the same for a retransmission, and the kind is in the key).
+            None => TxKey::new(
+                kind,
+                is_cancel,
+                sent_by,
+                msg.value(buf, HeaderName::CallId).unwrap_or_default(),
+            ),
+        }
+        .map_err(|_| SipError::BadHeaderValue {
+            name: HeaderName::Via,
+            reason: "Via Branch Too Long",
+        })?;
+
+        let id = match self.txns.on_request(now, key.clone(), method == Method::Ack, peer) {
+            RequestMatch::New(id) => id,
+            RequestMatch::Retransmission => {
+                self.stats.retransmissions_absorbed += 1;
+                self.drain_tx_outputs();
+                return Ok(());
+            }
+            RequestMatch::AckAbsorbed | RequestMatch::AckForTu => return Ok(()),
+            RequestMatch::Full => {
+                self.respond_stateless(peer, msg, buf, &via, 503, "Service Unavailable", &[("Retry-After", b"5")]);
+                return Ok(());
+            }
+        };
+
+        let (code, reason, extra): (u16, &str, &[(&str, &[u8])]) = match self.decide(msg, buf, method, uri, &key) {
+            Ok(answer) => answer,
+            Err(e) => {
+                // A refusal that needs a transaction (so retransmissions are absorbed).
+                let (code, reason) = e.response();
+                let text = e.to_string();
+                self.respond(now, peer, msg, buf, &via, id, code, reason, &[], Some(&text));
+                return Ok(());
+            }
+        };
+        self.respond(now, peer, msg, buf, &via, id, code, reason, extra, None);
+        Ok(())
+    }
+
+    /// The answer to a new request (the transaction user's decision at this stage).
+    fn decide(
+        &self,
+        msg: &Message,
+        buf: &[u8],
+        method: Method,
+        uri: crate::wire::Span,
+        key: &TxKey,
+    ) -> Result<(u16, &'static str, &'static [(&'static str, &'static [u8])]), SipError> {
+        if method == Method::Cancel {
+            // §9.2: a CANCEL for an INVITE this server already answered finally gets 200.
+            let found = key.cancelled_invite().and_then(|k| self.txns.find(&k));
+            return Ok(match found {
+                Some(_) => (200, "OK", &[]),
+                None => (481, "Call/Transaction Does Not Exist", &[]),
+            });
+        }
+        let uri_bytes = uri.of(buf);
+        let uri = SipUri::parse(uri_bytes).map_err(|e| match e {
+            // A well-formed URI of another scheme (tel:, im:, …): §8.2.2.1 says 416.
+            UriError::BadScheme if AbsoluteUri::parse(uri_bytes).is_ok() => {
+                SipError::UnsupportedUriScheme
+            }
+            _ => SipError::BadUri { reason: e.reason() },
+        })?;
+        if !self.identity.is_myself(uri.host_bytes(), uri.port()) {
+            let mf = msg.value(buf, HeaderName::MaxForwards).map(MaxForwards::parse);
+            if let Some(Ok(MaxForwards(0))) = mf {
+                return Err(SipError::TooManyHops);
+            }
+            return Ok((404, "Not Found", &[]));
+        }
+        if let Some(r) = msg.header(HeaderName::Require) {
+            if !r.value.of(buf).is_empty() {
+                return Err(SipError::BadExtension);
+            }
+        }
+        Ok(match method {
+            Method::Options => (
+                200,
+                "OK",
+                &[
+                    ("Allow", ALLOW),
+                    ("Accept", ACCEPT),
+                    ("Accept-Encoding", b"identity"),
+                    ("Accept-Language", b"en"),
+                    ("Supported", SUPPORTED),
+                ],
+            ),
+            _ => (501, "Not Implemented", &[("Allow", ALLOW)]),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn respond(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        via: &Via<'_>,
+        id: crate::sip::transaction::TxId,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, &[u8])],
+        warning: Option<&str>,
+    ) {
+        let mut tag = [0u8; 16];
+        let tag = self.tag(&mut tag);
+        let (dest, received) = response_destination(peer, Some(via));
+        let mut ip = IpText::default();
+        let with_unsupported;
+        let extra = if code == 420 {
+            with_unsupported = [("Unsupported", msg.value(buf, HeaderName::Require).unwrap_or_default())];
+            &with_unsupported[..]
+        } else {
+            extra
+        };
+        let parts = ResponseParts {
+            to_tag: Some(tag),
+            via: ViaReceived {
+                received: received.map(|a| ip.of(a)),
+                rport: matches!(via.rport(), Rport::Empty).then_some(peer.addr.port()),
+            },
+            headers: extra,
+            warning,
+            body: None,
+        };
+        let mut b = self.buffer();
+        print::write_response(&mut b, msg, buf, code, reason, &parts);
+        self.txns.on_response(now, id, code, &b);
+        self.stats.responses_sent += 1;
+        self.out.push_back(Transmit { to: dest, bytes: b });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn respond_stateless(
+        &mut self,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        via: &Via<'_>,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, &[u8])],
+    ) {
+        let (dest, received) = response_destination(peer, Some(via));
+        let mut ip = IpText::default();
+        let parts = ResponseParts {
+            via: ViaReceived {
+                received: received.map(|a| ip.of(a)),
+                rport: matches!(via.rport(), Rport::Empty).then_some(peer.addr.port()),
+            },
+            headers: extra,
+            ..Default::default()
+        };
+        let mut b = self.buffer();
+        print::write_response(&mut b, msg, buf, code, reason, &parts);
+        self.stats.responses_sent += 1;
+        self.out.push_back(Transmit { to: dest, bytes: b });
+    }
+}
+
+/// Where a response goes (RFC 3261 §18.2.2, RFC 3581 §4), and the `received` value to add.
+///
+/// Streams answer on the connection the request came in on. Datagrams go to the source
+/// address when the client asked for `rport`; otherwise to the source IP (recorded as
+/// `received` when it differs from the `sent-by` host) at the `sent-by` port, 5060 by default.
+fn response_destination(peer: Peer, via: Option<&Via<'_>>) -> (Peer, Option<IpAddr>) {
+    let src_ip = peer.addr.ip();
+    let Some(via) = via else {
+        return (peer, None);
+    };
+    let sent_by_is_source = via.host().ip() == Some(src_ip);
+    let rport = !matches!(via.rport(), Rport::Absent);
+    let received = (!sent_by_is_source || rport).then_some(src_ip);
+    if peer.transport.is_reliable() || rport {
+        return (peer, received);
+    }
+    let port = via.port().unwrap_or(5060);
+    (
+        Peer {
+            transport: peer.transport,
+            addr: SocketAddr::new(src_ip, port),
+        },
+        received,
+    )
+}
+
+/// The top Via value of a field (which may hold several, comma-separated).
+fn first_via(value: &[u8]) -> Result<Via<'_>, ValueError> {
+    match Via::parse_all(value).next() {
+        Some(v) => v,
+        None => Via::parse(value),
+    }
+}
+
+/// Longest sent-by in a transaction key: a host name, or an address in binary, and a port.
+const SENT_BY_KEY_BYTES_MAX: usize = crate::limits::SIP_URI_BYTES_MAX / 4;
+
+/// The Via sent-by as key bytes (§17.2.3 compares sent-by): host names lower-cased by the key,
+/// IP addresses as their octets so that textual variants of one address match, then the port.
+fn sent_by_key<'k>(via: &Via<'_>, out: &'k mut [u8; SENT_BY_KEY_BYTES_MAX]) -> &'k [u8] {
+    let mut n = 0;
+    let mut put = |b: &[u8], n: &mut usize| {
+        let take = b.len().min(SENT_BY_KEY_BYTES_MAX - 3 - *n);
+        out[*n..*n + take].copy_from_slice(&b[..take]);
+        *n += take;
+    };
+    match via.host() {
+        Host::Name(name) => put(name, &mut n),
+        Host::V4(ip) => put(&ip.octets(), &mut n),
+        Host::V6(ip) => put(&ip.octets(), &mut n),
+    }
+    put(b":", &mut n);
+    put(&via.port().unwrap_or(0).to_be_bytes(), &mut n);
+    &out[..n]
+}
+
+/// Room to print an IP address without allocating.
+struct IpText {
+    buf: [u8; 48],
+}
+
+impl Default for IpText {
+    fn default() -> Self {
+        IpText { buf: [0; 48] }
+    }
+}
+
+impl IpText {
+    fn of(&mut self, ip: IpAddr) -> &[u8] {
+        use std::io::Write;
+        let mut cur = std::io::Cursor::new(&mut self.buf[..]);
+        // An IPv6 address prints in at most 45 bytes: it always fits.
+        let _ = write!(cur, "{ip}");
+        let n = cur.position() as usize;
+        &self.buf[..n]
+    }
+}
+
+#[cfg(test)]
+mod tests;
