@@ -27,7 +27,7 @@ use crate::sip::header::HeaderName;
 use crate::sip::message::{Framing, Message, Method, ParseError, StartLine};
 use crate::sip::print::{self, ResponseParts, ViaReceived};
 use crate::sip::transaction::{RequestMatch, ServerTransactions, TxKey, TxKind, TxOutput};
-use crate::sip::uri::{AbsoluteUri, Host, SipUri, UriError};
+use crate::sip::uri::{Host, SipUri, UriError};
 use crate::sip::values::{CSeq, MaxForwards, Rport, ValueError, Via};
 use crate::transport::{ConnId, Peer, Transmit, Transport};
 
@@ -419,9 +419,7 @@ impl Core {
         let uri_bytes = uri.of(buf);
         let uri = SipUri::parse(uri_bytes).map_err(|e| match e {
             // A well-formed URI of another scheme (tel:, im:, …): §8.2.2.1 says 416.
-            UriError::BadScheme if AbsoluteUri::parse(uri_bytes).is_ok() => {
-                SipError::UnsupportedUriScheme
-            }
+            UriError::UnsupportedScheme => SipError::UnsupportedUriScheme,
             _ => SipError::BadUri { reason: e.reason() },
         })?;
         if !self.identity.is_myself(uri.host_bytes(), uri.port()) {
