@@ -112,7 +112,8 @@ impl HeaderName {
         }
     }
 
-    /// Looks a field name up, case-insensitively, including compact forms.
+    /// Looks a field name up, case-insensitively, including compact forms. A known answer
+    /// implies `name` is a valid `token`; [`HeaderName::Other`] says nothing about it.
     ///
     /// Dispatches on the length and the first byte so that a lookup compares at most a few
     /// candidates; no hashing and no allocation.
@@ -190,7 +191,7 @@ impl HeaderName {
             _ => &[],
         };
         for &c in candidates {
-            if c.as_str().as_bytes().eq_ignore_ascii_case(name) {
+            if crate::wire::token_eq_ignore_case(name, c.as_str().as_bytes()) {
                 return c;
             }
         }
