@@ -533,7 +533,11 @@ impl Identity {
             Ok(h) => h.trim_start_matches('[').trim_end_matches(']'),
             Err(_) => return false,
         };
-        if self.names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(host_s.as_bytes())) {
+        if self
+            .names
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(host_s.as_bytes()))
+        {
             return true;
         }
         let Ok(ip) = host_s.parse::<IpAddr>() else {
@@ -559,7 +563,9 @@ fn is_host_name(s: &str) -> bool {
         && s.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })

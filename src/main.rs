@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use imrelay::config::{Config, Cores, Overrides};
 
 #[derive(Parser)]
-#[command(name = "imrelay", version, about = "SIP/SIMPLE instant-messaging appliance with offline store-and-forward")]
+#[command(
+    name = "imrelay",
+    version,
+    about = "SIP/SIMPLE instant-messaging appliance with offline store-and-forward"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -62,7 +66,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         domain: args.domain,
     };
     let state_directory = std::env::var("STATE_DIRECTORY").ok();
-    let cfg = match Config::load(args.config.as_deref(), &overrides, state_directory.as_deref()) {
+    let cfg = match Config::load(
+        args.config.as_deref(),
+        &overrides,
+        state_directory.as_deref(),
+    ) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("imrelay: {e}");

@@ -71,6 +71,9 @@ pub struct StreamStatus {
     pub close: bool,
 }
 
+/// A final answer chosen for a request: status, reason phrase, extra header lines.
+type Answer = (u16, &'static str, &'static [(&'static str, &'static [u8])]);
+
 /// A small deterministic generator for tags (RFC 3261 §19.3 wants at least 32 random bits;
 /// tags are not secrets). Seeded by the runtime from the OS.
 #[derive(Debug, Clone)]
@@ -145,7 +148,13 @@ impl Shard {
 
     /// Handles the bytes buffered on stream connection `conn`: every complete message at the
     /// front of `buf` is processed. The caller drops `consumed` bytes and keeps the rest.
-    pub fn handle_stream(&mut self, now: Instant, conn: ConnId, from: SocketAddr, buf: &[u8]) -> StreamStatus {
+    pub fn handle_stream(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        from: SocketAddr,
+        buf: &[u8],
+    ) -> StreamStatus {
         let peer = Peer {
             transport: Transport::Tcp(conn),
             addr: from,
@@ -168,7 +177,10 @@ impl Shard {
                     pos += n;
                 }
                 Err(e) => {
-                    let framed = e.frame_len.map(|n| &rest[..n.min(rest.len())]).unwrap_or(rest);
+                    let framed = e
+                        .frame_len
+                        .map(|n| &rest[..n.min(rest.len())])
+                        .unwrap_or(rest);
                     self.core.on_malformed(peer, &self.msg, framed, &e);
                     match e.frame_len {
                         Some(n) if n <= rest.len() => pos += n,
@@ -299,7 +311,9 @@ impl Core {
             to_tag: Some(tag),
             via: ViaReceived {
                 received: received.map(|a| ip.of(a)),
-                rport: via.as_ref().and_then(|v| matches!(v.rport(), Rport::Empty).then_some(peer.addr.port())),
+                rport: via
+                    .as_ref()
+                    .and_then(|v| matches!(v.rport(), Rport::Empty).then_some(peer.addr.port())),
             },
             warning: Some(&text),
             ..Default::default()
@@ -323,7 +337,13 @@ impl Core {
     }
 
     /// Validates a request, matches it to a transaction and answers it.
-    fn on_request(&mut self, now: Instant, peer: Peer, msg: &Message, buf: &[u8]) -> Result<(), SipError> {
+    fn on_request(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+    ) -> Result<(), SipError> {
         msg.check_mandatory()?;
         let StartLine::Request { method, uri, .. } = msg.start() else {
             return Ok(());
@@ -333,12 +353,13 @@ impl Core {
             name: HeaderName::Via,
             reason: e.reason(),
         })?;
-        let cseq = CSeq::parse(msg.value(buf, HeaderName::CSeq).unwrap_or_default()).map_err(|e| {
-            SipError::BadHeaderValue {
-                name: HeaderName::CSeq,
-                reason: e.reason(),
-            }
-        })?;
+        let cseq =
+            CSeq::parse(msg.value(buf, HeaderName::CSeq).unwrap_or_default()).map_err(|e| {
+                SipError::BadHeaderValue {
+                    name: HeaderName::CSeq,
+                    reason: e.reason(),
+                }
+            })?;
         let method_token = match msg.start() {
             StartLine::Request { method_span, .. } => method_span.of(buf),
             StartLine::Response { .. } => &[][..],
@@ -371,7 +392,10 @@ impl Core {
             reason: "Via Branch Too Long",
         })?;
 
-        let id = match self.txns.on_request(now, key.clone(), method == Method::Ack, peer) {
+        let id = match self
+            .txns
+            .on_request(now, key.clone(), method == Method::Ack, peer)
+        {
             RequestMatch::New(id) => id,
             RequestMatch::Retransmission => {
                 self.stats.retransmissions_absorbed += 1;
@@ -380,21 +404,41 @@ impl Core {
             }
             RequestMatch::AckAbsorbed | RequestMatch::AckForTu => return Ok(()),
             RequestMatch::Full => {
-                self.respond_stateless(peer, msg, buf, &via, 503, "Service Unavailable", &[("Retry-After", b"5")]);
+                self.respond_stateless(
+                    peer,
+                    msg,
+                    buf,
+                    &via,
+                    503,
+                    "Service Unavailable",
+                    &[("Retry-After", b"5")],
+                );
                 return Ok(());
             }
         };
 
-        let (code, reason, extra): (u16, &str, &[(&str, &[u8])]) = match self.decide(msg, buf, method, uri, &key) {
-            Ok(answer) => answer,
-            Err(e) => {
-                // A refusal that needs a transaction (so retransmissions are absorbed).
-                let (code, reason) = e.response();
-                let text = e.to_string();
-                self.respond(now, peer, msg, buf, &via, id, code, reason, &[], Some(&text));
-                return Ok(());
-            }
-        };
+        let (code, reason, extra): (u16, &str, &[(&str, &[u8])]) =
+            match self.decide(msg, buf, method, uri, &key) {
+                Ok(answer) => answer,
+                Err(e) => {
+                    // A refusal that needs a transaction (so retransmissions are absorbed).
+                    let (code, reason) = e.response();
+                    let text = e.to_string();
+                    self.respond(
+                        now,
+                        peer,
+                        msg,
+                        buf,
+                        &via,
+                        id,
+                        code,
+                        reason,
+                        &[],
+                        Some(&text),
+                    );
+                    return Ok(());
+                }
+            };
         self.respond(now, peer, msg, buf, &via, id, code, reason, extra, None);
         Ok(())
     }
@@ -407,7 +451,7 @@ impl Core {
         method: Method,
         uri: crate::wire::Span,
         key: &TxKey,
-    ) -> Result<(u16, &'static str, &'static [(&'static str, &'static [u8])]), SipError> {
+    ) -> Result<Answer, SipError> {
         if method == Method::Cancel {
             // §9.2: a CANCEL for an INVITE this server already answered finally gets 200.
             let found = key.cancelled_invite().and_then(|k| self.txns.find(&k));
@@ -423,7 +467,9 @@ impl Core {
             _ => SipError::BadUri { reason: e.reason() },
         })?;
         if !self.identity.is_myself(uri.host_bytes(), uri.port()) {
-            let mf = msg.value(buf, HeaderName::MaxForwards).map(MaxForwards::parse);
+            let mf = msg
+                .value(buf, HeaderName::MaxForwards)
+                .map(MaxForwards::parse);
             if let Some(Ok(MaxForwards(0))) = mf {
                 return Err(SipError::TooManyHops);
             }
@@ -470,7 +516,10 @@ impl Core {
         let mut ip = IpText::default();
         let with_unsupported;
         let extra = if code == 420 {
-            with_unsupported = [("Unsupported", msg.value(buf, HeaderName::Require).unwrap_or_default())];
+            with_unsupported = [(
+                "Unsupported",
+                msg.value(buf, HeaderName::Require).unwrap_or_default(),
+            )];
             &with_unsupported[..]
         } else {
             extra

@@ -36,7 +36,10 @@ fn unknown_key_names_its_path() {
     let e = err(&text);
     assert_eq!(e.key, "server.msrp_prot");
     assert!(e.message.contains("unknown field `msrp_prot`"), "{e}");
-    assert!(e.to_string().starts_with("test.toml: server.msrp_prot: "), "{e}");
+    assert!(
+        e.to_string().starts_with("test.toml: server.msrp_prot: "),
+        "{e}"
+    );
 
     let text = EMBEDDED_DEFAULT.replace("[roles.deferred]", "[roles.deferred]\nquota = 3");
     let e = err(&text);
@@ -51,11 +54,16 @@ fn bad_values_name_the_key_and_the_expectation() {
     let e = err(&EMBEDDED_DEFAULT.replace("msrp_port = 2855", "msrp_port = 70000"));
     assert_eq!(e.key, "server.msrp_port");
 
-    let e = err(&EMBEDDED_DEFAULT.replace("mode = \"participating\"\n\n[roles.group]", "mode = \"proxying\"\n\n[roles.group]"));
+    let e = err(&EMBEDDED_DEFAULT.replace(
+        "mode = \"participating\"\n\n[roles.group]",
+        "mode = \"proxying\"\n\n[roles.group]",
+    ));
     assert_eq!(e.key, "roles.home.mode");
     assert!(e.message.contains("participating"), "{e}");
 
-    let e = err(&EMBEDDED_DEFAULT.replace("transports = [\"udp\", \"tcp\"]", "transports = [\"sctp\"]"));
+    let e = err(
+        &EMBEDDED_DEFAULT.replace("transports = [\"udp\", \"tcp\"]", "transports = [\"sctp\"]")
+    );
     assert_eq!(e.key, "server.transports[0]");
 
     let e = err(&EMBEDDED_DEFAULT.replace("cores = \"all\"", "cores = \"some\""));
@@ -69,13 +77,19 @@ fn bad_values_name_the_key_and_the_expectation() {
 fn semantic_checks_name_the_key() {
     let e = err(&EMBEDDED_DEFAULT.replace("domains = [\"localhost\"]", "domains = []"));
     assert_eq!(e.key, "server.domains");
-    let e = err(&EMBEDDED_DEFAULT.replace("domains = [\"localhost\"]", "domains = [\"ok.example\", \"bad domain\"]"));
+    let e = err(&EMBEDDED_DEFAULT.replace(
+        "domains = [\"localhost\"]",
+        "domains = [\"ok.example\", \"bad domain\"]",
+    ));
     assert_eq!(e.key, "server.domains[1]");
-    let e = err(&EMBEDDED_DEFAULT.replace("shutdown_grace_ms = 2000", "shutdown_grace_ms = 999999"));
+    let e =
+        err(&EMBEDDED_DEFAULT.replace("shutdown_grace_ms = 2000", "shutdown_grace_ms = 999999"));
     assert_eq!(e.key, "server.shutdown_grace_ms");
     let e = err(&EMBEDDED_DEFAULT.replace("level = \"info\"", "level = \"loud[\""));
     assert_eq!(e.key, "log.level");
-    let e = err(&EMBEDDED_DEFAULT.replace("msrp_port = 2855", "msrp_port = 65535").replace("cores = \"all\"", "cores = 2"));
+    let e = err(&EMBEDDED_DEFAULT
+        .replace("msrp_port = 2855", "msrp_port = 65535")
+        .replace("cores = \"all\"", "cores = 2"));
     assert_eq!(e.key, "server.msrp_port");
 }
 
@@ -111,9 +125,17 @@ fn flags_override_the_file_and_state_directory_applies_only_to_the_default() {
 
 #[test]
 fn missing_file_is_a_clear_error() {
-    let e = Config::load(Some(std::path::Path::new("/nonexistent/imrelay.toml")), &Overrides::default(), None)
-        .unwrap_err();
-    assert!(e.to_string().contains("/nonexistent/imrelay.toml: cannot read configuration file"), "{e}");
+    let e = Config::load(
+        Some(std::path::Path::new("/nonexistent/imrelay.toml")),
+        &Overrides::default(),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("/nonexistent/imrelay.toml: cannot read configuration file"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -14,8 +14,17 @@ pub enum ShardMsg {
     /// Write this on a socket the receiving shard owns (a stream connection it accepted).
     Transmit(Transmit),
     /// A shard's final counters, sent to shard 0 when the process stops.
-    Stats { shard: usize, stats: ShardStats },
+    Stats {
+        shard: usize,
+        stats: ShardStats,
+    },
     /// A liveness probe; the receiver answers with [`ShardMsg::Pong`] (startup self-check).
-    Ping { from: usize, seq: u64 },
-    Pong { from: usize, seq: u64 },
+    Ping {
+        from: usize,
+        seq: u64,
+    },
+    Pong {
+        from: usize,
+        seq: u64,
+    },
 }

@@ -51,7 +51,10 @@ pub(crate) struct ShardSetup {
     pub heartbeat: Arc<AtomicU64>,
     pub grace: Duration,
     pub ready: crossbeam::channel::Sender<Result<(), String>>,
-    pub mesh: glommio::channels::channel_mesh::MeshBuilder<mesh::ShardMsg, glommio::channels::channel_mesh::Full>,
+    pub mesh: glommio::channels::channel_mesh::MeshBuilder<
+        mesh::ShardMsg,
+        glommio::channels::channel_mesh::Full,
+    >,
 }
 
 /// Something the running server says on stdout (the loopback tests read these lines).
@@ -65,7 +68,11 @@ fn announce(line: &str) {
 /// Runs the server until SIGTERM/SIGINT. Returns once every shard has stopped.
 pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
     let allowed = system::allowed_cpus()?;
-    let cpus = cfg.server.cores.resolve(&allowed).map_err(StartError::Config)?;
+    let cpus = cfg
+        .server
+        .cores
+        .resolve(&allowed)
+        .map_err(StartError::Config)?;
     system::check_memlock()?;
     std::fs::create_dir_all(&cfg.server.state_dir).map_err(|error| StartError::StateDir {
         path: cfg.server.state_dir.clone(),
@@ -79,13 +86,17 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(StartError::Signals)?;
     }
-    let notifier = sd_notify::Notifier::from_env().map_err(|e| StartError::Notify(e.to_string()))?;
+    let notifier =
+        sd_notify::Notifier::from_env().map_err(|e| StartError::Notify(e.to_string()))?;
     let watchdog = sd_notify::watchdog_interval().map_err(|e| StartError::Notify(e.to_string()))?;
 
     let mut identity = cfg.identity();
     identity.addr = bound;
-    let mesh = glommio::channels::channel_mesh::MeshBuilder::full(cpus.len(), MESH_CHANNEL_MESSAGES_MAX);
-    let heartbeats: Vec<Arc<AtomicU64>> = (0..cpus.len()).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let mesh =
+        glommio::channels::channel_mesh::MeshBuilder::full(cpus.len(), MESH_CHANNEL_MESSAGES_MAX);
+    let heartbeats: Vec<Arc<AtomicU64>> = (0..cpus.len())
+        .map(|_| Arc::new(AtomicU64::new(0)))
+        .collect();
     let grace = Duration::from_millis(cfg.server.shutdown_grace_ms);
 
     let mut handles = Vec::with_capacity(cpus.len());
@@ -135,7 +146,11 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
                     break;
                 }
                 Err(crossbeam::channel::RecvTimeoutError::Disconnected) => {
-                    failure = Some(system::executor_error(*index, *cpu, "executor exited before it was ready".into()));
+                    failure = Some(system::executor_error(
+                        *index,
+                        *cpu,
+                        "executor exited before it was ready".into(),
+                    ));
                     break;
                 }
                 Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
@@ -174,7 +189,10 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
     ));
     tracing::info!(%bound, shards = cpus.len(), "ready");
     if let Some(n) = &notifier {
-        let _ = n.status(&format!("serving SIP on {bound} with {} shards", cpus.len()));
+        let _ = n.status(&format!(
+            "serving SIP on {bound} with {} shards",
+            cpus.len()
+        ));
         let _ = n.ready();
     }
 
@@ -217,7 +235,10 @@ fn supervise(
     notifier: Option<&sd_notify::Notifier>,
     watchdog: Option<Duration>,
 ) {
-    let mut last: Vec<u64> = heartbeats.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+    let mut last: Vec<u64> = heartbeats
+        .iter()
+        .map(|h| h.load(Ordering::Relaxed))
+        .collect();
     let mut next_ping = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(SUPERVISOR_TICK);
@@ -227,7 +248,10 @@ fn supervise(
         if Instant::now() < next_ping {
             continue;
         }
-        let now: Vec<u64> = heartbeats.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+        let now: Vec<u64> = heartbeats
+            .iter()
+            .map(|h| h.load(Ordering::Relaxed))
+            .collect();
         let stalled: Vec<usize> = now
             .iter()
             .zip(&last)
@@ -238,7 +262,10 @@ fn supervise(
         if stalled.is_empty() {
             let _ = n.watchdog();
         } else {
-            tracing::warn!(?stalled, "shard heartbeat did not advance; withholding watchdog ping");
+            tracing::warn!(
+                ?stalled,
+                "shard heartbeat did not advance; withholding watchdog ping"
+            );
         }
         last = now;
         next_ping = Instant::now() + every;
@@ -260,4 +287,3 @@ fn random_seed() -> u64 {
             .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
     }
 }
-

@@ -110,7 +110,13 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         if peer != index {
             let _ = local
                 .senders
-                .send_to(peer, ShardMsg::Ping { from: index, seq: 1 })
+                .send_to(
+                    peer,
+                    ShardMsg::Ping {
+                        from: index,
+                        seq: 1,
+                    },
+                )
                 .await;
         }
     }
@@ -166,7 +172,16 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         }
         Some(t)
     } else {
-        let _ = local.senders.send_to(0, ShardMsg::Stats { shard: index, stats: own }).await;
+        let _ = local
+            .senders
+            .send_to(
+                0,
+                ShardMsg::Stats {
+                    shard: index,
+                    stats: own,
+                },
+            )
+            .await;
         None
     };
     ShardResult { own, totals }
@@ -181,7 +196,13 @@ fn spawn_mesh_receivers(local: &Rc<Local>, mut receivers: Receivers<ShardMsg>) {
                     ShardMsg::Ping { from, seq } => {
                         let _ = local
                             .senders
-                            .send_to(from, ShardMsg::Pong { from: local.index, seq })
+                            .send_to(
+                                from,
+                                ShardMsg::Pong {
+                                    from: local.index,
+                                    seq,
+                                },
+                            )
                             .await;
                     }
                     ShardMsg::Pong { .. } => {
@@ -212,6 +233,8 @@ async fn flush(local: &Rc<Local>) {
     let next = local.shard.borrow().poll_timeout();
     if let Some(at) = next {
         if local.armed.get().is_none_or(|armed| at < armed) {
+            // Record the new deadline now so that a burst of inputs wakes the timer once.
+            local.armed.set(Some(at));
             local.timer_wake.signal(1);
         }
     }
@@ -240,7 +263,11 @@ async fn send(local: &Rc<Local>, t: Transmit) {
             }
         }
         Transport::Tcp(conn) => {
-            if let Err(e) = local.senders.send_to(conn.shard(), ShardMsg::Transmit(t)).await {
+            if let Err(e) = local
+                .senders
+                .send_to(conn.shard(), ShardMsg::Transmit(t))
+                .await
+            {
                 tracing::debug!(error = ?e, "mesh send failed");
             }
         }
@@ -259,7 +286,10 @@ async fn udp_loop(local: Rc<Local>) {
         let Some(received) = received else { return };
         match received {
             Ok((n, from)) => {
-                local.shard.borrow_mut().handle_datagram(Instant::now(), from, &buf[..n]);
+                local
+                    .shard
+                    .borrow_mut()
+                    .handle_datagram(Instant::now(), from, &buf[..n]);
                 flush(&local).await;
             }
             Err(e) => tracing::debug!(error = %e, "UDP receive failed"),
@@ -287,7 +317,9 @@ async fn accept_loop(local: Rc<Local>, listener: TcpListener) {
             drop(stream);
             continue;
         }
-        let Ok(peer) = stream.peer_addr() else { continue };
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
         let n = local.next_conn.get();
         local.next_conn.set(n + 1);
         let id = ConnId::new(local.index, n);
@@ -326,17 +358,24 @@ async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId, peer: Socke
             }
             buf.resize((buf.len() * 2).min(SIP_STREAM_BUFFER_BYTES), 0);
         }
-        let read = future::or(async { Some(reader.read(&mut buf[filled..]).await) }, async {
-            let _ = local.stopping.acquire(1).await;
-            None
-        })
+        let read = future::or(
+            async { Some(reader.read(&mut buf[filled..]).await) },
+            async {
+                let _ = local.stopping.acquire(1).await;
+                None
+            },
+        )
         .await;
         let n = match read {
             None | Some(Ok(0)) | Some(Err(_)) => break,
             Some(Ok(n)) => n,
         };
         filled += n;
-        let status = local.shard.borrow_mut().handle_stream(Instant::now(), id, peer, &buf[..filled]);
+        let status =
+            local
+                .shard
+                .borrow_mut()
+                .handle_stream(Instant::now(), id, peer, &buf[..filled]);
         flush(&local).await;
         buf.copy_within(status.consumed..filled, 0);
         filled -= status.consumed;
@@ -361,15 +400,11 @@ async fn timer_loop(local: Rc<Local>) {
             Some(at) => at.saturating_duration_since(Instant::now()),
             None => Duration::from_secs(3600),
         };
-        let woke = future::or(
-            async {
-                sleep(wait).await;
-                true
-            },
-            async { local.timer_wake.acquire(1).await.is_ok() && false },
-        )
+        // Sleep until the deadline, or until new input arms an earlier one.
+        future::or(sleep(wait), async {
+            let _ = local.timer_wake.acquire(1).await;
+        })
         .await;
-        let _ = woke;
         local.shard.borrow_mut().handle_timeout(Instant::now());
         flush(&local).await;
     }

@@ -147,7 +147,10 @@ mod tests {
     #[test]
     fn an_address_of_another_machine_is_refused_with_advice() {
         let e = bind_sip("192.0.2.123:0".parse().unwrap(), 1, true, false).unwrap_err();
-        assert!(e.to_string().contains("not an address of this machine"), "{e}");
+        assert!(
+            e.to_string().contains("not an address of this machine"),
+            "{e}"
+        );
     }
 
     #[test]

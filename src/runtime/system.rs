@@ -13,14 +13,38 @@ pub const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
 #[derive(Debug)]
 pub enum StartError {
     Config(crate::config::ConfigError),
-    AddressInUse { what: &'static str, addr: SocketAddr },
-    AddressNotAvailable { what: &'static str, addr: SocketAddr },
-    PermissionDenied { what: &'static str, addr: SocketAddr },
-    Bind { what: &'static str, addr: SocketAddr, error: std::io::Error },
-    MemlockTooLow { limit: u64 },
-    IoUringUnavailable { detail: String },
-    Executor { shard: usize, cpu: usize, detail: String },
-    StateDir { path: std::path::PathBuf, error: std::io::Error },
+    AddressInUse {
+        what: &'static str,
+        addr: SocketAddr,
+    },
+    AddressNotAvailable {
+        what: &'static str,
+        addr: SocketAddr,
+    },
+    PermissionDenied {
+        what: &'static str,
+        addr: SocketAddr,
+    },
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    MemlockTooLow {
+        limit: u64,
+    },
+    IoUringUnavailable {
+        detail: String,
+    },
+    Executor {
+        shard: usize,
+        cpu: usize,
+        detail: String,
+    },
+    StateDir {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
     Cpus(std::io::Error),
     Signals(std::io::Error),
     Notify(String),
@@ -90,7 +114,10 @@ pub fn bind_error(what: &'static str, addr: SocketAddr, error: std::io::Error) -
 /// Classifies an executor start failure: io_uring refusals get their own advice.
 pub fn executor_error(shard: usize, cpu: usize, detail: String) -> StartError {
     let lower = detail.to_ascii_lowercase();
-    if lower.contains("memlock") || lower.contains("locked memory") || lower.contains("cannot allocate memory") {
+    if lower.contains("memlock")
+        || lower.contains("locked memory")
+        || lower.contains("cannot allocate memory")
+    {
         return StartError::MemlockTooLow {
             limit: memlock_limit().unwrap_or(0),
         };
@@ -110,7 +137,8 @@ pub fn allowed_cpus() -> Result<Vec<usize>, StartError> {
     // writes at most `size_of::<cpu_set_t>()` bytes into it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: pid 0 means this thread; the pointer and size describe `set`.
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
     if rc != 0 {
         return Err(StartError::Cpus(std::io::Error::last_os_error()));
     }
@@ -175,10 +203,21 @@ mod tests {
     #[test]
     fn bind_errors_say_what_to_do() {
         let addr: SocketAddr = "127.0.0.1:5060".parse().unwrap();
-        let e = bind_error("SIP", addr, std::io::Error::from_raw_os_error(libc::EADDRINUSE));
+        let e = bind_error(
+            "SIP",
+            addr,
+            std::io::Error::from_raw_os_error(libc::EADDRINUSE),
+        );
         assert!(e.to_string().contains("already in use"), "{e}");
-        let e = bind_error("SIP", addr, std::io::Error::from_raw_os_error(libc::EADDRNOTAVAIL));
-        assert!(e.to_string().contains("not an address of this machine"), "{e}");
+        let e = bind_error(
+            "SIP",
+            addr,
+            std::io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+        );
+        assert!(
+            e.to_string().contains("not an address of this machine"),
+            "{e}"
+        );
         let e = bind_error("SIP", addr, std::io::Error::from_raw_os_error(libc::EACCES));
         assert!(e.to_string().contains("CAP_NET_BIND_SERVICE"), "{e}");
     }
@@ -195,7 +234,11 @@ mod tests {
         ));
         assert!(matches!(
             executor_error(1, 1, "something else".into()),
-            StartError::Executor { shard: 1, cpu: 1, .. }
+            StartError::Executor {
+                shard: 1,
+                cpu: 1,
+                ..
+            }
         ));
         let e = StartError::MemlockTooLow { limit: 65536 };
         assert!(e.to_string().contains("LimitMEMLOCK=infinity"), "{e}");

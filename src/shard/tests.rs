@@ -47,7 +47,7 @@ fn drain(s: &mut Shard) -> Vec<(Peer, u16, Vec<u8>)> {
     out
 }
 
-fn header<'a>(bytes: &'a [u8], name: HeaderName) -> Option<&'a [u8]> {
+fn header(bytes: &[u8], name: HeaderName) -> Option<&[u8]> {
     let mut m = Message::new();
     m.parse_datagram(bytes).ok()?;
     m.value(bytes, name)
@@ -57,7 +57,11 @@ fn header<'a>(bytes: &'a [u8], name: HeaderName) -> Option<&'a [u8]> {
 fn options_gets_200_with_capabilities_and_via_received_rport() {
     let mut s = shard();
     let now = Instant::now();
-    s.handle_datagram(now, client(), &request("OPTIONS", "sip:127.0.0.1", "z9hG4bK1", ""));
+    s.handle_datagram(
+        now,
+        client(),
+        &request("OPTIONS", "sip:127.0.0.1", "z9hG4bK1", ""),
+    );
     let out = drain(&mut s);
     assert_eq!(out.len(), 1);
     let (to, status, bytes) = &out[0];
@@ -71,16 +75,28 @@ fn options_gets_200_with_capabilities_and_via_received_rport() {
         Some(&b"SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK1;rport=40000;received=127.0.0.1"[..])
     );
     let to_value = header(bytes, HeaderName::To).unwrap();
-    assert!(to_value.starts_with(b"<sip:127.0.0.1>;tag=01"), "{}", String::from_utf8_lossy(to_value));
+    assert!(
+        to_value.starts_with(b"<sip:127.0.0.1>;tag=01"),
+        "{}",
+        String::from_utf8_lossy(to_value)
+    );
     assert_eq!(s.stats().requests, 1);
 }
 
 #[test]
 fn options_for_the_domain_or_a_user_of_it_is_answered() {
     let mut s = shard();
-    s.handle_datagram(Instant::now(), client(), &request("OPTIONS", "sip:bob@localhost", "z9hG4bK2", ""));
+    s.handle_datagram(
+        Instant::now(),
+        client(),
+        &request("OPTIONS", "sip:bob@localhost", "z9hG4bK2", ""),
+    );
     assert_eq!(drain(&mut s)[0].1, 200);
-    s.handle_datagram(Instant::now(), client(), &request("OPTIONS", "sips:LOCALHOST:5061", "z9hG4bK3", ""));
+    s.handle_datagram(
+        Instant::now(),
+        client(),
+        &request("OPTIONS", "sips:LOCALHOST:5061", "z9hG4bK3", ""),
+    );
     assert_eq!(drain(&mut s)[0].1, 200);
 }
 
@@ -104,8 +120,15 @@ fn retransmission_gets_the_identical_response() {
 #[test]
 fn unimplemented_methods_get_501_with_allow() {
     let mut s = shard();
-    for (i, m) in ["MESSAGE", "REGISTER", "SUBSCRIBE", "FOO"].iter().enumerate() {
-        s.handle_datagram(Instant::now(), client(), &request(m, "sip:bob@localhost", &format!("z9hG4bKm{i}"), ""));
+    for (i, m) in ["MESSAGE", "REGISTER", "SUBSCRIBE", "FOO"]
+        .iter()
+        .enumerate()
+    {
+        s.handle_datagram(
+            Instant::now(),
+            client(),
+            &request(m, "sip:bob@localhost", &format!("z9hG4bKm{i}"), ""),
+        );
         let out = drain(&mut s);
         assert_eq!(out[0].1, 501, "{m}");
         assert_eq!(header(&out[0].2, HeaderName::Allow), Some(ALLOW));
@@ -128,7 +151,10 @@ fn invite_error_is_retransmitted_until_ack_and_ack_is_never_answered() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].2, first);
     // The ACK (same branch, §17.1.1.3) is absorbed; no more retransmissions.
-    let ack = String::from_utf8(invite).unwrap().replace("INVITE sip", "ACK sip").replace("1 INVITE", "1 ACK");
+    let ack = String::from_utf8(invite)
+        .unwrap()
+        .replace("INVITE sip", "ACK sip")
+        .replace("1 INVITE", "1 ACK");
     s.handle_datagram(t0 + T1, client(), ack.as_bytes());
     assert!(drain(&mut s).is_empty());
     s.handle_timeout(t0 + 3 * T1);
@@ -140,7 +166,11 @@ fn invite_error_is_retransmitted_until_ack_and_ack_is_never_answered() {
 #[test]
 fn stray_ack_is_not_answered() {
     let mut s = shard();
-    s.handle_datagram(Instant::now(), client(), &request("ACK", "sip:bob@localhost", "z9hG4bKack", ""));
+    s.handle_datagram(
+        Instant::now(),
+        client(),
+        &request("ACK", "sip:bob@localhost", "z9hG4bKack", ""),
+    );
     assert!(drain(&mut s).is_empty());
     assert_eq!(s.transactions(), 0);
 }
@@ -149,18 +179,34 @@ fn stray_ack_is_not_answered() {
 fn cancel_matches_its_invite_or_gets_481() {
     let mut s = shard();
     let now = Instant::now();
-    s.handle_datagram(now, client(), &request("CANCEL", "sip:bob@localhost", "z9hG4bKc1", ""));
+    s.handle_datagram(
+        now,
+        client(),
+        &request("CANCEL", "sip:bob@localhost", "z9hG4bKc1", ""),
+    );
     assert_eq!(drain(&mut s)[0].1, 481);
-    s.handle_datagram(now, client(), &request("INVITE", "sip:bob@localhost", "z9hG4bKc2", ""));
+    s.handle_datagram(
+        now,
+        client(),
+        &request("INVITE", "sip:bob@localhost", "z9hG4bKc2", ""),
+    );
     drain(&mut s);
-    s.handle_datagram(now, client(), &request("CANCEL", "sip:bob@localhost", "z9hG4bKc2", ""));
+    s.handle_datagram(
+        now,
+        client(),
+        &request("CANCEL", "sip:bob@localhost", "z9hG4bKc2", ""),
+    );
     assert_eq!(drain(&mut s)[0].1, 200);
 }
 
 #[test]
 fn other_domains_get_404_or_483_at_zero_max_forwards() {
     let mut s = shard();
-    s.handle_datagram(Instant::now(), client(), &request("OPTIONS", "sip:bob@example.com", "z9hG4bKf1", ""));
+    s.handle_datagram(
+        Instant::now(),
+        client(),
+        &request("OPTIONS", "sip:bob@example.com", "z9hG4bKf1", ""),
+    );
     assert_eq!(drain(&mut s)[0].1, 404);
     let zero = String::from_utf8(request("OPTIONS", "sip:bob@example.com", "z9hG4bKf2", ""))
         .unwrap()
@@ -168,14 +214,22 @@ fn other_domains_get_404_or_483_at_zero_max_forwards() {
     s.handle_datagram(Instant::now(), client(), zero.as_bytes());
     assert_eq!(drain(&mut s)[0].1, 483);
     // Our own address on another port is not us either.
-    s.handle_datagram(Instant::now(), client(), &request("OPTIONS", "sip:127.0.0.1:5070", "z9hG4bKf3", ""));
+    s.handle_datagram(
+        Instant::now(),
+        client(),
+        &request("OPTIONS", "sip:127.0.0.1:5070", "z9hG4bKf3", ""),
+    );
     assert_eq!(drain(&mut s)[0].1, 404);
 }
 
 #[test]
 fn other_uri_schemes_get_416() {
     let mut s = shard();
-    s.handle_datagram(Instant::now(), client(), &request("OPTIONS", "tel:+15551234567", "z9hG4bKt1", ""));
+    s.handle_datagram(
+        Instant::now(),
+        client(),
+        &request("OPTIONS", "tel:+15551234567", "z9hG4bKt1", ""),
+    );
     let out = drain(&mut s);
     assert_eq!(out[0].1, 416, "{}", String::from_utf8_lossy(&out[0].2));
 }
@@ -183,10 +237,22 @@ fn other_uri_schemes_get_416() {
 #[test]
 fn unknown_required_extension_gets_420_naming_it() {
     let mut s = shard();
-    s.handle_datagram(Instant::now(), client(), &request("OPTIONS", "sip:localhost", "z9hG4bKr1", "Require: foo, bar\r\n"));
+    s.handle_datagram(
+        Instant::now(),
+        client(),
+        &request(
+            "OPTIONS",
+            "sip:localhost",
+            "z9hG4bKr1",
+            "Require: foo, bar\r\n",
+        ),
+    );
     let out = drain(&mut s);
     assert_eq!(out[0].1, 420);
-    assert_eq!(header(&out[0].2, HeaderName::Unsupported), Some(&b"foo, bar"[..]));
+    assert_eq!(
+        header(&out[0].2, HeaderName::Unsupported),
+        Some(&b"foo, bar"[..])
+    );
 }
 
 #[test]
@@ -200,7 +266,11 @@ fn missing_call_id_gets_400_naming_it_with_a_warning() {
     assert_eq!(out[0].1, 400);
     assert!(out[0].2.starts_with(b"SIP/2.0 400 Missing Call-ID\r\n"));
     let w = header(&out[0].2, HeaderName::Warning).unwrap();
-    assert!(w.starts_with(b"399 imrelay \"Missing Call-ID"), "{}", String::from_utf8_lossy(w));
+    assert!(
+        w.starts_with(b"399 imrelay \"Missing Call-ID"),
+        "{}",
+        String::from_utf8_lossy(w)
+    );
     assert_eq!(s.stats().malformed, 1);
 }
 
@@ -211,7 +281,9 @@ fn cseq_method_mismatch_gets_400() {
         .unwrap()
         .replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE");
     s.handle_datagram(Instant::now(), client(), req.as_bytes());
-    assert!(drain(&mut s)[0].2.starts_with(b"SIP/2.0 400 CSeq Method Mismatch"));
+    assert!(drain(&mut s)[0]
+        .2
+        .starts_with(b"SIP/2.0 400 CSeq Method Mismatch"));
 }
 
 #[test]
@@ -221,13 +293,24 @@ fn short_datagram_body_gets_400_and_garbage_is_dropped() {
         .unwrap()
         .replace("Content-Length: 0", "Content-Length: 10");
     s.handle_datagram(Instant::now(), client(), req.as_bytes());
-    assert!(drain(&mut s)[0].2.starts_with(b"SIP/2.0 400 Content-Length Mismatch"));
-    for junk in [&b"\x00\x01\x02"[..], b"hello world\r\n\r\n", b"SIP/2.0 200 OK\r\n\r\n", b""] {
+    assert!(drain(&mut s)[0]
+        .2
+        .starts_with(b"SIP/2.0 400 Content-Length Mismatch"));
+    for junk in [
+        &b"\x00\x01\x02"[..],
+        b"hello world\r\n\r\n",
+        b"SIP/2.0 200 OK\r\n\r\n",
+        b"",
+    ] {
         s.handle_datagram(Instant::now(), client(), junk);
         assert!(drain(&mut s).is_empty(), "{junk:?}");
     }
     // It still answers the next good request.
-    s.handle_datagram(Instant::now(), client(), &request("OPTIONS", "sip:localhost", "z9hG4bKb4", ""));
+    s.handle_datagram(
+        Instant::now(),
+        client(),
+        &request("OPTIONS", "sip:localhost", "z9hG4bKb4", ""),
+    );
     assert_eq!(drain(&mut s)[0].1, 200);
 }
 
@@ -267,11 +350,19 @@ fn stream_handles_several_messages_pings_and_partial_tails() {
     let partial = request("OPTIONS", "sip:localhost", "z9hG4bKs3", "");
     buf.extend_from_slice(&partial[..20]);
     let st = s.handle_stream(Instant::now(), conn, client(), &buf);
-    assert_eq!(st, StreamStatus { consumed: buf.len() - 20, close: false });
+    assert_eq!(
+        st,
+        StreamStatus {
+            consumed: buf.len() - 20,
+            close: false
+        }
+    );
     let out = drain(&mut s);
     assert_eq!(out.len(), 3);
     assert_eq!(out[0].2, b"\r\n"); // the pong
-    assert!(out.iter().all(|(to, ..)| to.transport == Transport::Tcp(conn)));
+    assert!(out
+        .iter()
+        .all(|(to, ..)| to.transport == Transport::Tcp(conn)));
     assert_eq!((out[1].1, out[2].1), (200, 200));
 }
 
@@ -282,7 +373,13 @@ fn stream_error_with_a_known_frame_is_answered_and_the_stream_goes_on() {
     let mut buf = b"OPTIONS sip:localhost SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:40000;branch=z9hG4bKe1\r\nBad Header Line\r\nContent-Length: 0\r\n\r\n".to_vec();
     buf.extend_from_slice(&request("OPTIONS", "sip:localhost", "z9hG4bKe2", ""));
     let st = s.handle_stream(Instant::now(), conn, client(), &buf);
-    assert_eq!(st, StreamStatus { consumed: buf.len(), close: false });
+    assert_eq!(
+        st,
+        StreamStatus {
+            consumed: buf.len(),
+            close: false
+        }
+    );
     let out = drain(&mut s);
     assert_eq!(out.len(), 2);
     assert!(out[0].2.starts_with(b"SIP/2.0 400 Malformed Header Line"));
@@ -306,7 +403,11 @@ fn tags_differ_per_response_and_carry_the_shard() {
     let mut s = shard();
     let mut tags = std::collections::HashSet::new();
     for i in 0..100 {
-        s.handle_datagram(Instant::now(), client(), &request("OPTIONS", "sip:localhost", &format!("z9hG4bKtag{i}"), ""));
+        s.handle_datagram(
+            Instant::now(),
+            client(),
+            &request("OPTIONS", "sip:localhost", &format!("z9hG4bKtag{i}"), ""),
+        );
         let out = drain(&mut s);
         let to = header(&out[0].2, HeaderName::To).unwrap().to_vec();
         let tag = to.split(|&b| b == b'=').next_back().unwrap().to_vec();

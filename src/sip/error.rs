@@ -170,7 +170,10 @@ mod tests {
 
     #[test]
     fn size_errors_map_to_the_rfc_codes() {
-        assert_eq!(SipError::RequestUriTooLong { len: 9, max: 1 }.response().0, 414);
+        assert_eq!(
+            SipError::RequestUriTooLong { len: 9, max: 1 }.response().0,
+            414
+        );
         assert_eq!(SipError::HeadTooLarge { max: 1 }.response().0, 413);
         assert_eq!(
             SipError::BodyTooLarge {

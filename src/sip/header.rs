@@ -327,7 +327,14 @@ mod tests {
 
     #[test]
     fn unknown_names_are_other() {
-        for n in [&b"X-Custom"[..], b"q", b"V\xEDa", b"Fro", b"Content-Lengthy", b""] {
+        for n in [
+            &b"X-Custom"[..],
+            b"q",
+            b"V\xEDa",
+            b"Fro",
+            b"Content-Lengthy",
+            b"",
+        ] {
             assert_eq!(HeaderName::lookup(n), HeaderName::Other);
         }
     }

@@ -272,11 +272,7 @@ impl Message {
     }
 
     /// Indexes the head; `Ok(None)` when the head is not complete yet (streams only).
-    fn index_head(
-        &mut self,
-        buf: &[u8],
-        transport: Transport,
-    ) -> Result<Option<()>, ParseError> {
+    fn index_head(&mut self, buf: &[u8], transport: Transport) -> Result<Option<()>, ParseError> {
         // The first error met while indexing; indexing goes on to the end of the head so the
         // message can still be framed (and answered) when only a header is bad.
         let mut first_error: Option<SipError> = None;
@@ -337,11 +333,7 @@ impl Message {
     }
 
     /// The head has not ended within `buf`.
-    fn head_incomplete(
-        &self,
-        buf: &[u8],
-        transport: Transport,
-    ) -> Result<Option<()>, ParseError> {
+    fn head_incomplete(&self, buf: &[u8], transport: Transport) -> Result<Option<()>, ParseError> {
         if buf.len() >= SIP_HEAD_BYTES_MAX {
             return Err(ParseError::unframed(SipError::HeadTooLarge {
                 max: SIP_HEAD_BYTES_MAX,

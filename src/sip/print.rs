@@ -86,9 +86,7 @@ pub fn write_response(
                 }
                 out.extend_from_slice(b"\r\n");
             }
-            HeaderName::Timestamp if code == 100 => {
-                write_header(out, "Timestamp", h.value.of(buf))
-            }
+            HeaderName::Timestamp if code == 100 => write_header(out, "Timestamp", h.value.of(buf)),
             _ => {}
         }
     }
@@ -269,13 +267,10 @@ fn has_tag(v: &[u8]) -> bool {
         Some(i) => &v[i + 1..],
         None => v,
     };
-    params
-        .split(|&b| b == b';')
-        .skip(1)
-        .any(|p| {
-            let name = p.split(|&b| b == b'=').next().unwrap_or(p);
-            crate::wire::trim_lws(name).eq_ignore_ascii_case(b"tag")
-        })
+    params.split(|&b| b == b';').skip(1).any(|p| {
+        let name = p.split(|&b| b == b'=').next().unwrap_or(p);
+        crate::wire::trim_lws(name).eq_ignore_ascii_case(b"tag")
+    })
 }
 
 /// Writes the top `Via` of a response: the request's first Via value plus `received`/`rport`
@@ -367,13 +362,19 @@ Content-Length: 4\r\n\
                 b"SIP/2.0/TCP 192.0.2.7;branch=z9hG4bKc"
             ]
         );
-        assert_eq!(resp.value(&out, HeaderName::To), Some(&b"Bob <sip:bob@example.com>;tag=t1"[..]));
+        assert_eq!(
+            resp.value(&out, HeaderName::To),
+            Some(&b"Bob <sip:bob@example.com>;tag=t1"[..])
+        );
         assert_eq!(
             resp.value(&out, HeaderName::From),
             Some(&b"\"Alice, A.\" <sip:alice@example.com>;tag=abc"[..])
         );
         assert_eq!(resp.value(&out, HeaderName::CSeq), Some(&b"7 INVITE"[..]));
-        assert_eq!(resp.value(&out, HeaderName::Warning), Some(&b"399 imrelay \"no \\\"route\\\"\""[..]));
+        assert_eq!(
+            resp.value(&out, HeaderName::Warning),
+            Some(&b"399 imrelay \"no \\\"route\\\"\""[..])
+        );
         assert!(resp.value(&out, HeaderName::Route).is_none());
         assert!(resp.body().is_empty());
     }
@@ -389,12 +390,18 @@ Content-Length: 4\r\n\
         };
         write_response(&mut out, &req, with_tag, 200, "OK", &parts);
         let resp = parse(&out);
-        assert_eq!(resp.value(&out, HeaderName::To), Some(&b"<sip:a@example.com>;tag=old"[..]));
+        assert_eq!(
+            resp.value(&out, HeaderName::To),
+            Some(&b"<sip:a@example.com>;tag=old"[..])
+        );
 
         let req = parse(INVITE);
         write_response(&mut out, &req, INVITE, 100, "Trying", &parts);
         let resp = parse(&out);
-        assert_eq!(resp.value(&out, HeaderName::To), Some(&b"Bob <sip:bob@example.com>"[..]));
+        assert_eq!(
+            resp.value(&out, HeaderName::To),
+            Some(&b"Bob <sip:bob@example.com>"[..])
+        );
     }
 
     #[test]
@@ -402,7 +409,10 @@ Content-Length: 4\r\n\
         let req = parse(INVITE);
         let mut out = Vec::new();
         let parts = ResponseParts {
-            headers: &[("Allow", b"INVITE, ACK, OPTIONS"), ("Accept", b"application/sdp")],
+            headers: &[
+                ("Allow", b"INVITE, ACK, OPTIONS"),
+                ("Accept", b"application/sdp"),
+            ],
             body: Some((b"text/plain", b"hello\r\n\r\nworld")),
             ..Default::default()
         };
@@ -410,8 +420,14 @@ Content-Length: 4\r\n\
         let resp = parse(&out);
         assert_eq!(resp.len(), out.len());
         assert_eq!(resp.body().of(&out), b"hello\r\n\r\nworld");
-        assert_eq!(resp.value(&out, HeaderName::Allow), Some(&b"INVITE, ACK, OPTIONS"[..]));
-        assert_eq!(resp.value(&out, HeaderName::ContentType), Some(&b"text/plain"[..]));
+        assert_eq!(
+            resp.value(&out, HeaderName::Allow),
+            Some(&b"INVITE, ACK, OPTIONS"[..])
+        );
+        assert_eq!(
+            resp.value(&out, HeaderName::ContentType),
+            Some(&b"text/plain"[..])
+        );
     }
 
     #[test]
@@ -429,16 +445,39 @@ Content-Length: 4\r\n\
         wire.extend_from_slice(req.body().of(INVITE));
         let fwd = parse(&wire);
         assert_eq!(fwd.method(), Some(Method::Invite));
-        assert_eq!(&wire[..fwd.start_line().len as usize], b"INVITE sip:bob@192.0.2.50:5070;transport=tcp SIP/2.0");
-        let vias: Vec<&[u8]> = fwd.headers_named(HeaderName::Via).map(|h| h.value.of(&wire)).collect();
+        assert_eq!(
+            &wire[..fwd.start_line().len as usize],
+            b"INVITE sip:bob@192.0.2.50:5070;transport=tcp SIP/2.0"
+        );
+        let vias: Vec<&[u8]> = fwd
+            .headers_named(HeaderName::Via)
+            .map(|h| h.value.of(&wire))
+            .collect();
         assert_eq!(vias.len(), 3);
         assert_eq!(vias[0], b"SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKnew");
-        let routes: Vec<&[u8]> = fwd.headers_named(HeaderName::Route).map(|h| h.value.of(&wire)).collect();
-        assert_eq!(routes, [&b"<sip:next.example.net;lr>"[..], b"<sip:last.example.org;lr>"]);
+        let routes: Vec<&[u8]> = fwd
+            .headers_named(HeaderName::Route)
+            .map(|h| h.value.of(&wire))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                &b"<sip:next.example.net;lr>"[..],
+                b"<sip:last.example.org;lr>"
+            ]
+        );
         assert_eq!(fwd.value(&wire, HeaderName::MaxForwards), Some(&b"69"[..]));
-        assert_eq!(fwd.value(&wire, HeaderName::RecordRoute), Some(&b"<sip:127.0.0.1:5060;lr>"[..]));
-        assert_eq!(fwd.other_header(&wire, b"X-Unknown"), Some(&b"kept  as sent"[..]));
-        assert!(wire.windows(26).any(|w| w == b"X-Unknown:  kept  as sent\r"));
+        assert_eq!(
+            fwd.value(&wire, HeaderName::RecordRoute),
+            Some(&b"<sip:127.0.0.1:5060;lr>"[..])
+        );
+        assert_eq!(
+            fwd.other_header(&wire, b"X-Unknown"),
+            Some(&b"kept  as sent"[..])
+        );
+        assert!(wire
+            .windows(26)
+            .any(|w| w == b"X-Unknown:  kept  as sent\r"));
         assert_eq!(fwd.body().of(&wire), b"v=0\n");
     }
 
@@ -467,8 +506,17 @@ Content-Length: 4\r\n\
         write_forwarded_response(&mut head, &msg, resp);
         head.extend_from_slice(msg.body().of(resp));
         let fwd = parse(&head);
-        let vias: Vec<&[u8]> = fwd.headers_named(HeaderName::Via).map(|h| h.value.of(&head)).collect();
-        assert_eq!(vias, [&b"SIP/2.0/UDP them;branch=z9hG4bK2"[..], b"SIP/2.0/UDP far;branch=z9hG4bK3"]);
+        let vias: Vec<&[u8]> = fwd
+            .headers_named(HeaderName::Via)
+            .map(|h| h.value.of(&head))
+            .collect();
+        assert_eq!(
+            vias,
+            [
+                &b"SIP/2.0/UDP them;branch=z9hG4bK2"[..],
+                b"SIP/2.0/UDP far;branch=z9hG4bK3"
+            ]
+        );
 
         // A single-value top line disappears entirely.
         let single = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP us;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP far;branch=z9hG4bK3\r\nContent-Length: 0\r\n\r\n";
@@ -476,7 +524,10 @@ Content-Length: 4\r\n\
         write_forwarded_response(&mut head, &msg, single);
         let fwd = parse(&head);
         assert_eq!(fwd.headers_named(HeaderName::Via).count(), 1);
-        assert_eq!(fwd.value(&head, HeaderName::Via), Some(&b"SIP/2.0/UDP far;branch=z9hG4bK3"[..]));
+        assert_eq!(
+            fwd.value(&head, HeaderName::Via),
+            Some(&b"SIP/2.0/UDP far;branch=z9hG4bK3"[..])
+        );
     }
 
     #[test]

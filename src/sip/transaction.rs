@@ -16,7 +16,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::limits::{SERVER_TRANSACTIONS_PER_SHARD_MAX, SIP_BRANCH_BYTES_MAX, SIP_RESPONSE_BYTES_MAX};
+use crate::limits::{
+    SERVER_TRANSACTIONS_PER_SHARD_MAX, SIP_BRANCH_BYTES_MAX, SIP_RESPONSE_BYTES_MAX,
+};
 use crate::transport::Peer;
 
 /// T1, the round-trip time estimate (§17.1.1.1, table 4).
@@ -38,7 +40,11 @@ pub struct TxKey {
 
 impl std::fmt::Debug for TxKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TxKey({})", String::from_utf8_lossy(&self.bytes[..self.len as usize]))
+        write!(
+            f,
+            "TxKey({})",
+            String::from_utf8_lossy(&self.bytes[..self.len as usize])
+        )
     }
 }
 
@@ -57,7 +63,12 @@ impl TxKey {
     /// Builds the key from the parts §17.2.3 names. `is_cancel` keeps a CANCEL apart from the
     /// INVITE it cancels (same branch). Branch matching is case-sensitive; sent-by host is
     /// compared case-insensitively.
-    pub fn new(kind: TxKind, is_cancel: bool, sent_by: &[u8], branch: &[u8]) -> Result<TxKey, KeyTooLong> {
+    pub fn new(
+        kind: TxKind,
+        is_cancel: bool,
+        sent_by: &[u8],
+        branch: &[u8],
+    ) -> Result<TxKey, KeyTooLong> {
         let mut k = TxKey {
             len: 0,
             bytes: [0; TX_KEY_BYTES_MAX],
@@ -78,7 +89,10 @@ impl TxKey {
 
     fn push(&mut self, b: &[u8]) -> Result<(), KeyTooLong> {
         let at = self.len as usize;
-        let end = at.checked_add(b.len()).filter(|&e| e <= TX_KEY_BYTES_MAX).ok_or(KeyTooLong)?;
+        let end = at
+            .checked_add(b.len())
+            .filter(|&e| e <= TX_KEY_BYTES_MAX)
+            .ok_or(KeyTooLong)?;
         self.bytes[at..end].copy_from_slice(b);
         self.len = end as u16;
         Ok(())
@@ -212,15 +226,26 @@ impl ServerTransactions {
 
     /// Matches a received request (§17.2.3) and creates a transaction for a new one.
     /// `is_ack` requests never create transactions.
-    pub fn on_request(&mut self, now: Instant, key: TxKey, is_ack: bool, peer: Peer) -> RequestMatch {
+    pub fn on_request(
+        &mut self,
+        now: Instant,
+        key: TxKey,
+        is_ack: bool,
+        peer: Peer,
+    ) -> RequestMatch {
         if let Some(&slot) = self.index.get(&key) {
             let s = &mut self.slots[slot as usize];
             if is_ack {
                 if s.kind == TxKind::Invite && s.state == ServerTxState::Completed {
                     s.state = ServerTxState::Confirmed;
                     let gen = s.generation;
-                    let wait = if s.peer.transport.is_reliable() { Duration::ZERO } else { T4 };
-                    self.timers.push(Reverse((now + wait, slot, gen, TimerName::I)));
+                    let wait = if s.peer.transport.is_reliable() {
+                        Duration::ZERO
+                    } else {
+                        T4
+                    };
+                    self.timers
+                        .push(Reverse((now + wait, slot, gen, TimerName::I)));
                     return RequestMatch::AckAbsorbed;
                 }
                 // An ACK in Confirmed is a retransmission; in Accepted it is the 2xx ACK.
@@ -230,9 +255,18 @@ impl ServerTransactions {
                     RequestMatch::AckAbsorbed
                 };
             }
-            if !s.response.is_empty() && s.state != ServerTxState::Confirmed && s.state != ServerTxState::Accepted {
-                let id = TxId { slot, generation: s.generation };
-                self.outputs.push_back(TxOutput::Resend { to: s.peer, bytes_of: id });
+            if !s.response.is_empty()
+                && s.state != ServerTxState::Confirmed
+                && s.state != ServerTxState::Accepted
+            {
+                let id = TxId {
+                    slot,
+                    generation: s.generation,
+                };
+                self.outputs.push_back(TxOutput::Resend {
+                    to: s.peer,
+                    bytes_of: id,
+                });
             }
             return RequestMatch::Retransmission;
         }
@@ -242,7 +276,11 @@ impl ServerTransactions {
         if self.index.len() >= self.capacity {
             return RequestMatch::Full;
         }
-        let kind = if key.bytes[0] == b'I' { TxKind::Invite } else { TxKind::NonInvite };
+        let kind = if key.bytes[0] == b'I' {
+            TxKind::Invite
+        } else {
+            TxKind::NonInvite
+        };
         let slot = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -274,14 +312,23 @@ impl ServerTransactions {
         s.status = 0;
         s.g_interval = T1;
         self.index.insert(key, slot);
-        RequestMatch::New(TxId { slot, generation: s.generation })
+        RequestMatch::New(TxId {
+            slot,
+            generation: s.generation,
+        })
     }
 
     /// Finds the live INVITE transaction with `key` (for CANCEL matching, §9.2).
     pub fn find(&self, key: &TxKey) -> Option<(TxId, ServerTxState)> {
         let &slot = self.index.get(key)?;
         let s = &self.slots[slot as usize];
-        Some((TxId { slot, generation: s.generation }, s.state))
+        Some((
+            TxId {
+                slot,
+                generation: s.generation,
+            },
+            s.state,
+        ))
     }
 
     /// Records the response the TU sends on `id` and moves the state machine; the caller
@@ -299,7 +346,9 @@ impl ServerTransactions {
         let reliable = s.peer.transport.is_reliable();
         let gen = s.generation;
         let slot = id.slot;
-        let arm = |t: &mut BinaryHeap<_>, at: Duration, name| t.push(Reverse((now + at, slot, gen, name)));
+        let arm = |t: &mut BinaryHeap<_>, at: Duration, name| {
+            t.push(Reverse((now + at, slot, gen, name)))
+        };
         match (s.kind, status) {
             (_, 100..=199) => s.state = ServerTxState::Proceeding,
             (TxKind::Invite, 200..=299) => {
@@ -324,7 +373,8 @@ impl ServerTransactions {
     /// The stored response of `id` (for [`TxOutput::Resend`]).
     pub fn response(&self, id: TxId) -> Option<&[u8]> {
         let s = self.slots.get(id.slot as usize)?;
-        (s.live && s.generation == id.generation && !s.response.is_empty()).then_some(&s.response[..])
+        (s.live && s.generation == id.generation && !s.response.is_empty())
+            .then_some(&s.response[..])
     }
 
     /// The state of `id`, if it is still live.
@@ -357,12 +407,19 @@ impl ServerTransactions {
             if !s.live || s.generation != gen {
                 continue; // a timer of a terminated transaction
             }
-            let id = TxId { slot, generation: gen };
+            let id = TxId {
+                slot,
+                generation: gen,
+            };
             match (name, s.state) {
                 (TimerName::G, ServerTxState::Completed) => {
-                    self.outputs.push_back(TxOutput::Resend { to: s.peer, bytes_of: id });
+                    self.outputs.push_back(TxOutput::Resend {
+                        to: s.peer,
+                        bytes_of: id,
+                    });
                     s.g_interval = (s.g_interval * 2).min(T2);
-                    self.timers.push(Reverse((now + s.g_interval, slot, gen, TimerName::G)));
+                    self.timers
+                        .push(Reverse((now + s.g_interval, slot, gen, TimerName::G)));
                 }
                 (TimerName::H, ServerTxState::Completed) => {
                     self.outputs.push_back(TxOutput::AckTimeout(id));

@@ -202,8 +202,14 @@ mod tests {
         assert!(!token_eq_ignore_case(b"call-ix", b"Call-ID"));
         assert!(!token_eq_ignore_case(b"call_id", b"Call-ID"));
         assert!(!token_eq_ignore_case(b"via", b"Via "));
-        assert!(token_eq_ignore_case(b"proxy-authorization", b"Proxy-Authorization"));
-        assert!(!token_eq_ignore_case(b"proxy-authorizatioN1", b"Proxy-Authorization"));
+        assert!(token_eq_ignore_case(
+            b"proxy-authorization",
+            b"Proxy-Authorization"
+        ));
+        assert!(!token_eq_ignore_case(
+            b"proxy-authorizatioN1",
+            b"Proxy-Authorization"
+        ));
         // CR | 0x20 == '-': control bytes never pass, in the word loop or the tail.
         assert!(!token_eq_ignore_case(b"content\rlength", b"Content-Length"));
         assert!(!token_eq_ignore_case(b"call\rid", b"Call-ID"));

@@ -113,7 +113,9 @@ fn bitmap(data: &[u8], byte: u8) -> u64 {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn block_bitmap(chunk: &[u8; BLOCK], byte: u8) -> u64 {
-    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+    };
     let mut bits = 0u64;
     for i in 0..BLOCK / 16 {
         // SAFETY: SSE2 is part of the x86_64 baseline. The load reads 16 bytes at offset
@@ -159,17 +161,26 @@ mod tests {
             *b = [b'\n', b':', 0, b'x', 0xff][i % 5];
         }
         for byte in [b'\n', b':', 0, b'x', 0xff, b'q'] {
-            assert_eq!(block_bitmap(&chunk, byte), block_bitmap_portable(&chunk, byte));
+            assert_eq!(
+                block_bitmap(&chunk, byte),
+                block_bitmap_portable(&chunk, byte)
+            );
         }
     }
 
     #[test]
     fn finds_match_a_naive_search_across_blocks_and_tails() {
         for len in [0usize, 1, 63, 64, 65, 127, 128, 200] {
-            let buf: Vec<u8> = (0..len).map(|i| [b'a', b'\n', b':', 0, b'b', b'c', b'd'][(i * 7 + i / 3) % 7]).collect();
+            let buf: Vec<u8> = (0..len)
+                .map(|i| [b'a', b'\n', b':', 0, b'b', b'c', b'd'][(i * 7 + i / 3) % 7])
+                .collect();
             for from in 0..=len {
                 let mut s = HeadScanner::new(&buf);
-                assert_eq!(s.next_lf(from), naive(&buf, b'\n', from, usize::MAX), "len {len} from {from}");
+                assert_eq!(
+                    s.next_lf(from),
+                    naive(&buf, b'\n', from, usize::MAX),
+                    "len {len} from {from}"
+                );
                 for to in from..=len {
                     let mut s = HeadScanner::new(&buf);
                     assert_eq!(s.first_colon(from, to), naive(&buf, b':', from, to));
@@ -187,6 +198,9 @@ mod tests {
         assert_eq!(s.next_lf(0), None);
         let mut near = vec![b'a'; SIP_HEAD_BYTES_MAX + 10];
         near[SIP_HEAD_BYTES_MAX + 5] = b'\n';
-        assert_eq!(HeadScanner::new(&near).next_lf(0), Some(SIP_HEAD_BYTES_MAX + 5));
+        assert_eq!(
+            HeadScanner::new(&near).next_lf(0),
+            Some(SIP_HEAD_BYTES_MAX + 5)
+        );
     }
 }

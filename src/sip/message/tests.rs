@@ -21,7 +21,13 @@ fn outcome_of(m: &Message, buf: &[u8]) -> Outcome {
         headers: m
             .headers()
             .iter()
-            .map(|h| (h.name, h.name_span.of(buf).to_vec(), h.value.of(buf).to_vec()))
+            .map(|h| {
+                (
+                    h.name,
+                    h.name_span.of(buf).to_vec(),
+                    h.value.of(buf).to_vec(),
+                )
+            })
             .collect(),
         body: m.body().of(buf).to_vec(),
     }
@@ -106,20 +112,34 @@ Content-Length: 0\r\n\
 #[test]
 fn register_is_indexed_with_every_header() {
     let outs = stream_all_splits(REGISTER);
-    let Outcome::Message { start, headers, body } = only_message(&outs) else {
+    let Outcome::Message {
+        start,
+        headers,
+        body,
+    } = only_message(&outs)
+    else {
         panic!("{outs:?}")
     };
     assert_eq!(start, b"REGISTER sip:example.com SIP/2.0");
     assert_eq!(headers.len(), 8);
     assert_eq!(headers[0].0, HeaderName::Via);
     assert_eq!(headers[6].0, HeaderName::Contact);
-    assert_eq!(headers[6].2, b"<sip:bob@192.0.2.10:5060;transport=tcp>;+g.oma.sip-im;expires=3600");
+    assert_eq!(
+        headers[6].2,
+        b"<sip:bob@192.0.2.10:5060;transport=tcp>;+g.oma.sip-im;expires=3600"
+    );
     assert!(body.is_empty());
 
     let mut m = Message::new();
-    assert_eq!(m.parse_stream(REGISTER), Ok(Framing::Complete(REGISTER.len())));
+    assert_eq!(
+        m.parse_stream(REGISTER),
+        Ok(Framing::Complete(REGISTER.len()))
+    );
     assert_eq!(m.method(), Some(Method::Register));
-    assert_eq!(m.value(REGISTER, HeaderName::CSeq), Some(&b"1826 REGISTER"[..]));
+    assert_eq!(
+        m.value(REGISTER, HeaderName::CSeq),
+        Some(&b"1826 REGISTER"[..])
+    );
     assert!(m.check_mandatory().is_ok());
     let StartLine::Request { uri, .. } = m.start() else {
         panic!()
@@ -161,9 +181,26 @@ l: 5\r\n\
     assert_eq!(
         names,
         [
-            Via, From, To, CallId, CSeq, Contact, ContentType, Supported, Subject,
-            ContentEncoding, Event, AllowEvents, ReferTo, ReferredBy, SessionExpires,
-            AcceptContact, RejectContact, RequestDisposition, Identity, IdentityInfo,
+            Via,
+            From,
+            To,
+            CallId,
+            CSeq,
+            Contact,
+            ContentType,
+            Supported,
+            Subject,
+            ContentEncoding,
+            Event,
+            AllowEvents,
+            ReferTo,
+            ReferredBy,
+            SessionExpires,
+            AcceptContact,
+            RejectContact,
+            RequestDisposition,
+            Identity,
+            IdentityInfo,
             ContentLength
         ]
     );
@@ -318,10 +355,7 @@ fn truncated_stream_stays_partial() {
 fn missing_content_length_on_a_stream_is_unframeable() {
     let msg = b"OPTIONS sip:example.com SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK7\r\n\r\n";
     let outs = stream_all_splits(msg);
-    assert_eq!(
-        outs,
-        [Outcome::Error(SipError::MissingContentLength, None)]
-    );
+    assert_eq!(outs, [Outcome::Error(SipError::MissingContentLength, None)]);
 }
 
 #[test]
@@ -353,7 +387,10 @@ fn conflicting_content_lengths_are_refused() {
     );
     // Equal duplicates are harmless.
     let same = b"OPTIONS sip:example.com SIP/2.0\r\nContent-Length: 2\r\nl: 2\r\n\r\nab";
-    assert!(matches!(stream_all_splits(same)[0], Outcome::Message { .. }));
+    assert!(matches!(
+        stream_all_splits(same)[0],
+        Outcome::Message { .. }
+    ));
 }
 
 #[test]
@@ -409,7 +446,12 @@ fn garbage_start_lines_are_400_and_the_stream_goes_on() {
         msg.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
         msg.extend_from_slice(REGISTER);
         let outs = stream_all_splits(&msg);
-        assert_eq!(outs.len(), 2, "{:?}: {outs:?}", String::from_utf8_lossy(start));
+        assert_eq!(
+            outs.len(),
+            2,
+            "{:?}: {outs:?}",
+            String::from_utf8_lossy(start)
+        );
         let Outcome::Error(e, Some(_)) = &outs[0] else {
             panic!("{outs:?}")
         };
@@ -422,10 +464,19 @@ fn garbage_start_lines_are_400_and_the_stream_goes_on() {
 fn other_sip_versions_are_505() {
     let msg = b"OPTIONS sip:example.com SIP/7.0\r\nContent-Length: 0\r\n\r\n";
     let outs = stream_all_splits(msg);
-    assert_eq!(outs, [Outcome::Error(SipError::UnsupportedVersion, Some(msg.len()))]);
+    assert_eq!(
+        outs,
+        [Outcome::Error(
+            SipError::UnsupportedVersion,
+            Some(msg.len())
+        )]
+    );
     // The version is case-insensitive (ABNF string literals).
     let lower = b"OPTIONS sip:example.com sip/2.0\r\nContent-Length: 0\r\n\r\n";
-    assert!(matches!(stream_all_splits(lower)[0], Outcome::Message { .. }));
+    assert!(matches!(
+        stream_all_splits(lower)[0],
+        Outcome::Message { .. }
+    ));
 }
 
 #[test]
@@ -445,7 +496,10 @@ fn nul_in_head_is_400_and_framed() {
     let outs = stream_all_splits(msg);
     assert_eq!(
         outs,
-        [Outcome::Error(SipError::NulByte { at: 43 }, Some(msg.len()))]
+        [Outcome::Error(
+            SipError::NulByte { at: 43 },
+            Some(msg.len())
+        )]
     );
 }
 
@@ -453,13 +507,16 @@ fn nul_in_head_is_400_and_framed() {
 fn bare_lf_is_refused() {
     let msg = b"OPTIONS sip:example.com SIP/2.0\nContent-Length: 0\n\n";
     let outs = stream_all_splits(msg);
-    assert_eq!(outs, [Outcome::Error(SipError::BareLineFeed { at: 31 }, None)]);
+    assert_eq!(
+        outs,
+        [Outcome::Error(SipError::BareLineFeed { at: 31 }, None)]
+    );
 }
 
 #[test]
 fn header_without_colon_is_400_and_framed() {
-    let mut msg = b"OPTIONS sip:example.com SIP/2.0\r\nNoColonHere\r\nContent-Length: 0\r\n\r\n"
-        .to_vec();
+    let mut msg =
+        b"OPTIONS sip:example.com SIP/2.0\r\nNoColonHere\r\nContent-Length: 0\r\n\r\n".to_vec();
     let first = msg.len();
     msg.extend_from_slice(REGISTER);
     let outs = stream_all_splits(&msg);
@@ -474,7 +531,10 @@ fn header_without_colon_is_400_and_framed() {
 fn folding_before_any_header_is_400() {
     let msg = b"OPTIONS sip:example.com SIP/2.0\r\n continued\r\nContent-Length: 0\r\n\r\n";
     let outs = stream_all_splits(msg);
-    assert_eq!(outs, [Outcome::Error(SipError::BadFolding, Some(msg.len()))]);
+    assert_eq!(
+        outs,
+        [Outcome::Error(SipError::BadFolding, Some(msg.len()))]
+    );
 }
 
 #[test]

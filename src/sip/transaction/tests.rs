@@ -64,12 +64,18 @@ fn non_invite_retransmission_gets_the_same_response_until_timer_j() {
     let id = new_tx(&mut t, t0, key(TxKind::NonInvite, "z9hG4bK1"), udp());
     assert_eq!(t.state(id), Some(ServerTxState::Trying));
     // A retransmission before any response is absorbed silently.
-    assert_eq!(t.on_request(t0, key(TxKind::NonInvite, "z9hG4bK1"), false, udp()), RequestMatch::Retransmission);
+    assert_eq!(
+        t.on_request(t0, key(TxKind::NonInvite, "z9hG4bK1"), false, udp()),
+        RequestMatch::Retransmission
+    );
     assert_eq!(resends(&mut t), 0);
 
     t.on_response(t0, id, 200, b"SIP/2.0 200 OK\r\n\r\n");
     assert_eq!(t.state(id), Some(ServerTxState::Completed));
-    assert_eq!(t.on_request(t0 + T1, key(TxKind::NonInvite, "z9hG4bK1"), false, udp()), RequestMatch::Retransmission);
+    assert_eq!(
+        t.on_request(t0 + T1, key(TxKind::NonInvite, "z9hG4bK1"), false, udp()),
+        RequestMatch::Retransmission
+    );
     assert_eq!(resends(&mut t), 1);
 
     // Timer J = 64*T1 on UDP, then the transaction is gone and the key is new again.
@@ -79,7 +85,15 @@ fn non_invite_retransmission_gets_the_same_response_until_timer_j() {
     run_until(&mut t, t0, t0 + 64 * T1);
     assert_eq!(t.len(), 0);
     assert_eq!(t.state(id), None);
-    assert!(matches!(t.on_request(t0 + 64 * T1, key(TxKind::NonInvite, "z9hG4bK1"), false, udp()), RequestMatch::New(_)));
+    assert!(matches!(
+        t.on_request(
+            t0 + 64 * T1,
+            key(TxKind::NonInvite, "z9hG4bK1"),
+            false,
+            udp()
+        ),
+        RequestMatch::New(_)
+    ));
     t.invariants();
 }
 
@@ -107,10 +121,16 @@ fn invite_error_is_retransmitted_with_timer_g_until_ack() {
     let (now, sent) = run_until(&mut t, t0, t0 + 7 * T1);
     assert_eq!(sent, 3);
     // The ACK confirms; retransmissions stop; Timer I (T4) then terminates.
-    assert_eq!(t.on_request(now, k.clone(), true, udp()), RequestMatch::AckAbsorbed);
+    assert_eq!(
+        t.on_request(now, k.clone(), true, udp()),
+        RequestMatch::AckAbsorbed
+    );
     assert_eq!(t.state(id), Some(ServerTxState::Confirmed));
     // A retransmitted ACK is absorbed too.
-    assert_eq!(t.on_request(now, k.clone(), true, udp()), RequestMatch::AckAbsorbed);
+    assert_eq!(
+        t.on_request(now, k.clone(), true, udp()),
+        RequestMatch::AckAbsorbed
+    );
     let (_, sent) = run_until(&mut t, now, now + T4);
     assert_eq!(sent, 0);
     assert!(t.is_empty());
@@ -149,7 +169,10 @@ fn invite_2xx_is_accepted_and_its_ack_goes_to_the_tu() {
     t.on_response(t0, id, 200, b"SIP/2.0 200 OK\r\n\r\n");
     assert_eq!(t.state(id), Some(ServerTxState::Accepted));
     // RFC 6026: INVITE retransmissions are absorbed, not answered by the transaction.
-    assert_eq!(t.on_request(t0, k.clone(), false, udp()), RequestMatch::Retransmission);
+    assert_eq!(
+        t.on_request(t0, k.clone(), false, udp()),
+        RequestMatch::Retransmission
+    );
     assert_eq!(resends(&mut t), 0);
     assert_eq!(t.on_request(t0, k, true, udp()), RequestMatch::AckForTu);
     run_until(&mut t, t0, t0 + 64 * T1);
@@ -167,7 +190,10 @@ fn cancel_keys_find_their_invite() {
     assert_eq!(found, id);
     assert_eq!(state, ServerTxState::Proceeding);
     // The CANCEL is its own transaction.
-    assert!(matches!(t.on_request(t0, cancel, false, udp()), RequestMatch::New(_)));
+    assert!(matches!(
+        t.on_request(t0, cancel, false, udp()),
+        RequestMatch::New(_)
+    ));
     assert_eq!(t.len(), 2);
     assert!(key(TxKind::NonInvite, "x").cancelled_invite().is_none());
 }
@@ -184,18 +210,42 @@ fn stray_ack_goes_to_the_tu() {
 
 #[test]
 fn sent_by_is_case_insensitive_and_branch_is_not() {
-    let a = TxKey::new(TxKind::NonInvite, false, b"Host.Example.COM:5060", b"z9hG4bKab").unwrap();
-    let b = TxKey::new(TxKind::NonInvite, false, b"host.example.com:5060", b"z9hG4bKab").unwrap();
-    let c = TxKey::new(TxKind::NonInvite, false, b"host.example.com:5060", b"z9hG4bKAB").unwrap();
+    let a = TxKey::new(
+        TxKind::NonInvite,
+        false,
+        b"Host.Example.COM:5060",
+        b"z9hG4bKab",
+    )
+    .unwrap();
+    let b = TxKey::new(
+        TxKind::NonInvite,
+        false,
+        b"host.example.com:5060",
+        b"z9hG4bKab",
+    )
+    .unwrap();
+    let c = TxKey::new(
+        TxKind::NonInvite,
+        false,
+        b"host.example.com:5060",
+        b"z9hG4bKAB",
+    )
+    .unwrap();
     assert_eq!(a, b);
     assert_ne!(b, c);
-    assert_ne!(key(TxKind::Invite, "z9hG4bK1"), key(TxKind::NonInvite, "z9hG4bK1"));
+    assert_ne!(
+        key(TxKind::Invite, "z9hG4bK1"),
+        key(TxKind::NonInvite, "z9hG4bK1")
+    );
 }
 
 #[test]
 fn oversize_key_is_refused() {
     let long = vec![b'a'; TX_KEY_BYTES_MAX];
-    assert_eq!(TxKey::new(TxKind::NonInvite, false, b"h", &long), Err(KeyTooLong));
+    assert_eq!(
+        TxKey::new(TxKind::NonInvite, false, b"h", &long),
+        Err(KeyTooLong)
+    );
 }
 
 #[test]
@@ -204,7 +254,10 @@ fn full_table_refuses_new_transactions_and_recovers() {
     let t0 = Instant::now();
     let a = new_tx(&mut t, t0, key(TxKind::NonInvite, "a"), tcp());
     new_tx(&mut t, t0, key(TxKind::NonInvite, "b"), tcp());
-    assert_eq!(t.on_request(t0, key(TxKind::NonInvite, "c"), false, tcp()), RequestMatch::Full);
+    assert_eq!(
+        t.on_request(t0, key(TxKind::NonInvite, "c"), false, tcp()),
+        RequestMatch::Full
+    );
     t.on_response(t0, a, 200, b"SIP/2.0 200 OK\r\n\r\n");
     t.handle_timeout(t0);
     let c = new_tx(&mut t, t0, key(TxKind::NonInvite, "c"), tcp());
@@ -225,7 +278,11 @@ fn stale_timers_of_a_reused_slot_do_nothing() {
     assert!(t.is_empty());
     let b = new_tx(&mut t, t0 + T4, key(TxKind::NonInvite, "b"), udp());
     // The dead transaction's G and H timers are still queued; they must not touch `b`.
-    run_until(&mut t, t0 + T4, t0 + 64 * T1 + T4 - Duration::from_millis(1));
+    run_until(
+        &mut t,
+        t0 + T4,
+        t0 + 64 * T1 + T4 - Duration::from_millis(1),
+    );
     assert_eq!(t.state(b), Some(ServerTxState::Trying));
 }
 
@@ -236,6 +293,9 @@ fn oversize_responses_are_sent_but_not_kept() {
     let id = new_tx(&mut t, t0, key(TxKind::NonInvite, "big"), udp());
     t.on_response(t0, id, 200, &vec![b'x'; SIP_RESPONSE_BYTES_MAX + 1]);
     assert_eq!(t.response(id), None);
-    assert_eq!(t.on_request(t0, key(TxKind::NonInvite, "big"), false, udp()), RequestMatch::Retransmission);
+    assert_eq!(
+        t.on_request(t0, key(TxKind::NonInvite, "big"), false, udp()),
+        RequestMatch::Retransmission
+    );
     assert_eq!(resends(&mut t), 0);
 }
