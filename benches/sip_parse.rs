@@ -116,7 +116,10 @@ const MESSAGES: [(&str, &[u8]); 4] = [
 fn allocations_per_parse() {
     let mut m = Message::new();
     for (name, bytes) in MESSAGES {
-        assert!(matches!(m.parse_stream(bytes), Ok(Framing::Complete(n)) if n == bytes.len()), "{name}");
+        assert!(
+            matches!(m.parse_stream(bytes), Ok(Framing::Complete(n)) if n == bytes.len()),
+            "{name}"
+        );
         let before = ALLOCATIONS.load(Ordering::Relaxed);
         for _ in 0..10_000 {
             let _ = black_box(m.parse_stream(black_box(bytes)));
@@ -134,7 +137,9 @@ fn bench(c: &mut Criterion) {
     for (name, bytes) in MESSAGES {
         g.throughput(Throughput::Bytes(bytes.len() as u64));
         let mut m = Message::new();
-        g.bench_function(name, |b| b.iter(|| black_box(m.parse_stream(black_box(bytes)).is_ok())));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(m.parse_stream(black_box(bytes)).is_ok()))
+        });
     }
     g.finish();
 
@@ -146,9 +151,15 @@ fn bench(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let _ = m.parse_stream(black_box(bytes));
-                let via = m.value(bytes, HeaderName::Via).and_then(|v| Via::parse_all(v).next());
+                let via = m
+                    .value(bytes, HeaderName::Via)
+                    .and_then(|v| Via::parse_all(v).next());
                 let cseq = m.value(bytes, HeaderName::CSeq).map(CSeq::parse);
-                black_box((via.is_some(), cseq.is_some(), m.value(bytes, HeaderName::CallId)))
+                black_box((
+                    via.is_some(),
+                    cseq.is_some(),
+                    m.value(bytes, HeaderName::CallId),
+                ))
             })
         });
     }

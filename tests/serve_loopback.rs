@@ -13,10 +13,17 @@ use support::*;
 fn options_gets_200_over_udp_and_tcp() {
     let mut srv = Server::start(&["--cores", "2"]);
     let udp = udp_client();
-    let resp = udp_request(&udp, srv.sip, &options("UDP", udp.local_addr().unwrap(), srv.sip, "u1"));
+    let resp = udp_request(
+        &udp,
+        srv.sip,
+        &options("UDP", udp.local_addr().unwrap(), srv.sip, "u1"),
+    );
     assert_eq!(status_of(&resp), 200, "{}", String::from_utf8_lossy(&resp));
     let text = String::from_utf8_lossy(&resp);
-    assert!(text.contains("\r\nAllow: OPTIONS, ACK, CANCEL\r\n"), "{text}");
+    assert!(
+        text.contains("\r\nAllow: OPTIONS, ACK, CANCEL\r\n"),
+        "{text}"
+    );
     assert!(text.contains("\r\nSupported:"), "{text}");
     assert!(text.contains("\r\nAccept: "), "{text}");
 
@@ -39,13 +46,22 @@ fn many_udp_clients_are_spread_over_shards_and_counted_at_stop() {
     for i in 0..n {
         // A new source port each time: SO_REUSEPORT hashes them across both shards.
         let udp = udp_client();
-        let resp = udp_request(&udp, srv.sip, &options("UDP", udp.local_addr().unwrap(), srv.sip, &format!("m{i}")));
+        let resp = udp_request(
+            &udp,
+            srv.sip,
+            &options("UDP", udp.local_addr().unwrap(), srv.sip, &format!("m{i}")),
+        );
         assert_eq!(status_of(&resp), 200);
     }
     assert!(srv.terminate().success());
     // Shard 0 gathered every shard's counters over the mesh.
     let stopped = srv.wait_line("imrelay: stopped: ");
-    assert!(stopped.starts_with(&format!("imrelay: stopped: {n} requests, {n} responses sent")), "{stopped}");
+    assert!(
+        stopped.starts_with(&format!(
+            "imrelay: stopped: {n} requests, {n} responses sent"
+        )),
+        "{stopped}"
+    );
 }
 
 #[test]
@@ -65,11 +81,18 @@ Call-ID: inv1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
     let mut buf = vec![0u8; 65536];
     let (n, _) = udp.recv_from(&mut buf).expect("a retransmission");
     assert_eq!(&buf[..n], &first[..]);
-    assert!(t0.elapsed() >= Duration::from_millis(400), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t0.elapsed()
+    );
     // ACK stops it: nothing more within 2.5 s (the next G would come at 1 s).
-    let ack = invite.replace("INVITE sip:", "ACK sip:").replace("1 INVITE", "1 ACK");
+    let ack = invite
+        .replace("INVITE sip:", "ACK sip:")
+        .replace("1 INVITE", "1 ACK");
     udp.send_to(ack.as_bytes(), srv.sip).unwrap();
-    udp.set_read_timeout(Some(Duration::from_millis(2500))).unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(2500)))
+        .unwrap();
     // A retransmission already in flight when the ACK left may still arrive; drain it.
     let mut extra = 0;
     while udp.recv_from(&mut buf).is_ok() {
@@ -105,15 +128,24 @@ fn malformed_floods_never_wedge_it() {
         udp.send_to(j, srv.sip).unwrap();
     }
     // Drain whatever answers came (400s), then a good request must still get its 200.
-    udp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = vec![0u8; 65536];
     while udp.recv_from(&mut buf).is_ok() {}
     udp.set_read_timeout(Some(WAIT)).unwrap();
-    let resp = udp_request(&udp, srv.sip, &options("UDP", local, srv.sip, "after-flood"));
+    let resp = udp_request(
+        &udp,
+        srv.sip,
+        &options("UDP", local, srv.sip, "after-flood"),
+    );
     assert_eq!(status_of(&resp), 200);
 
     // Streams: garbage that cannot be framed closes that connection only.
-    for j in [&b"\x00\x01\x02\x03\r\n\r\n"[..], b"OPTIONS sip:x SIP/2.0\r\n\r\n", &vec![b'B'; 20_000]] {
+    for j in [
+        &b"\x00\x01\x02\x03\r\n\r\n"[..],
+        b"OPTIONS sip:x SIP/2.0\r\n\r\n",
+        &vec![b'B'; 20_000],
+    ] {
         let mut c = tcp_client(srv.sip);
         let _ = c.write_all(j);
         let _ = c.shutdown(std::net::Shutdown::Write);
@@ -162,7 +194,14 @@ fn crlf_ping_gets_a_pong() {
 #[test]
 fn check_config_prints_the_effective_configuration() {
     let out = Command::new(env!("CARGO_BIN_EXE_imrelay"))
-        .args(["serve", "--check-config", "--domain", "example.org", "--cores", "1"])
+        .args([
+            "serve",
+            "--check-config",
+            "--domain",
+            "example.org",
+            "--cores",
+            "1",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -187,7 +226,10 @@ fn bad_configuration_names_the_key_and_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("server.sip_adr: unknown field `sip_adr`"), "{err}");
+    assert!(
+        err.contains("server.sip_adr: unknown field `sip_adr`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -196,11 +238,21 @@ fn address_in_use_is_a_clear_startup_error() {
     let addr = holder.local_addr().unwrap();
     let state = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_imrelay"))
-        .args(["serve", "--cores", "1", "--sip-addr", &addr.to_string(), "--state-dir"])
+        .args([
+            "serve",
+            "--cores",
+            "1",
+            "--sip-addr",
+            &addr.to_string(),
+            "--state-dir",
+        ])
         .arg(state.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("SIP UDP address {addr} is already in use")), "{err}");
+    assert!(
+        err.contains(&format!("SIP UDP address {addr} is already in use")),
+        "{err}"
+    );
 }

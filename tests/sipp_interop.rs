@@ -22,12 +22,30 @@ fn sipp(server: std::net::SocketAddr, transport: &str, calls: u32) {
     let out = Command::new("sipp")
         .current_dir(dir.path())
         .arg(server.to_string())
-        .args(["-sf", scenario, "-t", transport, "-i", "127.0.0.1", "-nostdin"])
-        .args(["-m", &calls.to_string(), "-r", "200", "-timeout", "20", "-timeout_error"])
+        .args([
+            "-sf",
+            scenario,
+            "-t",
+            transport,
+            "-i",
+            "127.0.0.1",
+            "-nostdin",
+        ])
+        .args([
+            "-m",
+            &calls.to_string(),
+            "-r",
+            "200",
+            "-timeout",
+            "20",
+            "-timeout_error",
+        ])
         .args(["-p", &free_port().to_string()])
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run sipp ({e}); install it: apt-get install -y sip-tester"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run sipp ({e}); install it: apt-get install -y sip-tester")
+        });
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

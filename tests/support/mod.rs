@@ -30,7 +30,13 @@ impl Server {
         let state = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_imrelay"))
             .arg("serve")
-            .args(["--sip-addr", "127.0.0.1:0", "--msrp-port", "0", "--state-dir"])
+            .args([
+                "--sip-addr",
+                "127.0.0.1:0",
+                "--msrp-port",
+                "0",
+                "--state-dir",
+            ])
             .arg(state.path())
             .args(args)
             .stdin(Stdio::null())
@@ -57,7 +63,9 @@ impl Server {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let mut server = Server {
@@ -103,7 +111,10 @@ impl Server {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not stop within {WAIT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop within {WAIT:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -169,7 +180,11 @@ pub fn read_sip(stream: &mut TcpStream) -> Vec<u8> {
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         let n = stream.read(&mut byte).expect("read");
-        assert!(n == 1, "connection closed after {:?}", String::from_utf8_lossy(&buf));
+        assert!(
+            n == 1,
+            "connection closed after {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.push(byte[0]);
         // Skip CRLF keep-alive pongs before a message.
         if buf == b"\r\n" {
