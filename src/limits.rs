@@ -79,7 +79,12 @@ pub const SDP_PATH_URIS_MAX: usize = 8;
 
 /// Most live server transactions per shard. When full, a new request is answered `503` with
 /// `Retry-After` (never silently dropped), and the memory of the table is bounded.
-pub const SERVER_TRANSACTIONS_PER_SHARD_MAX: usize = 65_536;
+///
+/// A UDP non-INVITE transaction lives 32 s after its final response (Timer J = 64*T1, RFC 3261
+/// §17.2.2), so this bound sustains 262,144 / 32 = 8,192 UDP requests/s per shard. A live
+/// transaction costs about 0.5 KiB (slot, 17-byte key, the stored response), so the table is
+/// bounded at about 128 MiB per shard.
+pub const SERVER_TRANSACTIONS_PER_SHARD_MAX: usize = 262_144;
 
 /// Longest Via `branch` parameter kept as a transaction key, in bytes.
 pub const SIP_BRANCH_BYTES_MAX: usize = 128;
@@ -97,11 +102,13 @@ pub const SIP_STREAM_BUFFER_BYTES: usize = SIP_MESSAGE_BYTES_MAX;
 /// Receive buffer a SIP stream connection starts with, in bytes. It grows (doubling) up to
 /// [`SIP_STREAM_BUFFER_BYTES`] only while a large message is being received and shrinks back
 /// afterwards, so an idle connection costs this much user-space memory plus its task.
-pub const SIP_STREAM_BUFFER_BYTES_MIN: usize = 2 * 1024;
+pub const SIP_STREAM_BUFFER_BYTES_MIN: usize = 1024;
 
 /// Responses and requests queued for writing on one stream connection, in messages. When
-/// full, the producer waits (back-pressure), so a slow reader bounds its own queue.
-pub const SIP_STREAM_WRITE_QUEUE_MESSAGES_MAX: usize = 64;
+/// full, the producer waits (back-pressure), so a slow reader bounds its own queue. The queue
+/// is allocated with the connection (24 bytes a slot), so this also sets part of an idle
+/// connection's cost.
+pub const SIP_STREAM_WRITE_QUEUE_MESSAGES_MAX: usize = 16;
 
 /// Most concurrent SIP TCP connections per shard; further accepts are closed at once.
 pub const SIP_TCP_CONNECTIONS_PER_SHARD_MAX: usize = 16_384;

@@ -6,7 +6,7 @@
 //! bytes, and the seed of its id generator), which is what lets tests drive a shard with
 //! virtual time and exact byte sequences.
 //!
-//! What a shard answers at this stage (the roles plug in behind [`Shard::on_request`]):
+//! What a shard answers at this stage (the roles will plug in behind the request handler):
 //! - `OPTIONS` for this server: `200` with `Allow`, `Accept`, `Supported` (RFC 3261 §11.2);
 //! - `ACK`: never answered; a non-2xx ACK is absorbed by its INVITE transaction;
 //! - `CANCEL`: `200` when it matches an INVITE transaction, `481` otherwise (§9.2);
@@ -392,10 +392,7 @@ impl Core {
             reason: "Via Branch Too Long",
         })?;
 
-        let id = match self
-            .txns
-            .on_request(now, key.clone(), method == Method::Ack, peer)
-        {
+        let id = match self.txns.on_request(now, key, method == Method::Ack, peer) {
             RequestMatch::New(id) => id,
             RequestMatch::Retransmission => {
                 self.stats.retransmissions_absorbed += 1;

@@ -256,3 +256,25 @@ fn address_in_use_is_a_clear_startup_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_request_larger_than_the_initial_buffer_is_received_whole() {
+    let srv = Server::start(&["--cores", "1"]);
+    let mut tcp = tcp_client(srv.sip);
+    let local = tcp.local_addr().unwrap();
+    let body = "x".repeat(40_000);
+    let req = String::from_utf8(options("TCP", local, srv.sip, "big"))
+        .unwrap()
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+    tcp_send(&mut tcp, req.as_bytes());
+    assert_eq!(status_of(&read_sip(&mut tcp)), 200);
+    // And a small one after it on the same connection (the buffer shrank back).
+    tcp_send(&mut tcp, &options("TCP", local, srv.sip, "small-after"));
+    assert_eq!(status_of(&read_sip(&mut tcp)), 200);
+}

@@ -113,7 +113,7 @@ fn invite_error_is_retransmitted_with_timer_g_until_ack() {
     let mut t = ServerTransactions::default();
     let t0 = Instant::now();
     let k = key(TxKind::Invite, "z9hG4bK3");
-    let id = new_tx(&mut t, t0, k.clone(), udp());
+    let id = new_tx(&mut t, t0, k, udp());
     assert_eq!(t.state(id), Some(ServerTxState::Proceeding));
     t.on_response(t0, id, 486, b"SIP/2.0 486 Busy Here\r\n\r\n");
     assert_eq!(t.state(id), Some(ServerTxState::Completed));
@@ -121,16 +121,10 @@ fn invite_error_is_retransmitted_with_timer_g_until_ack() {
     let (now, sent) = run_until(&mut t, t0, t0 + 7 * T1);
     assert_eq!(sent, 3);
     // The ACK confirms; retransmissions stop; Timer I (T4) then terminates.
-    assert_eq!(
-        t.on_request(now, k.clone(), true, udp()),
-        RequestMatch::AckAbsorbed
-    );
+    assert_eq!(t.on_request(now, k, true, udp()), RequestMatch::AckAbsorbed);
     assert_eq!(t.state(id), Some(ServerTxState::Confirmed));
     // A retransmitted ACK is absorbed too.
-    assert_eq!(
-        t.on_request(now, k.clone(), true, udp()),
-        RequestMatch::AckAbsorbed
-    );
+    assert_eq!(t.on_request(now, k, true, udp()), RequestMatch::AckAbsorbed);
     let (_, sent) = run_until(&mut t, now, now + T4);
     assert_eq!(sent, 0);
     assert!(t.is_empty());
@@ -165,12 +159,12 @@ fn invite_2xx_is_accepted_and_its_ack_goes_to_the_tu() {
     let mut t = ServerTransactions::default();
     let t0 = Instant::now();
     let k = key(TxKind::Invite, "z9hG4bK6");
-    let id = new_tx(&mut t, t0, k.clone(), udp());
+    let id = new_tx(&mut t, t0, k, udp());
     t.on_response(t0, id, 200, b"SIP/2.0 200 OK\r\n\r\n");
     assert_eq!(t.state(id), Some(ServerTxState::Accepted));
     // RFC 6026: INVITE retransmissions are absorbed, not answered by the transaction.
     assert_eq!(
-        t.on_request(t0, k.clone(), false, udp()),
+        t.on_request(t0, k, false, udp()),
         RequestMatch::Retransmission
     );
     assert_eq!(resends(&mut t), 0);
@@ -241,7 +235,7 @@ fn sent_by_is_case_insensitive_and_branch_is_not() {
 
 #[test]
 fn oversize_key_is_refused() {
-    let long = vec![b'a'; TX_KEY_BYTES_MAX];
+    let long = vec![b'a'; SIP_BRANCH_BYTES_MAX + 1];
     assert_eq!(
         TxKey::new(TxKind::NonInvite, false, b"h", &long),
         Err(KeyTooLong)
