@@ -126,7 +126,10 @@ fn allocations_per_parse() {
         }
         let after = ALLOCATIONS.load(Ordering::Relaxed);
         let per = (after - before) as f64 / 10_000.0;
-        println!("allocations per parse ({name}, {} bytes): {per}", bytes.len());
+        println!(
+            "allocations per parse ({name}, {} bytes): {per}",
+            bytes.len()
+        );
         assert_eq!(after, before, "indexing {name} allocated");
     }
 }

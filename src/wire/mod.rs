@@ -126,12 +126,6 @@ pub fn token_eq_ignore_case(token: &[u8], name: &[u8]) -> bool {
         .all(|(&a, &b)| a >= 0x20 && a | 0x20 == b | 0x20)
 }
 
-/// Case-insensitive ASCII equality.
-#[inline]
-pub fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
-    a.eq_ignore_ascii_case(b)
-}
-
 /// Parses an unsigned decimal of at most `max_digits` digits; `None` on an empty input, a
 /// non-digit, too many digits, or overflow of `u64`.
 #[inline]
