@@ -278,3 +278,36 @@ fn a_request_larger_than_the_initial_buffer_is_received_whole() {
     tcp_send(&mut tcp, &options("TCP", local, srv.sip, "small-after"));
     assert_eq!(status_of(&read_sip(&mut tcp)), 200);
 }
+
+#[test]
+fn too_little_lockable_memory_is_a_clear_startup_error() {
+    // Without CAP_IPC_LOCK and with a 64 KiB RLIMIT_MEMLOCK no io_uring executor can start.
+    // util-linux's prlimit and setpriv (Debian's base system) set that up for the child.
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new("prlimit")
+        .args([
+            "--memlock=65536:65536",
+            "setpriv",
+            "--inh-caps=-ipc_lock",
+            "--bounding-set=-ipc_lock",
+        ])
+        .arg(env!("CARGO_BIN_EXE_imrelay"))
+        .args([
+            "serve",
+            "--cores",
+            "1",
+            "--sip-addr",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .output()
+        .expect("prlimit and setpriv (util-linux)");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the locked-memory limit is 65536 bytes"),
+        "{err}"
+    );
+    assert!(err.contains("LimitMEMLOCK=infinity"), "{err}");
+}
