@@ -28,5 +28,6 @@ pub mod limits;
 pub mod runtime;
 pub mod shard;
 pub mod sip;
+pub mod store;
 pub mod transport;
 pub mod wire;

@@ -117,6 +117,22 @@ pub const SIP_TCP_CONNECTIONS_PER_SHARD_MAX: usize = 16_384;
 pub const SIP_TCP_IDLE_SECS_MAX: u64 = 300;
 
 // ---------------------------------------------------------------------------------------------
+// Deferred store.
+// ---------------------------------------------------------------------------------------------
+
+/// Longest URI or content type kept in a store record, in bytes (a recipient URI longer than
+/// a SIP URI can be is refused before it reaches the store).
+pub const STORE_URI_BYTES_MAX: usize = SIP_URI_BYTES_MAX;
+
+/// Largest payload of one store record, in bytes. A whole pager message (≤ 64 KiB body) fits
+/// in one record; session-mode messages are stored as chunks no larger than this, so a
+/// record read never needs more than this much contiguous memory.
+pub const STORE_RECORD_PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
+
+/// Corrupt regions a scan of one segment reports individually; more are counted only.
+pub const STORE_SCAN_CORRUPT_REPORTS_MAX: usize = 64;
+
+// ---------------------------------------------------------------------------------------------
 // Runtime.
 // ---------------------------------------------------------------------------------------------
 
@@ -136,3 +152,5 @@ const _: () = assert!(SIP_URI_BYTES_MAX < SIP_START_LINE_BYTES_MAX);
 const _: () = assert!(SIP_STREAM_BUFFER_BYTES >= SIP_MESSAGE_BYTES_MAX);
 const _: () = assert!(SIP_STREAM_BUFFER_BYTES_MIN <= SIP_STREAM_BUFFER_BYTES);
 const _: () = assert!(SDP_BYTES_MAX <= SIP_BODY_BYTES_MAX);
+const _: () =
+    assert!(SIP_BODY_BYTES_MAX + 4 * STORE_URI_BYTES_MAX < STORE_RECORD_PAYLOAD_BYTES_MAX);
