@@ -277,10 +277,7 @@ pub fn encode(rec: &Record<'_>, out: &mut Vec<u8>) -> Result<usize, EncodeError>
     let end = start + padded(HEADER_BYTES + payload_len);
     out.resize(end, 0);
     // Pair assertion: what was written reads back as what was meant.
-    debug_assert_eq!(
-        decode(&out[start..]).map(|(r, n)| (r, n)),
-        Ok((*rec, end - start))
-    );
+    debug_assert_eq!(decode(&out[start..]), Ok((*rec, end - start)));
     Ok(end - start)
 }
 

@@ -1,0 +1,826 @@
+//! The store's bookkeeping, without I/O: per-recipient logs of segments, the index of pending
+//! messages, quotas, group-commit batches, recovery and reclaiming.
+//!
+//! The runtime (or the synchronous file driver in [`crate::store::fs`]) executes what the
+//! store asks for and reports back:
+//!
+//! ```text
+//!   append_message(..) -> Ticket          (encoded into the open batch; nothing is visible)
+//!   poll_batch() -> IoBatch               (writes to perform, then fdatasync each file)
+//!   on_batch_done(id, Ok | Err)           (durable: entries become readable, tickets acked;
+//!                                          failed: entries dropped, files to be truncated)
+//!   poll_ack() -> (Ticket, Result)        (what to tell each appender)
+//! ```
+//!
+//! Invariants: a message is listed as pending only after the batch that wrote it is durable;
+//! a segment's `durable_len` only grows except through `on_batch_done(Err)`, which rolls the
+//! written length back to it; quota counters equal the sums over listed and in-flight
+//! messages (`invariants()`).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use crate::store::record::{encode, EncodeError, MessageId, Meta, Record};
+use crate::store::RecipientKey;
+
+/// Identifies one append until it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ticket(pub u64);
+
+/// One file of a recipient's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SegmentRef {
+    pub recipient: RecipientKey,
+    pub seq: u64,
+}
+
+/// Store policy: who may store, how much, for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// When non-empty, only these recipients may have messages stored.
+    pub allow: Vec<Vec<u8>>,
+    /// These recipients may never have messages stored.
+    pub deny: Vec<Vec<u8>>,
+    /// Default quota per recipient: bytes of stored bodies, and messages.
+    pub quota_bytes: u64,
+    pub quota_messages: u32,
+    /// Per-recipient quotas overriding the default: (recipient, bytes, messages).
+    pub quota_overrides: Vec<(Vec<u8>, u64, u32)>,
+    /// Retention when the sender asks for none, in milliseconds.
+    pub retention_ms: u64,
+    /// Longest retention a sender may ask for, in milliseconds.
+    pub retention_ms_max: u64,
+    /// A segment is sealed and a new one started past this many bytes.
+    pub segment_bytes_max: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            allow: Vec::new(),
+            deny: Vec::new(),
+            quota_bytes: 64 * 1024 * 1024,
+            quota_messages: 10_000,
+            quota_overrides: Vec::new(),
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_ms_max: 30 * 24 * 3600 * 1000,
+            segment_bytes_max: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Policy {
+    fn permits(&self, aor: &[u8]) -> bool {
+        let listed = |l: &Vec<Vec<u8>>| l.iter().any(|a| a.as_slice() == aor);
+        !listed(&self.deny) && (self.allow.is_empty() || listed(&self.allow))
+    }
+
+    fn quota(&self, aor: &[u8]) -> (u64, u32) {
+        self.quota_overrides
+            .iter()
+            .find(|(a, ..)| a.as_slice() == aor)
+            .map_or((self.quota_bytes, self.quota_messages), |(_, b, m)| {
+                (*b, *m)
+            })
+    }
+}
+
+/// Why an append or a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The recipient may not have messages stored (policy).
+    NotPermitted,
+    /// Storing would pass the recipient's byte quota.
+    QuotaBytes { used: u64, quota: u64, need: u64 },
+    /// Storing would pass the recipient's message-count quota.
+    QuotaMessages { used: u32, quota: u32 },
+    /// The message cannot be encoded (a field or the body is too large for a record).
+    Encode(EncodeError),
+    /// The write or the sync failed (disk full, I/O error); nothing of it is kept.
+    Io(String),
+    /// No such pending message.
+    UnknownMessage,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::NotPermitted => write!(f, "storing is not permitted for this recipient"),
+            StoreError::QuotaBytes { used, quota, need } => {
+                write!(f, "byte quota exceeded ({used} used + {need} > {quota})")
+            }
+            StoreError::QuotaMessages { used, quota } => {
+                write!(f, "message quota exceeded ({used} of {quota})")
+            }
+            StoreError::Encode(e) => write!(f, "cannot store: {e}"),
+            StoreError::Io(e) => write!(f, "storage failure: {e}"),
+            StoreError::UnknownMessage => write!(f, "no such stored message"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where a pending message's record lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub id: MessageId,
+    pub segment: u64,
+    /// Offset of the record in its segment, and its encoded length.
+    pub offset: u64,
+    pub record_len: u32,
+    pub body_len: u64,
+    pub stored_at_ms: u64,
+    pub expires_at_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Segment {
+    seq: u64,
+    /// Bytes known durable.
+    durable_len: u64,
+    /// Bytes written or queued (≥ durable_len).
+    written_len: u64,
+    /// Pending messages stored in this segment.
+    live: u32,
+}
+
+#[derive(Debug)]
+struct RecipientLog {
+    aor: Box<[u8]>,
+    segments: VecDeque<Segment>,
+    /// Pending (durable, undelivered, unexpired) messages in store order.
+    pending: BTreeMap<u64, Entry>,
+    by_id: HashMap<MessageId, u64>,
+    next_order: u64,
+    /// Quota accounting: bodies and count of pending plus in-flight messages.
+    used_bytes: u64,
+    used_messages: u32,
+}
+
+/// A file write of a batch: `bytes` at `offset` of `segment` (a new file when `offset` is 0).
+#[derive(Debug)]
+pub struct FileWrite {
+    pub segment: SegmentRef,
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// Everything one group commit writes. Perform every write, then make every file durable,
+/// then call [`Store::on_batch_done`].
+#[derive(Debug)]
+pub struct IoBatch {
+    pub id: u64,
+    pub writes: Vec<FileWrite>,
+}
+
+/// A message appended in a batch: listed once the batch is durable. (Delivered and expired
+/// marks need no entry: they change the index at once and are made durable by the batch.)
+#[derive(Debug)]
+enum Pending {
+    Message {
+        ticket: Ticket,
+        recipient: RecipientKey,
+        entry: Entry,
+    },
+}
+
+#[derive(Debug, Default)]
+struct OpenBatch {
+    writes: Vec<FileWrite>,
+    pending: Vec<Pending>,
+}
+
+/// What a finished append tells its caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub ticket: Ticket,
+    pub result: Result<MessageId, StoreError>,
+}
+
+/// The batch being written: its id, its appends, and where each file it wrote will end.
+type InFlight = (u64, Vec<Pending>, Vec<(SegmentRef, u64)>);
+
+/// One shard's store bookkeeping.
+pub struct Store {
+    policy: Policy,
+    logs: HashMap<RecipientKey, RecipientLog>,
+    open: OpenBatch,
+    in_flight: Option<InFlight>,
+    next_batch: u64,
+    next_ticket: u64,
+    acks: VecDeque<Ack>,
+    /// Segments whose every message is gone, to be deleted by the driver.
+    reclaim: VecDeque<SegmentRef>,
+    id_state: u64,
+    /// The greatest message id seen; new ids are greater.
+    last_id: u128,
+    scratch: Vec<u8>,
+}
+
+impl Store {
+    /// An empty store; `seed` seeds message-id generation (ids must be unique, not secret).
+    pub fn new(policy: Policy, seed: u64) -> Store {
+        Store {
+            policy,
+            logs: HashMap::new(),
+            open: OpenBatch::default(),
+            in_flight: None,
+            next_batch: 1,
+            next_ticket: 1,
+            acks: VecDeque::new(),
+            reclaim: VecDeque::new(),
+            id_state: seed | 1,
+            last_id: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// A new message id: 48 bits of milliseconds then 80 random bits, and always greater than
+    /// every id this store has seen (recovered or minted), so ids are unique within the store
+    /// across restarts and sort by time of storing.
+    fn mint_id(&mut self, now_ms: u64) -> MessageId {
+        let mut x = self.id_state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.id_state = x;
+        let r = u128::from(x.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let candidate = (u128::from(now_ms & 0xffff_ffff_ffff) << 80) | (r << 16) | (r & 0xffff);
+        let id = candidate.max(self.last_id.saturating_add(1));
+        self.last_id = id;
+        MessageId(id)
+    }
+
+    /// Appends a whole message for `aor`. The ticket is acknowledged (see [`Store::poll_ack`])
+    /// only once the message is durable, or failed.
+    pub fn append_message(
+        &mut self,
+        now_ms: u64,
+        aor: &[u8],
+        sender: &[u8],
+        content_type: &[u8],
+        body: &[u8],
+        retention_ms: Option<u64>,
+    ) -> Result<Ticket, StoreError> {
+        if !self.policy.permits(aor) {
+            return Err(StoreError::NotPermitted);
+        }
+        let key = RecipientKey::of(aor);
+        let (quota_bytes, quota_messages) = self.policy.quota(aor);
+        let segment_bytes_max = self.policy.segment_bytes_max;
+        {
+            let log = self
+                .logs
+                .entry(key)
+                .or_insert_with(|| RecipientLog::new(aor));
+            if log.used_messages >= quota_messages {
+                return Err(StoreError::QuotaMessages {
+                    used: log.used_messages,
+                    quota: quota_messages,
+                });
+            }
+            if log.used_bytes + body.len() as u64 > quota_bytes {
+                return Err(StoreError::QuotaBytes {
+                    used: log.used_bytes,
+                    quota: quota_bytes,
+                    need: body.len() as u64,
+                });
+            }
+            let _ = segment_bytes_max;
+        }
+        let retention = retention_ms
+            .unwrap_or(self.policy.retention_ms)
+            .min(self.policy.retention_ms_max);
+        let id = self.mint_id(now_ms);
+        let meta = Meta {
+            id,
+            stored_at_ms: now_ms,
+            expires_at_ms: now_ms.saturating_add(retention),
+            total_len: body.len() as u64,
+            sender,
+            recipient: aor,
+            content_type,
+        };
+        self.scratch.clear();
+        let rec_len = encode(&Record::Message { meta, body }, &mut self.scratch)
+            .map_err(StoreError::Encode)?;
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        let (seg, offset) = self.place(key, now_ms, rec_len as u64);
+        let entry = Entry {
+            id,
+            segment: seg,
+            offset,
+            record_len: rec_len as u32,
+            body_len: body.len() as u64,
+            stored_at_ms: now_ms,
+            expires_at_ms: meta.expires_at_ms,
+        };
+        let bytes = std::mem::take(&mut self.scratch);
+        self.write(
+            SegmentRef {
+                recipient: key,
+                seq: seg,
+            },
+            offset,
+            &bytes,
+        );
+        self.scratch = bytes;
+        let log = self.logs.get_mut(&key).expect("log created above");
+        log.used_bytes += body.len() as u64;
+        log.used_messages += 1;
+        self.open.pending.push(Pending::Message {
+            ticket,
+            recipient: key,
+            entry,
+        });
+        Ok(ticket)
+    }
+
+    /// Reserves `len` bytes at the end of `key`'s active segment (starting a new segment
+    /// with its header record when there is none or the active one is full).
+    fn place(&mut self, key: RecipientKey, now_ms: u64, len: u64) -> (u64, u64) {
+        let max = self.policy.segment_bytes_max;
+        let log = self.logs.get_mut(&key).expect("caller created the log");
+        let needs_new = log
+            .segments
+            .back()
+            .is_none_or(|s| s.written_len > 0 && s.written_len + len > max);
+        if needs_new {
+            let seq = log.segments.back().map_or(1, |s| s.seq + 1);
+            log.segments.push_back(Segment {
+                seq,
+                durable_len: 0,
+                written_len: 0,
+                live: 0,
+            });
+            let mut header = Vec::new();
+            let aor = log.aor.clone();
+            // The header's fields are bounded by the same limits as the message's.
+            let _ = encode(
+                &Record::Segment {
+                    recipient: &aor,
+                    seq,
+                    created_at_ms: now_ms,
+                },
+                &mut header,
+            );
+            self.write(
+                SegmentRef {
+                    recipient: key,
+                    seq,
+                },
+                0,
+                &header,
+            );
+        }
+        let log = self.logs.get_mut(&key).expect("caller created the log");
+        let seg = log.segments.back_mut().expect("a segment was just ensured");
+        let offset = seg.written_len;
+        seg.written_len += len;
+        (seg.seq, offset)
+    }
+
+    /// Adds bytes to the open batch, coalescing with a write that ends where this one starts.
+    fn write(&mut self, segment: SegmentRef, offset: u64, bytes: &[u8]) {
+        if let Some(w) = self
+            .open
+            .writes
+            .iter_mut()
+            .find(|w| w.segment == segment && w.offset + w.bytes.len() as u64 == offset)
+        {
+            w.bytes.extend_from_slice(bytes);
+            return;
+        }
+        if offset == 0 {
+            // A new segment: its header is the first write; account for it.
+            if let Some(log) = self.logs.get_mut(&segment.recipient) {
+                if let Some(s) = log.segments.iter_mut().find(|s| s.seq == segment.seq) {
+                    s.written_len += bytes.len() as u64;
+                }
+            }
+        }
+        self.open.writes.push(FileWrite {
+            segment,
+            offset,
+            bytes: bytes.to_vec(),
+        });
+    }
+
+    /// Marks a pending message delivered (the delivery path confirmed it). It disappears from
+    /// the index at once; the mark is made durable with the next batch. Should the process
+    /// die before that, the message is offered again after restart (at-least-once on the
+    /// wire; the recipient deduplicates by id).
+    pub fn mark_delivered(
+        &mut self,
+        aor: &[u8],
+        id: MessageId,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.remove(aor, id, now_ms, true)
+    }
+
+    fn remove(
+        &mut self,
+        aor: &[u8],
+        id: MessageId,
+        now_ms: u64,
+        delivered: bool,
+    ) -> Result<(), StoreError> {
+        let key = RecipientKey::of(aor);
+        let log = self.logs.get_mut(&key).ok_or(StoreError::UnknownMessage)?;
+        let order = log.by_id.remove(&id).ok_or(StoreError::UnknownMessage)?;
+        let entry = log
+            .pending
+            .remove(&order)
+            .ok_or(StoreError::UnknownMessage)?;
+        log.used_bytes -= entry.body_len;
+        log.used_messages -= 1;
+        if let Some(s) = log.segments.iter_mut().find(|s| s.seq == entry.segment) {
+            s.live -= 1;
+        }
+        let rec = if delivered {
+            Record::Delivered { id }
+        } else {
+            Record::Expired { id }
+        };
+        self.scratch.clear();
+        let n = encode(&rec, &mut self.scratch).map_err(StoreError::Encode)? as u64;
+        let (seg, offset) = self.place(key, now_ms, n);
+        let bytes = std::mem::take(&mut self.scratch);
+        self.write(
+            SegmentRef {
+                recipient: key,
+                seq: seg,
+            },
+            offset,
+            &bytes,
+        );
+        self.scratch = bytes;
+        Ok(())
+    }
+
+    /// Expires every pending message whose time has passed; returns how many.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let due: Vec<(Vec<u8>, MessageId)> = self
+            .logs
+            .values()
+            .flat_map(|l| {
+                l.pending
+                    .values()
+                    .filter(|e| e.expires_at_ms <= now_ms)
+                    .map(|e| (l.aor.to_vec(), e.id))
+            })
+            .collect();
+        let n = due.len();
+        for (aor, id) in due {
+            let _ = self.remove(&aor, id, now_ms, false);
+        }
+        n
+    }
+
+    /// Takes the open batch for writing, if there is one and no batch is in flight (one batch
+    /// at a time keeps writes to a file in order; appends arriving meanwhile form the next).
+    #[must_use]
+    pub fn poll_batch(&mut self) -> Option<IoBatch> {
+        if self.in_flight.is_some() || self.open.writes.is_empty() {
+            return None;
+        }
+        let open = std::mem::take(&mut self.open);
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let ends: Vec<(SegmentRef, u64)> = open
+            .writes
+            .iter()
+            .map(|w| (w.segment, w.offset + w.bytes.len() as u64))
+            .collect();
+        self.in_flight = Some((id, open.pending, ends));
+        Some(IoBatch {
+            id,
+            writes: open.writes,
+        })
+    }
+
+    /// Reports the outcome of batch `id`: on success every write of it is durable.
+    ///
+    /// On failure nothing of the batch counts: its appends are refused, and the driver must
+    /// truncate each file it wrote back to [`Store::durable_len`] before the next batch.
+    pub fn on_batch_done(&mut self, id: u64, result: Result<(), String>) {
+        let Some((flight_id, pending, ends)) = self.in_flight.take() else {
+            return;
+        };
+        debug_assert_eq!(flight_id, id);
+        match result {
+            Ok(()) => {
+                for (seg, end) in ends {
+                    if let Some(s) = self.segment_mut(seg) {
+                        s.durable_len = s.durable_len.max(end);
+                    }
+                }
+                for p in pending {
+                    let Pending::Message {
+                        ticket,
+                        recipient,
+                        entry,
+                    } = p;
+                    {
+                        if let Some(log) = self.logs.get_mut(&recipient) {
+                            let order = log.next_order;
+                            log.next_order += 1;
+                            log.pending.insert(order, entry);
+                            log.by_id.insert(entry.id, order);
+                            if let Some(s) =
+                                log.segments.iter_mut().find(|s| s.seq == entry.segment)
+                            {
+                                s.live += 1;
+                            }
+                        }
+                        self.acks.push_back(Ack {
+                            ticket,
+                            result: Ok(entry.id),
+                        });
+                    }
+                }
+                self.collect_dead_segments();
+            }
+            Err(e) => {
+                for p in &pending {
+                    let Pending::Message {
+                        ticket,
+                        recipient,
+                        entry,
+                    } = p;
+                    {
+                        if let Some(log) = self.logs.get_mut(recipient) {
+                            log.used_bytes -= entry.body_len;
+                            log.used_messages -= 1;
+                        }
+                        self.acks.push_back(Ack {
+                            ticket: *ticket,
+                            result: Err(StoreError::Io(e.clone())),
+                        });
+                    }
+                }
+                // Roll every segment back to its durable length; the open batch's writes
+                // (placed after the failed ones) are re-placed from there.
+                for log in self.logs.values_mut() {
+                    for s in log.segments.iter_mut() {
+                        s.written_len = s.durable_len;
+                    }
+                    // Segments that never became durable do not exist on disk.
+                    while log
+                        .segments
+                        .back()
+                        .is_some_and(|s| s.durable_len == 0 && s.live == 0)
+                    {
+                        log.segments.pop_back();
+                    }
+                }
+                let open = std::mem::take(&mut self.open);
+                self.replay(open);
+            }
+        }
+    }
+
+    /// Re-places the writes of an open batch after a rollback.
+    fn replay(&mut self, open: OpenBatch) {
+        // Appends queued after the failed batch were placed after its writes; their bytes are
+        // still good records, so they are written again at the rolled-back ends.
+        let mut moved: HashMap<(SegmentRef, u64), (u64, u64)> = HashMap::new();
+        for w in open.writes {
+            let mut pos = 0usize;
+            while pos < w.bytes.len() {
+                let Ok((rec, n)) = crate::store::record::decode(&w.bytes[pos..]) else {
+                    break;
+                };
+                if let Record::Segment { .. } = rec {
+                    pos += n;
+                    continue;
+                }
+                let (seg, off) = self.place(w.segment.recipient, 0, n as u64);
+                let bytes = w.bytes[pos..pos + n].to_vec();
+                moved.insert((w.segment, w.offset + pos as u64), (seg, off));
+                self.write(
+                    SegmentRef {
+                        recipient: w.segment.recipient,
+                        seq: seg,
+                    },
+                    off,
+                    &bytes,
+                );
+                pos += n;
+            }
+        }
+        for mut p in open.pending {
+            {
+                let Pending::Message {
+                    entry, recipient, ..
+                } = &mut p;
+                if let Some(&(seg, off)) = moved.get(&(
+                    SegmentRef {
+                        recipient: *recipient,
+                        seq: entry.segment,
+                    },
+                    entry.offset,
+                )) {
+                    entry.segment = seg;
+                    entry.offset = off;
+                }
+            }
+            self.open.pending.push(p);
+        }
+    }
+
+    fn segment_mut(&mut self, seg: SegmentRef) -> Option<&mut Segment> {
+        self.logs
+            .get_mut(&seg.recipient)?
+            .segments
+            .iter_mut()
+            .find(|s| s.seq == seg.seq)
+    }
+
+    /// Sealed segments with no pending message left are deleted whole.
+    fn collect_dead_segments(&mut self) {
+        for (key, log) in self.logs.iter_mut() {
+            while log.segments.len() > 1 && log.segments.front().is_some_and(|s| s.live == 0) {
+                if let Some(s) = log.segments.pop_front() {
+                    self.reclaim.push_back(SegmentRef {
+                        recipient: *key,
+                        seq: s.seq,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The next segment file to delete (every message in it is delivered or expired, and the
+    /// marks saying so are durable in a later segment).
+    #[must_use]
+    pub fn poll_reclaim(&mut self) -> Option<SegmentRef> {
+        self.reclaim.pop_front()
+    }
+
+    /// The next finished append.
+    #[must_use]
+    pub fn poll_ack(&mut self) -> Option<Ack> {
+        self.acks.pop_front()
+    }
+
+    /// Durable length of a segment (what may be mapped and read).
+    pub fn durable_len(&self, seg: SegmentRef) -> Option<u64> {
+        self.logs
+            .get(&seg.recipient)?
+            .segments
+            .iter()
+            .find(|s| s.seq == seg.seq)
+            .map(|s| s.durable_len)
+    }
+
+    /// Pending messages of `aor`, oldest first.
+    pub fn pending(&self, aor: &[u8]) -> impl Iterator<Item = &Entry> + '_ {
+        self.logs
+            .get(&RecipientKey::of(aor))
+            .into_iter()
+            .flat_map(|l| l.pending.values())
+    }
+
+    /// The pending message `id` of `aor`.
+    pub fn find(&self, aor: &[u8], id: MessageId) -> Option<&Entry> {
+        let log = self.logs.get(&RecipientKey::of(aor))?;
+        log.by_id.get(&id).and_then(|o| log.pending.get(o))
+    }
+
+    /// Recipients with at least one pending message: (AOR, count, body bytes).
+    pub fn recipients(&self) -> impl Iterator<Item = (&[u8], u32, u64)> + '_ {
+        self.logs
+            .values()
+            .filter(|l| !l.pending.is_empty())
+            .map(|l| (&l.aor[..], l.used_messages, l.used_bytes))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Recovery.
+    // -----------------------------------------------------------------------------------------
+
+    /// Feeds one segment read back at start, in ascending `seq` order per recipient, with
+    /// its valid length (a torn tail already cut off by the driver). Returns the recipient.
+    pub fn recover_segment(
+        &mut self,
+        key: RecipientKey,
+        seq: u64,
+        data: &[u8],
+    ) -> Result<(), String> {
+        let mut aor: Option<Vec<u8>> = None;
+        let mut messages: Vec<(u64, Entry)> = Vec::new();
+        let mut marks: Vec<MessageId> = Vec::new();
+        let mut max_id = self.last_id;
+        let report = crate::store::scan::scan(data, |offset, rec| match rec {
+            Record::Segment { recipient, .. } => aor = Some(recipient.to_vec()),
+            Record::Message { meta, body } => {
+                max_id = max_id.max(meta.id.0);
+                messages.push((
+                    offset as u64,
+                    Entry {
+                        id: meta.id,
+                        segment: seq,
+                        offset: offset as u64,
+                        record_len: rec.encoded_len() as u32,
+                        body_len: body.len() as u64,
+                        stored_at_ms: meta.stored_at_ms,
+                        expires_at_ms: meta.expires_at_ms,
+                    },
+                ))
+            }
+            Record::Delivered { id } | Record::Expired { id } => marks.push(id),
+            // Chunked messages are stored whole or not at all: an incomplete one (no Commit)
+            // is dropped at recovery and was never acknowledged.
+            Record::Begin { .. }
+            | Record::Chunk { .. }
+            | Record::Commit { .. }
+            | Record::Abort { .. } => {}
+        });
+        self.last_id = max_id;
+        let aor = aor.ok_or_else(|| format!("segment {seq} has no segment header"))?;
+        if RecipientKey::of(&aor) != key {
+            return Err(format!("segment {seq} belongs to another recipient"));
+        }
+        let log = self
+            .logs
+            .entry(key)
+            .or_insert_with(|| RecipientLog::new(&aor));
+        log.segments.push_back(Segment {
+            seq,
+            durable_len: report.valid_len as u64,
+            written_len: report.valid_len as u64,
+            live: 0,
+        });
+        for (_, entry) in messages {
+            let order = log.next_order;
+            log.next_order += 1;
+            log.pending.insert(order, entry);
+            log.by_id.insert(entry.id, order);
+            log.used_bytes += entry.body_len;
+            log.used_messages += 1;
+            if let Some(s) = log.segments.iter_mut().find(|s| s.seq == entry.segment) {
+                s.live += 1;
+            }
+        }
+        for id in marks {
+            if let Some(order) = log.by_id.remove(&id) {
+                if let Some(e) = log.pending.remove(&order) {
+                    log.used_bytes -= e.body_len;
+                    log.used_messages -= 1;
+                    if let Some(s) = log.segments.iter_mut().find(|s| s.seq == e.segment) {
+                        s.live -= 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends recovery: segments left with nothing pending are queued for deletion.
+    pub fn finish_recovery(&mut self) {
+        self.collect_dead_segments();
+    }
+
+    /// Checks the bookkeeping's invariants (tests and debug builds).
+    pub fn invariants(&self) {
+        for log in self.logs.values() {
+            assert_eq!(log.pending.len(), log.by_id.len());
+            let live: u32 = log.segments.iter().map(|s| s.live).sum();
+            assert_eq!(live as usize, log.pending.len());
+            for s in &log.segments {
+                assert!(s.durable_len <= s.written_len);
+            }
+            let in_flight: u64 = self
+                .in_flight
+                .iter()
+                .flat_map(|(_, p, _)| p.iter())
+                .chain(self.open.pending.iter())
+                .filter_map(|p| match p {
+                    Pending::Message {
+                        recipient, entry, ..
+                    } if *recipient == RecipientKey::of(&log.aor) => Some(entry.body_len),
+                    Pending::Message { .. } => None,
+                })
+                .sum();
+            let listed: u64 = log.pending.values().map(|e| e.body_len).sum();
+            assert_eq!(log.used_bytes, listed + in_flight);
+        }
+    }
+}
+
+impl RecipientLog {
+    fn new(aor: &[u8]) -> RecipientLog {
+        RecipientLog {
+            aor: aor.into(),
+            segments: VecDeque::new(),
+            pending: BTreeMap::new(),
+            by_id: HashMap::new(),
+            next_order: 0,
+            used_bytes: 0,
+            used_messages: 0,
+        }
+    }
+}

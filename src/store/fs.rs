@@ -1,0 +1,432 @@
+//! A synchronous driver for the store on `std::fs`: recovery at open, group commit with
+//! `fdatasync`, reads through a memory map, deletion of reclaimed segments.
+//!
+//! It runs the same [`Store`] bookkeeping as the server's shards, and is what the admin
+//! commands (`imrelay store …`), the crash test's writer process and the benches use. It
+//! blocks, so it is never called on a shard thread.
+//!
+//! Durability rules it keeps:
+//! - a batch's acknowledgements are released only after every file it wrote is
+//!   `fdatasync`ed, and, for a file it created, after its directory (and a new recipient
+//!   directory's parent) is `fsync`ed, so the file's name is durable too;
+//! - a failed batch is rolled back by truncating each file to its durable length; until that
+//!   succeeds (e.g. once space returns on a full disk) every append is refused, so bytes of a
+//!   failed batch can never be followed by newer records and read back as stored;
+//! - a torn tail found at open is truncated before any mapping is made for reading.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::store::core::{Ack, Policy, SegmentRef, Store, StoreError, Ticket};
+use crate::store::record::{decode, MessageId, Meta, Record};
+use crate::store::scan::{scan, Tail};
+use crate::store::RecipientKey;
+
+/// What opening (recovering) a store found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub bytes: u64,
+    pub records: usize,
+    /// Corrupt regions skipped (records around them kept).
+    pub corrupt: usize,
+    /// Torn tails cut off (never acknowledged writes).
+    pub torn_tails: usize,
+    pub truncated_bytes: u64,
+    pub pending_messages: usize,
+    pub elapsed: Duration,
+}
+
+/// A store on disk, driven synchronously.
+pub struct FsStore {
+    root: PathBuf,
+    core: Store,
+    files: HashMap<SegmentRef, File>,
+    /// Files whose rollback truncation has not succeeded yet: (segment, length to cut to).
+    dirty: Vec<(SegmentRef, u64)>,
+}
+
+fn seg_dir(root: &Path, key: RecipientKey) -> PathBuf {
+    let hex = key.hex();
+    root.join(&hex[..2]).join(hex)
+}
+
+fn seg_path(root: &Path, seg: SegmentRef) -> PathBuf {
+    seg_dir(root, seg.recipient).join(format!("{:016x}.seg", seg.seq))
+}
+
+fn fsync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+impl FsStore {
+    /// Opens (creating if needed) the store under `state_dir/store` and recovers it.
+    pub fn open(
+        state_dir: &Path,
+        policy: Policy,
+        seed: u64,
+    ) -> io::Result<(FsStore, RecoveryReport)> {
+        let started = Instant::now();
+        let root = state_dir.join("store");
+        fs::create_dir_all(&root)?;
+        let mut core = Store::new(policy, seed);
+        let mut report = RecoveryReport::default();
+        for (key, segs) in list_segments(&root)? {
+            for (seq, path) in segs {
+                let file = OpenOptions::new().read(true).write(true).open(&path)?;
+                let len = file.metadata()?.len();
+                report.segments += 1;
+                report.bytes += len;
+                let valid_len = {
+                    let data = map(&file, len)?;
+                    let r = scan(&data, |_, _| {});
+                    report.records += r.records;
+                    report.corrupt += r.corrupt_count;
+                    if matches!(r.tail, Tail::Torn { .. } | Tail::Zeroes { .. }) {
+                        report.torn_tails += 1;
+                    }
+                    r.valid_len as u64
+                };
+                if valid_len < len {
+                    // Cut the torn tail before anything maps the file for reading.
+                    file.set_len(valid_len)?;
+                    file.sync_data()?;
+                    report.truncated_bytes += len - valid_len;
+                }
+                let data = map(&file, valid_len)?;
+                core.recover_segment(key, seq, &data).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: {e}", path.display()),
+                    )
+                })?;
+            }
+        }
+        core.finish_recovery();
+        let mut store = FsStore {
+            root,
+            core,
+            files: HashMap::new(),
+            dirty: Vec::new(),
+        };
+        store.reclaim()?;
+        report.pending_messages = store.core.recipients().map(|(_, n, _)| n as usize).sum();
+        report.elapsed = started.elapsed();
+        Ok((store, report))
+    }
+
+    pub fn core(&self) -> &Store {
+        &self.core
+    }
+
+    /// Queues a message; it is durable (and acknowledged) at the next [`FsStore::commit`].
+    pub fn submit(
+        &mut self,
+        now_ms: u64,
+        aor: &[u8],
+        sender: &[u8],
+        content_type: &[u8],
+        body: &[u8],
+        retention_ms: Option<u64>,
+    ) -> Result<Ticket, StoreError> {
+        if !self.dirty.is_empty() {
+            self.repair().map_err(|e| StoreError::Io(e.to_string()))?;
+        }
+        self.core
+            .append_message(now_ms, aor, sender, content_type, body, retention_ms)
+    }
+
+    /// Stores one message durably and returns its id.
+    pub fn append(
+        &mut self,
+        now_ms: u64,
+        aor: &[u8],
+        sender: &[u8],
+        content_type: &[u8],
+        body: &[u8],
+        retention_ms: Option<u64>,
+    ) -> Result<MessageId, StoreError> {
+        let t = self.submit(now_ms, aor, sender, content_type, body, retention_ms)?;
+        let acks = self.commit();
+        acks.into_iter()
+            .find(|a| a.ticket == t)
+            .map_or(Err(StoreError::Io("append lost".into())), |a| a.result)
+    }
+
+    /// Marks a message delivered and makes the mark durable.
+    pub fn deliver(&mut self, now_ms: u64, aor: &[u8], id: MessageId) -> Result<(), StoreError> {
+        self.core.mark_delivered(aor, id, now_ms)?;
+        self.commit();
+        Ok(())
+    }
+
+    /// Expires due messages and makes the marks durable; returns how many expired.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let n = self.core.expire(now_ms);
+        if n > 0 {
+            self.commit();
+        }
+        n
+    }
+
+    /// Writes and syncs every queued batch (group commit) and returns the acknowledgements.
+    pub fn commit(&mut self) -> Vec<Ack> {
+        while let Some(batch) = self.core.poll_batch() {
+            let result = self.run_batch(&batch.writes);
+            match result {
+                Ok(()) => self.core.on_batch_done(batch.id, Ok(())),
+                Err(e) => {
+                    for w in &batch.writes {
+                        let keep = self.core.durable_len(w.segment).unwrap_or(0);
+                        self.dirty.push((w.segment, keep));
+                    }
+                    self.core.on_batch_done(batch.id, Err(e.to_string()));
+                    // Until the rollback truncation succeeds nothing more may be written.
+                    if self.repair().is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = self.reclaim();
+        let mut acks = Vec::new();
+        while let Some(a) = self.core.poll_ack() {
+            acks.push(a);
+        }
+        acks
+    }
+
+    fn run_batch(&mut self, writes: &[crate::store::core::FileWrite]) -> io::Result<()> {
+        let mut touched: Vec<SegmentRef> = Vec::new();
+        let mut new_dirs: Vec<PathBuf> = Vec::new();
+        for w in writes {
+            if w.offset == 0 {
+                let dir = seg_dir(&self.root, w.segment.recipient);
+                if !dir.exists() {
+                    fs::create_dir_all(&dir)?;
+                    new_dirs.push(dir.parent().map(Path::to_path_buf).unwrap_or_default());
+                    new_dirs.push(self.root.clone());
+                }
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(seg_path(&self.root, w.segment))?;
+                self.files.insert(w.segment, f);
+                new_dirs.push(dir);
+            }
+            let f = self.file(w.segment)?;
+            f.write_all_at(&w.bytes, w.offset)?;
+            if !touched.contains(&w.segment) {
+                touched.push(w.segment);
+            }
+        }
+        for seg in touched {
+            self.file(seg)?.sync_data()?;
+        }
+        new_dirs.sort();
+        new_dirs.dedup();
+        for d in new_dirs {
+            fsync_dir(&d)?;
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, seg: SegmentRef) -> io::Result<&File> {
+        if !self.files.contains_key(&seg) {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(seg_path(&self.root, seg))?;
+            self.files.insert(seg, f);
+        }
+        self.files
+            .get(&seg)
+            .ok_or_else(|| io::Error::other("segment file vanished"))
+    }
+
+    /// Truncates files of failed batches back to their durable length.
+    fn repair(&mut self) -> io::Result<()> {
+        while let Some(&(seg, len)) = self.dirty.last() {
+            let path = seg_path(&self.root, seg);
+            if len == 0 {
+                self.files.remove(&seg);
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            } else {
+                let f = self.file(seg)?;
+                f.set_len(len)?;
+                f.sync_data()?;
+            }
+            self.dirty.pop();
+        }
+        Ok(())
+    }
+
+    fn reclaim(&mut self) -> io::Result<()> {
+        while let Some(seg) = self.core.poll_reclaim() {
+            self.files.remove(&seg);
+            match fs::remove_file(seg_path(&self.root, seg)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with the stored message's metadata and body, read through a memory map of
+    /// the durable part of its segment.
+    pub fn with_message<R>(
+        &mut self,
+        aor: &[u8],
+        id: MessageId,
+        f: impl FnOnce(&Meta<'_>, &[u8]) -> R,
+    ) -> Result<R, StoreError> {
+        let entry = *self.core.find(aor, id).ok_or(StoreError::UnknownMessage)?;
+        let seg = SegmentRef {
+            recipient: RecipientKey::of(aor),
+            seq: entry.segment,
+        };
+        let durable = self
+            .core
+            .durable_len(seg)
+            .ok_or(StoreError::UnknownMessage)?;
+        let file = self.file(seg).map_err(|e| StoreError::Io(e.to_string()))?;
+        let data = map(file, durable).map_err(|e| StoreError::Io(e.to_string()))?;
+        let rec = data
+            .get(entry.offset as usize..)
+            .and_then(|b| decode(b).ok())
+            .ok_or_else(|| StoreError::Io(format!("record of {id} does not verify")))?;
+        match rec.0 {
+            Record::Message { meta, body } if meta.id == id => Ok(f(&meta, body)),
+            _ => Err(StoreError::Io(format!(
+                "record of {id} is not that message"
+            ))),
+        }
+    }
+}
+
+/// A read-only map of the first `len` bytes of `file` (an empty slice for an empty file).
+fn map(file: &File, len: u64) -> io::Result<MapOrEmpty> {
+    if len == 0 {
+        return Ok(MapOrEmpty::Empty);
+    }
+    // SAFETY: the store is the only writer of its files; it maps only the durable prefix, which
+    // is never rewritten, and never shrinks a file while a map of it exists in this process
+    // (truncation happens before mapping, at recovery, and on rollback of bytes beyond the
+    // durable prefix).
+    let m = unsafe { memmap2::MmapOptions::new().len(len as usize).map(file)? };
+    Ok(MapOrEmpty::Map(m))
+}
+
+enum MapOrEmpty {
+    Empty,
+    Map(memmap2::Mmap),
+}
+
+impl std::ops::Deref for MapOrEmpty {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            MapOrEmpty::Empty => &[],
+            MapOrEmpty::Map(m) => m,
+        }
+    }
+}
+
+/// A recipient's segment files: (sequence, path), ascending.
+pub type Segments = Vec<(u64, PathBuf)>;
+
+/// Every segment under `root`, grouped by recipient, in ascending sequence.
+pub fn list_segments(root: &Path) -> io::Result<Vec<(RecipientKey, Segments)>> {
+    let mut out = Vec::new();
+    let mut fan: Vec<PathBuf> = read_dir_sorted(root)?;
+    fan.retain(|p| p.is_dir());
+    for f in fan {
+        for dir in read_dir_sorted(&f)? {
+            let Some(key) = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(RecipientKey::from_hex)
+            else {
+                continue;
+            };
+            let mut segs: Vec<(u64, PathBuf)> = read_dir_sorted(&dir)?
+                .into_iter()
+                .filter_map(|p| {
+                    let name = p.file_name()?.to_str()?;
+                    let seq = u64::from_str_radix(name.strip_suffix(".seg")?, 16).ok()?;
+                    Some((seq, p))
+                })
+                .collect();
+            segs.sort();
+            if !segs.is_empty() {
+                out.push((key, segs));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_dir_sorted(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// One segment's condition, for `imrelay store verify`.
+#[derive(Debug, Clone)]
+pub struct SegmentCheck {
+    pub path: PathBuf,
+    pub len: u64,
+    pub records: usize,
+    pub corrupt: usize,
+    pub tail: Tail,
+    /// The header names a recipient whose key is not the directory's.
+    pub misfiled: bool,
+}
+
+/// Checks every segment without changing anything.
+pub fn verify(state_dir: &Path) -> io::Result<Vec<SegmentCheck>> {
+    let root = state_dir.join("store");
+    let mut out = Vec::new();
+    if !root.exists() {
+        return Ok(out);
+    }
+    for (key, segs) in list_segments(&root)? {
+        for (_, path) in segs {
+            let file = File::open(&path)?;
+            let len = file.metadata()?.len();
+            let data = map(&file, len)?;
+            let mut header: Option<Vec<u8>> = None;
+            let r = scan(&data, |off, rec| {
+                if let (0, Record::Segment { recipient, .. }) = (off, rec) {
+                    header = Some(recipient.to_vec());
+                }
+            });
+            out.push(SegmentCheck {
+                path,
+                len,
+                records: r.records,
+                corrupt: r.corrupt_count,
+                tail: r.tail,
+                misfiled: header.as_deref().map(RecipientKey::of) != Some(key),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

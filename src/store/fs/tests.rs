@@ -1,0 +1,301 @@
+//! The store on real files: durability across reopen, delivery and reclaiming, quotas,
+//! torn tails, corrupt records, hostile recipient URIs, expiry.
+
+use super::*;
+
+const T0: u64 = 1_764_000_000_000;
+
+fn policy() -> Policy {
+    Policy::default()
+}
+
+fn body(i: usize) -> Vec<u8> {
+    format!("message {i} ").repeat(1 + i % 7).into_bytes()
+}
+
+fn open(dir: &Path, p: Policy) -> (FsStore, RecoveryReport) {
+    FsStore::open(dir, p, 7).unwrap()
+}
+
+fn bodies(s: &mut FsStore, aor: &[u8]) -> Vec<Vec<u8>> {
+    let ids: Vec<MessageId> = s.core().pending(aor).map(|e| e.id).collect();
+    ids.into_iter()
+        .map(|id| s.with_message(aor, id, |_, b| b.to_vec()).unwrap())
+        .collect()
+}
+
+#[test]
+fn appended_messages_survive_reopen_in_order_and_byte_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let aor = b"sip:bob@example.com";
+    {
+        let (mut s, r) = open(dir.path(), policy());
+        assert_eq!(r.segments, 0);
+        for i in 0..20 {
+            s.append(
+                T0 + i as u64,
+                aor,
+                b"sip:alice@example.com",
+                b"text/plain",
+                &body(i),
+                None,
+            )
+            .unwrap();
+        }
+    }
+    let (mut s, r) = open(dir.path(), policy());
+    assert_eq!(r.pending_messages, 20);
+    assert_eq!(r.torn_tails, 0);
+    assert_eq!(bodies(&mut s, aor), (0..20).map(body).collect::<Vec<_>>());
+    let id = s.core().pending(aor).next().unwrap().id;
+    s.with_message(aor, id, |m, _| {
+        assert_eq!(m.sender, b"sip:alice@example.com");
+        assert_eq!(m.recipient, aor);
+        assert_eq!(m.content_type, b"text/plain");
+        assert_eq!(m.stored_at_ms, T0);
+        assert_eq!(m.expires_at_ms, T0 + policy().retention_ms);
+    })
+    .unwrap();
+    s.core().invariants();
+}
+
+#[test]
+fn group_commit_acknowledges_a_batch_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = open(dir.path(), policy());
+    let mut tickets = Vec::new();
+    for i in 0..50 {
+        let aor = format!("sip:user{}@example.com", i % 5);
+        tickets.push(
+            s.submit(
+                T0,
+                aor.as_bytes(),
+                b"sip:a@x",
+                b"text/plain",
+                &body(i),
+                None,
+            )
+            .unwrap(),
+        );
+    }
+    // Nothing is listed before the batch is durable.
+    assert_eq!(s.core().recipients().count(), 0);
+    let acks = s.commit();
+    assert_eq!(acks.len(), 50);
+    assert!(acks.iter().all(|a| a.result.is_ok()));
+    assert_eq!(acks.iter().map(|a| a.ticket).collect::<Vec<_>>(), tickets);
+    assert_eq!(s.core().recipients().count(), 5);
+}
+
+#[test]
+fn delivered_messages_are_gone_after_reopen_and_dead_segments_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let aor = b"sip:bob@example.com";
+    let p = Policy {
+        segment_bytes_max: 512,
+        ..policy()
+    };
+    let (mut s, _) = open(dir.path(), p.clone());
+    let ids: Vec<MessageId> = (0..30)
+        .map(|i| {
+            s.append(T0, aor, b"sip:a@x", b"text/plain", &body(i), None)
+                .unwrap()
+        })
+        .collect();
+    let segs_before = list_segments(&dir.path().join("store")).unwrap()[0].1.len();
+    assert!(segs_before > 3, "{segs_before}");
+    for id in &ids[..25] {
+        s.deliver(T0, aor, *id).unwrap();
+    }
+    let segs_after = list_segments(&dir.path().join("store")).unwrap()[0].1.len();
+    assert!(segs_after < segs_before, "{segs_before} -> {segs_after}");
+    drop(s);
+    let (mut s, r) = open(dir.path(), p);
+    assert_eq!(r.pending_messages, 5);
+    assert_eq!(bodies(&mut s, aor), (25..30).map(body).collect::<Vec<_>>());
+    assert_eq!(s.deliver(T0, aor, ids[0]), Err(StoreError::UnknownMessage));
+}
+
+#[test]
+fn quotas_and_permission_refuse_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Policy {
+        quota_bytes: 100,
+        quota_messages: 3,
+        deny: vec![b"sip:nobody@example.com".to_vec()],
+        quota_overrides: vec![(b"sip:vip@example.com".to_vec(), 10_000, 100)],
+        ..policy()
+    };
+    let (mut s, _) = open(dir.path(), p);
+    let aor = b"sip:bob@example.com";
+    assert!(matches!(
+        s.append(T0, aor, b"s", b"t", &[0u8; 101], None),
+        Err(StoreError::QuotaBytes {
+            used: 0,
+            quota: 100,
+            need: 101
+        })
+    ));
+    for _ in 0..3 {
+        s.append(T0, aor, b"s", b"t", b"x", None).unwrap();
+    }
+    assert_eq!(
+        s.append(T0, aor, b"s", b"t", b"x", None),
+        Err(StoreError::QuotaMessages { used: 3, quota: 3 })
+    );
+    assert_eq!(
+        s.append(T0, b"sip:nobody@example.com", b"s", b"t", b"x", None),
+        Err(StoreError::NotPermitted)
+    );
+    for _ in 0..10 {
+        s.append(T0, b"sip:vip@example.com", b"s", b"t", &[1u8; 200], None)
+            .unwrap();
+    }
+    // Delivering frees quota.
+    let id = s.core().pending(aor).next().unwrap().id;
+    s.deliver(T0, aor, id).unwrap();
+    s.append(T0, aor, b"s", b"t", b"x", None).unwrap();
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_the_store_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let aor = b"sip:bob@example.com";
+    {
+        let (mut s, _) = open(dir.path(), policy());
+        for i in 0..3 {
+            s.append(T0, aor, b"s", b"t", &body(i), None).unwrap();
+        }
+    }
+    let segs = list_segments(&dir.path().join("store")).unwrap();
+    let path = &segs[0].1[0].1;
+    let clean_len = fs::metadata(path).unwrap().len();
+    // Half of a further record, as a crash in the middle of a write leaves it.
+    let mut extra = Vec::new();
+    let meta = Meta {
+        id: MessageId(99),
+        stored_at_ms: T0,
+        expires_at_ms: T0 + 1,
+        total_len: 40,
+        sender: b"s",
+        recipient: aor,
+        content_type: b"t",
+    };
+    crate::store::record::encode(
+        &Record::Message {
+            meta,
+            body: &[7u8; 40],
+        },
+        &mut extra,
+    )
+    .unwrap();
+    let f = OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all_at(&extra[..extra.len() / 2], clean_len)
+        .unwrap();
+    drop(f);
+    let (mut s, r) = open(dir.path(), policy());
+    assert_eq!(r.torn_tails, 1);
+    assert_eq!(r.truncated_bytes, (extra.len() / 2) as u64);
+    assert_eq!(fs::metadata(path).unwrap().len(), clean_len);
+    assert_eq!(bodies(&mut s, aor), (0..3).map(body).collect::<Vec<_>>());
+    s.append(T0, aor, b"s", b"t", &body(3), None).unwrap();
+    drop(s);
+    let (mut s, r) = open(dir.path(), policy());
+    assert_eq!(r.torn_tails, 0);
+    assert_eq!(bodies(&mut s, aor), (0..4).map(body).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_corrupt_record_in_the_middle_is_reported_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let aor = b"sip:bob@example.com";
+    let second_offset;
+    {
+        let (mut s, _) = open(dir.path(), policy());
+        for i in 0..3 {
+            s.append(T0, aor, b"s", b"t", &body(i), None).unwrap();
+        }
+        second_offset = s.core().pending(aor).nth(1).unwrap().offset;
+    }
+    let path = list_segments(&dir.path().join("store")).unwrap()[0].1[0]
+        .1
+        .clone();
+    let mut data = fs::read(&path).unwrap();
+    data[second_offset as usize + 40] ^= 0x55;
+    fs::write(&path, &data).unwrap();
+    let checks = verify(dir.path()).unwrap();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].corrupt, 1);
+    let (mut s, r) = open(dir.path(), policy());
+    assert_eq!(r.corrupt, 1);
+    assert_eq!(bodies(&mut s, aor), vec![body(0), body(2)]);
+}
+
+#[test]
+fn hostile_recipient_uris_stay_inside_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile: Vec<Vec<u8>> = vec![
+        b"sip:../../../etc/passwd@x".to_vec(),
+        b"/absolute/path".to_vec(),
+        b"sip:a/b/c@d".to_vec(),
+        b"..".to_vec(),
+        vec![b'x'; 1000],
+        b"sip:\xff\xfe\0@x".to_vec(),
+    ];
+    {
+        let (mut s, _) = open(dir.path(), policy());
+        for aor in &hostile {
+            s.append(T0, aor, b"s", b"t", b"payload", None).unwrap();
+        }
+    }
+    let store = dir.path().join("store");
+    let mut files = 0;
+    for entry in walk(dir.path()) {
+        assert!(entry.starts_with(&store), "{}", entry.display());
+        let rel = entry.strip_prefix(&store).unwrap();
+        assert!(rel.components().count() <= 3, "{}", rel.display());
+        if entry.is_file() {
+            files += 1;
+        }
+    }
+    assert_eq!(files, hostile.len());
+    let (mut s, _) = open(dir.path(), policy());
+    for aor in &hostile {
+        assert_eq!(bodies(&mut s, aor), vec![b"payload".to_vec()]);
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn expired_messages_are_dropped_and_stay_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let aor = b"sip:bob@example.com";
+    let (mut s, _) = open(dir.path(), policy());
+    s.append(T0, aor, b"s", b"t", b"short-lived", Some(1_000))
+        .unwrap();
+    s.append(T0, aor, b"s", b"t", b"long-lived", None).unwrap();
+    // Retention is capped by the policy.
+    s.append(T0, aor, b"s", b"t", b"capped", Some(u64::MAX))
+        .unwrap();
+    let last = s.core().pending(aor).last().unwrap();
+    assert_eq!(last.expires_at_ms, T0 + policy().retention_ms_max);
+    assert_eq!(s.expire(T0 + 999), 0);
+    assert_eq!(s.expire(T0 + 1_000), 1);
+    drop(s);
+    let (mut s, _) = open(dir.path(), policy());
+    assert_eq!(
+        bodies(&mut s, aor),
+        vec![b"long-lived".to_vec(), b"capped".to_vec()]
+    );
+}
