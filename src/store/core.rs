@@ -23,7 +23,7 @@ use crate::store::record::{encode, EncodeError, MessageId, Meta, Record};
 use crate::store::RecipientKey;
 
 /// Identifies one append until it is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(pub u64);
 
 /// One file of a recipient's log.
@@ -824,3 +824,6 @@ impl RecipientLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
