@@ -714,10 +714,14 @@ impl Store {
         let mut messages: Vec<(u64, Entry)> = Vec::new();
         let mut marks: Vec<MessageId> = Vec::new();
         let mut max_id = self.last_id;
+        let mut aor_from_message: Option<Vec<u8>> = None;
         let report = crate::store::scan::scan(data, |offset, rec| match rec {
             Record::Segment { recipient, .. } => aor = Some(recipient.to_vec()),
             Record::Message { meta, body } => {
                 max_id = max_id.max(meta.id.0);
+                if aor_from_message.is_none() {
+                    aor_from_message = Some(meta.recipient.to_vec());
+                }
                 messages.push((
                     offset as u64,
                     Entry {
@@ -740,7 +744,10 @@ impl Store {
             | Record::Abort { .. } => {}
         });
         self.last_id = max_id;
-        let aor = aor.ok_or_else(|| format!("segment {seq} has no segment header"))?;
+        // A damaged header is recovered from the messages, which name their recipient too.
+        let aor = aor
+            .or(aor_from_message)
+            .ok_or_else(|| format!("segment {seq} has neither a segment header nor a message"))?;
         if RecipientKey::of(&aor) != key {
             return Err(format!("segment {seq} belongs to another recipient"));
         }

@@ -91,6 +91,19 @@ impl FsStore {
                     }
                     r.valid_len as u64
                 };
+                if valid_len == 0 {
+                    // A segment created by a batch that never became durable (a crash between
+                    // creating the file and syncing its first bytes): nothing in it was ever
+                    // acknowledged.
+                    drop(file);
+                    fs::remove_file(&path)?;
+                    if let Some(dir) = path.parent() {
+                        fsync_dir(dir)?;
+                    }
+                    report.torn_tails += 1;
+                    report.truncated_bytes += len;
+                    continue;
+                }
                 if valid_len < len {
                     // Cut the torn tail before anything maps the file for reading.
                     file.set_len(valid_len)?;
@@ -98,12 +111,13 @@ impl FsStore {
                     report.truncated_bytes += len - valid_len;
                 }
                 let data = map(&file, valid_len)?;
-                core.recover_segment(key, seq, &data).map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("{}: {e}", path.display()),
-                    )
-                })?;
+                if let Err(e) = core.recover_segment(key, seq, &data) {
+                    // Unusable as a whole (no record names its recipient, or another one
+                    // does): reported and left in place for `imrelay store verify`; the rest
+                    // of the store is served.
+                    tracing::error!(segment = %path.display(), error = %e, "store segment skipped");
+                    report.corrupt += 1;
+                }
             }
         }
         core.finish_recovery();
