@@ -81,10 +81,17 @@ pub const SDP_PATH_URIS_MAX: usize = 8;
 /// `Retry-After` (never silently dropped), and the memory of the table is bounded.
 ///
 /// A UDP non-INVITE transaction lives 32 s after its final response (Timer J = 64*T1, RFC 3261
-/// §17.2.2), so this bound sustains 262,144 / 32 = 8,192 UDP requests/s per shard. A live
-/// transaction costs about 0.5 KiB (slot, 17-byte key, the stored response), so the table is
-/// bounded at about 128 MiB per shard.
+/// §17.2.2), so this bound sustains 262,144 / 32 = 8,192 UDP requests/s per shard. A slot
+/// costs about 0.2 KiB plus its response buffer (kept at 512 bytes when free); stored
+/// responses together are bounded by [`SERVER_TRANSACTION_RESPONSES_BYTES_MAX`]. The table is
+/// thus bounded at about 240 MiB per shard, whatever the peers send.
 pub const SERVER_TRANSACTIONS_PER_SHARD_MAX: usize = 262_144;
+
+/// Bytes of responses all live server transactions of a shard may keep for retransmission.
+/// Typical responses are 300–600 bytes (64 MiB holds over 100,000); a peer that makes them
+/// large (long Via/From/To, which are copied) runs into this bound, past which responses are
+/// still sent but not kept.
+pub const SERVER_TRANSACTION_RESPONSES_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Longest Via `branch` parameter kept as a transaction key, in bytes.
 pub const SIP_BRANCH_BYTES_MAX: usize = 128;

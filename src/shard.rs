@@ -28,7 +28,7 @@ use crate::sip::message::{Framing, Message, Method, ParseError, StartLine};
 use crate::sip::print::{self, ResponseParts, ViaReceived};
 use crate::sip::transaction::{RequestMatch, ServerTransactions, TxKey, TxKind, TxOutput};
 use crate::sip::uri::{Host, SipUri, UriError};
-use crate::sip::values::{CSeq, MaxForwards, Rport, ValueError, Via};
+use crate::sip::values::{CSeq, MaxForwards, NameAddr, Rport, ValueError, Via};
 use crate::transport::{ConnId, Peer, Transmit, Transport};
 
 /// Methods this server implements (the `Allow` header).
@@ -69,6 +69,15 @@ pub struct StreamStatus {
     pub consumed: usize,
     /// The stream can no longer be framed: close it once queued output is written.
     pub close: bool,
+    /// Bytes the rest of the buffer must reach before calling again (0: any new data).
+    pub need: usize,
+}
+
+/// What a stream connection carries from one read to the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamState {
+    /// Bytes of CRLF keep-alive seen since the last message.
+    crlf_run: usize,
 }
 
 /// A final answer chosen for a request: status, reason phrase, extra header lines.
@@ -147,56 +156,76 @@ impl Shard {
     }
 
     /// Handles the bytes buffered on stream connection `conn`: every complete message at the
-    /// front of `buf` is processed. The caller drops `consumed` bytes and keeps the rest.
+    /// front of `buf` is processed. The caller drops `consumed` bytes, keeps the rest, and
+    /// calls again once the buffer holds at least `need` bytes. `state` belongs to the
+    /// connection and carries what must survive between reads (a keep-alive run split across
+    /// segments).
     pub fn handle_stream(
         &mut self,
         now: Instant,
         conn: ConnId,
         from: SocketAddr,
         buf: &[u8],
+        state: &mut StreamState,
     ) -> StreamStatus {
         let peer = Peer {
             transport: Transport::Tcp(conn),
             addr: from,
         };
         let mut pos = 0;
+        let mut need = 0;
         while pos < buf.len() {
             let rest = &buf[pos..];
             match self.msg.parse_stream(rest) {
-                Ok(Framing::Partial) => break,
+                Ok(Framing::Partial) => {
+                    // When the head is in, the frame's length is known: no need to parse again
+                    // before all of it has arrived.
+                    need = self.msg.frame_len().map_or(0, |n| pos + n);
+                    break;
+                }
                 Ok(Framing::KeepAlive(n)) => {
                     self.core.stats.keepalives += 1;
-                    // RFC 5626 §4.4.1: a double-CRLF ping gets a single-CRLF pong.
-                    if n >= 4 {
+                    // RFC 5626 §4.4.1: a double-CRLF ping gets a single-CRLF pong, also when
+                    // the ping arrives in two segments.
+                    let before = state.crlf_run;
+                    state.crlf_run += n;
+                    if before < 4 && state.crlf_run >= 4 {
                         self.core.queue(peer, b"\r\n");
                     }
                     pos += n;
                 }
                 Ok(Framing::Complete(n)) => {
+                    state.crlf_run = 0;
                     self.core.on_message(now, peer, &self.msg, &rest[..n]);
                     pos += n;
                 }
-                Err(e) => {
-                    let framed = e
-                        .frame_len
-                        .map(|n| &rest[..n.min(rest.len())])
-                        .unwrap_or(rest);
-                    self.core.on_malformed(peer, &self.msg, framed, &e);
-                    match e.frame_len {
-                        Some(n) if n <= rest.len() => pos += n,
-                        _ => {
-                            return StreamStatus {
-                                consumed: buf.len(),
-                                close: true,
-                            }
-                        }
+                Err(e) => match e.frame_len {
+                    // The bad message's extent is known but not all of it is here yet: answer
+                    // once it is, so the outcome does not depend on how the bytes arrive.
+                    Some(n) if n > rest.len() => {
+                        need = pos + n;
+                        break;
                     }
-                }
+                    Some(n) => {
+                        state.crlf_run = 0;
+                        self.core.on_malformed(peer, &self.msg, &rest[..n], &e);
+                        pos += n;
+                    }
+                    None => {
+                        self.core.on_malformed(peer, &self.msg, rest, &e);
+                        return StreamStatus {
+                            consumed: buf.len(),
+                            close: true,
+                            need: 0,
+                        };
+                    }
+                },
             }
         }
         StreamStatus {
             consumed: pos,
             close: false,
+            need: need.saturating_sub(pos),
         }
     }
 
@@ -377,20 +406,34 @@ impl Core {
         let mut sent_by = [0u8; SENT_BY_KEY_BYTES_MAX];
         let sent_by = sent_by_key(&via, &mut sent_by);
         let key = match via.branch().filter(|_| via.branch_is_rfc3261()) {
-            Some(branch) => TxKey::new(kind, is_cancel, sent_by, branch),
-            // RFC 2543 peers (§17.2.3): the Call-ID stands in for the branch (the CSeq number
-            // and method are the same for a retransmission, and the kind is in the key).
-            None => TxKey::new(
-                kind,
-                is_cancel,
-                sent_by,
-                msg.value(buf, HeaderName::CallId).unwrap_or_default(),
-            ),
-        }
-        .map_err(|_| SipError::BadHeaderValue {
-            name: HeaderName::Via,
-            reason: "Via Branch Too Long",
-        })?;
+            Some(branch) => TxKey::new(kind, is_cancel, sent_by, branch).map_err(|_| {
+                SipError::BadHeaderValue {
+                    name: HeaderName::Via,
+                    reason: "Via Branch Too Long",
+                }
+            })?,
+            // RFC 2543 peers (§17.2.3): Request-URI, From tag, Call-ID, CSeq number and top
+            // Via identify the transaction (the To tag is left out so that the ACK, which
+            // carries the tag of our response, matches its INVITE).
+            None => {
+                let from = msg.value(buf, HeaderName::From).unwrap_or_default();
+                let from_tag = NameAddr::parse("From", from)
+                    .ok()
+                    .and_then(|n| n.tag())
+                    .unwrap_or(from);
+                TxKey::from_parts(
+                    kind,
+                    is_cancel,
+                    &[
+                        uri.of(buf),
+                        from_tag,
+                        msg.value(buf, HeaderName::CallId).unwrap_or_default(),
+                        &cseq.seq.to_le_bytes(),
+                        via_value,
+                    ],
+                )
+            }
+        };
 
         let id = match self.txns.on_request(now, key, method == Method::Ack, peer) {
             RequestMatch::New(id) => id,
@@ -533,7 +576,7 @@ impl Core {
         };
         let mut b = self.buffer();
         print::write_response(&mut b, msg, buf, code, reason, &parts);
-        self.txns.on_response(now, id, code, &b);
+        self.txns.on_response(now, id, code, &b, dest);
         self.stats.responses_sent += 1;
         self.out.push_back(Transmit { to: dest, bytes: b });
     }
@@ -551,7 +594,10 @@ impl Core {
     ) {
         let (dest, received) = response_destination(peer, Some(via));
         let mut ip = IpText::default();
+        let mut tag = [0u8; 16];
+        let tag = self.tag(&mut tag);
         let parts = ResponseParts {
+            to_tag: Some(tag),
             via: ViaReceived {
                 received: received.map(|a| ip.of(a)),
                 rport: matches!(via.rport(), Rport::Empty).then_some(peer.addr.port()),

@@ -311,3 +311,41 @@ fn too_little_lockable_memory_is_a_clear_startup_error() {
     );
     assert!(err.contains("LimitMEMLOCK=infinity"), "{err}");
 }
+
+#[test]
+fn a_tcp_client_that_never_reads_does_not_stall_the_shard() {
+    let srv = Server::start(&["--cores", "1"]);
+    // A client with a tiny receive buffer that pipelines thousands of requests and reads
+    // nothing: its replies pile up. The shard must drop it, not wait for it.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&srv.sip.into()).unwrap();
+    let mut hog: std::net::TcpStream = sock.into();
+    hog.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = hog.local_addr().unwrap();
+    let mut burst = Vec::new();
+    for i in 0..200 {
+        burst.extend_from_slice(&options("TCP", local, srv.sip, &format!("hog{i}")));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut sent = 0usize;
+    while Instant::now() < deadline && sent < 50_000 {
+        if hog.write_all(&burst).is_err() {
+            break; // the server closed it, or its buffers are full: either way, go on
+        }
+        sent += 200;
+    }
+    // Meanwhile the same shard still answers others.
+    let udp = udp_client();
+    let resp = udp_request(
+        &udp,
+        srv.sip,
+        &options("UDP", udp.local_addr().unwrap(), srv.sip, "bystander"),
+    );
+    assert_eq!(status_of(&resp), 200);
+    let mut tcp = tcp_client(srv.sip);
+    let l = tcp.local_addr().unwrap();
+    tcp_send(&mut tcp, &options("TCP", l, srv.sip, "bystander-tcp"));
+    assert_eq!(status_of(&read_sip(&mut tcp)), 200);
+    drop(hog);
+}

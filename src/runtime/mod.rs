@@ -136,29 +136,42 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
     // Wait for every shard to report ready. A shard whose executor died never reports: its
     // sender is dropped and the error comes from its join handle.
     if failure.is_none() {
+        // Whichever shard reports first — ready, failed, or gone — is handled first, so a
+        // shard that dies is named even while the others wait for it in the mesh.
         let deadline = Instant::now() + SHARD_START_TIMEOUT;
-        for (index, cpu, rx) in &readies {
+        let mut waiting: Vec<usize> = (0..readies.len()).collect();
+        while !waiting.is_empty() {
+            let mut sel = crossbeam::channel::Select::new();
+            for &i in &waiting {
+                sel.recv(&readies[i].2);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(Ok(())) => {}
+            let Ok(op) = sel.select_timeout(left) else {
+                let (index, cpu, _) = &readies[waiting[0]];
+                failure = Some(StartError::Executor {
+                    shard: *index,
+                    cpu: *cpu,
+                    detail: format!("not ready within {SHARD_START_TIMEOUT:?}"),
+                });
+                break;
+            };
+            let slot = op.index();
+            let i = waiting[slot];
+            let (index, cpu, rx) = &readies[i];
+            match op.recv(rx) {
+                Ok(Ok(())) => {
+                    waiting.remove(slot);
+                }
                 Ok(Err(detail)) => {
                     failure = Some(system::executor_error(*index, *cpu, detail));
                     break;
                 }
-                Err(crossbeam::channel::RecvTimeoutError::Disconnected) => {
+                Err(_) => {
                     failure = Some(system::executor_error(
                         *index,
                         *cpu,
                         "executor exited before it was ready".into(),
                     ));
-                    break;
-                }
-                Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
-                    failure = Some(StartError::Executor {
-                        shard: *index,
-                        cpu: *cpu,
-                        detail: format!("not ready within {SHARD_START_TIMEOUT:?}"),
-                    });
                     break;
                 }
             }

@@ -24,7 +24,7 @@ use crate::limits::{
 };
 use crate::runtime::mesh::ShardMsg;
 use crate::runtime::ShardSetup;
-use crate::shard::{Shard, ShardStats};
+use crate::shard::{Shard, ShardStats, StreamState};
 use crate::transport::{ConnId, Transmit, Transport};
 
 /// How often a shard proves it is alive and looks at the stop flag.
@@ -37,12 +37,33 @@ pub(crate) struct ShardResult {
     pub totals: Option<ShardStats>,
 }
 
+/// What a connection's writer task is told.
+enum Write {
+    Bytes(Vec<u8>),
+    /// Write what is queued before this, then close.
+    Close,
+}
+
+/// A stream connection as the rest of the shard sees it.
+struct Conn {
+    tx: LocalSender<Write>,
+    /// Set when the connection must go: its peer does not read what it is sent, or writing
+    /// failed. The reader stops at its next turn.
+    doomed: Cell<bool>,
+}
+
+/// How long a write to a stream may wait for the peer to read, in seconds, before the
+/// connection is dropped.
+const SIP_TCP_WRITE_TIMEOUT_SECS: u64 = 30;
+
 /// State shared by the tasks of one executor.
 struct Local {
     index: usize,
     shard: RefCell<Shard>,
     udp: Option<UdpSocket>,
-    conns: RefCell<HashMap<ConnId, Rc<LocalSender<Vec<u8>>>>>,
+    conns: RefCell<HashMap<ConnId, Rc<Conn>>>,
+    /// Connections whose tasks have not finished (writers may still be draining).
+    live_conns: Cell<usize>,
     next_conn: Cell<u64>,
     senders: Senders<ShardMsg>,
     /// Closed when the shard stops: every pending `acquire` returns at once.
@@ -71,15 +92,19 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         mesh,
     } = setup;
 
-    let (senders, receivers) = match mesh.join().await {
-        Ok(x) => x,
-        Err(e) => {
+    let nothing = ShardResult {
+        own: ShardStats::default(),
+        totals: None,
+    };
+    // Joining waits for every shard; one that never starts must not hold the others forever.
+    let joined = future::or(async { Some(mesh.join().await) }, wait_for_stop(&stop)).await;
+    let (senders, receivers) = match joined {
+        Some(Ok(x)) => x,
+        Some(Err(e)) => {
             let _ = ready.send(Err(format!("cannot join the shard mesh: {e}")));
-            return ShardResult {
-                own: ShardStats::default(),
-                totals: None,
-            };
+            return nothing;
         }
+        None => return nothing,
     };
     // SAFETY: the descriptors were created by `sockets::bind_sip` for this shard alone and
     // ownership passes here exactly once.
@@ -92,6 +117,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         shard: RefCell::new(Shard::new(index, identity, seed)),
         udp,
         conns: RefCell::new(HashMap::new()),
+        live_conns: Cell::new(0),
         next_conn: Cell::new(0),
         senders,
         stopping: Semaphore::new(0),
@@ -121,8 +147,13 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         }
     }
     while local.pongs.get() < shards - 1 {
-        if local.pong_wait.acquire(1).await.is_err() {
-            break;
+        let got = future::or(async { local.pong_wait.acquire(1).await.is_ok() }, async {
+            wait_for_stop::<()>(&stop).await;
+            false
+        })
+        .await;
+        if !got {
+            return nothing;
         }
     }
 
@@ -145,7 +176,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
     // Stop: listeners and readers end, then in-flight writes get `grace` to finish.
     local.stopping.close();
     let deadline = Instant::now() + grace;
-    while !local.conns.borrow().is_empty() && Instant::now() < deadline {
+    while local.live_conns.get() > 0 && Instant::now() < deadline {
         sleep(Duration::from_millis(10)).await;
     }
     for t in tasks {
@@ -185,6 +216,14 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         None
     };
     ShardResult { own, totals }
+}
+
+/// Resolves once the process is told to stop (checked every heartbeat).
+async fn wait_for_stop<T>(stop: &std::sync::atomic::AtomicBool) -> Option<T> {
+    while !stop.load(Ordering::SeqCst) {
+        sleep(HEARTBEAT).await;
+    }
+    None
 }
 
 fn spawn_mesh_receivers(local: &Rc<Local>, mut receivers: Receivers<ShardMsg>) {
@@ -253,13 +292,24 @@ async fn send(local: &Rc<Local>, t: Transmit) {
             local.shard.borrow_mut().recycle(t.bytes);
         }
         Transport::Tcp(conn) if conn.shard() == local.index => {
-            let tx = local.conns.borrow().get(&conn).cloned();
-            match tx {
-                // Waits when the connection's queue is full: back-pressure on the producer.
-                Some(tx) => {
-                    let _ = tx.send(t.bytes).await;
+            let entry = local.conns.borrow().get(&conn).cloned();
+            let Some(entry) = entry else {
+                local.shard.borrow_mut().recycle(t.bytes);
+                return;
+            };
+            // Never wait on one connection here: every task of the shard flushes through this
+            // function. A peer that lets its queue fill up does not read what it is sent; it
+            // is dropped instead of stalling the shard.
+            if let Err(e) = entry.tx.try_send(Write::Bytes(t.bytes)) {
+                entry.doomed.set(true);
+                local.conns.borrow_mut().remove(&conn);
+                tracing::debug!(?conn, "stream write queue full; closing the connection");
+                if let glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(
+                    Write::Bytes(b),
+                )) = e
+                {
+                    local.shard.borrow_mut().recycle(b);
                 }
-                None => local.shard.borrow_mut().recycle(t.bytes),
             }
         }
         Transport::Tcp(conn) => {
@@ -308,11 +358,14 @@ async fn accept_loop(local: Rc<Local>, listener: TcpListener) {
         let stream = match accepted {
             Ok(s) => s,
             Err(e) => {
-                tracing::debug!(error = %e, "accept failed");
+                // EMFILE/ENFILE/ENOMEM leave the connection in the backlog: back off instead
+                // of spinning on it.
+                tracing::warn!(error = %e, "accept failed");
+                sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
-        if local.conns.borrow().len() >= SIP_TCP_CONNECTIONS_PER_SHARD_MAX {
+        if local.live_conns.get() >= SIP_TCP_CONNECTIONS_PER_SHARD_MAX {
             tracing::warn!("SIP TCP connection limit reached; closing a new connection");
             drop(stream);
             continue;
@@ -323,6 +376,7 @@ async fn accept_loop(local: Rc<Local>, listener: TcpListener) {
         let n = local.next_conn.get();
         local.next_conn.set(n + 1);
         let id = ConnId::new(local.index, n);
+        local.live_conns.set(local.live_conns.get() + 1);
         glommio::spawn_local(connection(Rc::clone(&local), stream, id, peer)).detach();
     }
 }
@@ -330,16 +384,24 @@ async fn accept_loop(local: Rc<Local>, listener: TcpListener) {
 async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(SIP_TCP_IDLE_SECS_MAX)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(SIP_TCP_WRITE_TIMEOUT_SECS)));
     let (mut reader, mut writer) = futures_lite::io::split(stream);
-    let (tx, rx) = local_channel::new_bounded::<Vec<u8>>(SIP_STREAM_WRITE_QUEUE_MESSAGES_MAX);
-    local.conns.borrow_mut().insert(id, Rc::new(tx));
+    let (tx, rx) = local_channel::new_bounded::<Write>(SIP_STREAM_WRITE_QUEUE_MESSAGES_MAX);
+    let conn = Rc::new(Conn {
+        tx,
+        doomed: Cell::new(false),
+    });
+    local.conns.borrow_mut().insert(id, Rc::clone(&conn));
 
     let writer_local = Rc::clone(&local);
+    let writer_conn = Rc::clone(&conn);
     let writer_task = glommio::spawn_local(async move {
-        while let Some(bytes) = rx.recv().await {
+        while let Some(w) = rx.recv().await {
+            let Write::Bytes(bytes) = w else { break };
             let ok = writer.write_all(&bytes).await.is_ok();
             writer_local.shard.borrow_mut().recycle(bytes);
             if !ok {
+                writer_conn.doomed.set(true);
                 break;
             }
         }
@@ -349,7 +411,9 @@ async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId, peer: Socke
 
     let mut buf = vec![0u8; SIP_STREAM_BUFFER_BYTES_MIN];
     let mut filled = 0usize;
-    loop {
+    let mut need = 0usize;
+    let mut state = StreamState::default();
+    while !conn.doomed.get() {
         if filled == buf.len() {
             // A message larger than the buffer is arriving: grow, up to the limit (the parser
             // refuses anything that could not fit, so the limit is never passed).
@@ -371,14 +435,21 @@ async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId, peer: Socke
             Some(Ok(n)) => n,
         };
         filled += n;
-        let status =
-            local
-                .shard
-                .borrow_mut()
-                .handle_stream(Instant::now(), id, peer, &buf[..filled]);
+        if filled < need {
+            // The frame in progress is not complete yet: nothing to parse.
+            continue;
+        }
+        let status = local.shard.borrow_mut().handle_stream(
+            Instant::now(),
+            id,
+            peer,
+            &buf[..filled],
+            &mut state,
+        );
         flush(&local).await;
         buf.copy_within(status.consumed..filled, 0);
         filled -= status.consumed;
+        need = status.need;
         if status.close {
             break;
         }
@@ -387,9 +458,13 @@ async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId, peer: Socke
             buf.shrink_to_fit();
         }
     }
-    // Dropping the sender lets the writer finish what is queued, then close.
+    // Forget the connection (dropping the last sender), and let the writer finish what is
+    // queued — within the shutdown grace when stopping — before the task ends.
+    let _ = conn.tx.try_send(Write::Close);
     local.conns.borrow_mut().remove(&id);
+    drop(conn);
     writer_task.await;
+    local.live_conns.set(local.live_conns.get() - 1);
 }
 
 async fn timer_loop(local: Rc<Local>) {

@@ -29,7 +29,12 @@ const UDP_RECV_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 fn socket(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<Socket> {
     let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
-    s.set_reuse_address(true)?;
+    // SO_REUSEADDR only for TCP (rebinding over TIME_WAIT after a restart). On UDP it would let
+    // any local user bind the same address and take SIP datagrams; SO_REUSEPORT, which the
+    // kernel restricts to one user, is what the shards share the port with.
+    if ty == Type::STREAM {
+        s.set_reuse_address(true)?;
+    }
     s.set_reuse_port(true)?;
     s.set_nonblocking(true)?;
     s.set_cloexec(true)?;
@@ -129,19 +134,38 @@ mod tests {
 
     #[test]
     fn port_zero_gives_every_shard_the_same_port_on_both_transports() {
-        let (socks, bound) = bind_sip("127.0.0.1:0".parse().unwrap(), 2, true, true).unwrap();
+        let (socks, bound) = bind_sip("127.0.0.1:0".parse().unwrap(), 3, true, true).unwrap();
         assert_ne!(bound.port(), 0);
-        assert_eq!(socks.len(), 2);
-        assert!(socks.iter().all(|s| s.udp.is_some() && s.tcp.is_some()));
-        // A second server on the same port is refused with the advice.
-        let e = bind_sip(bound, 1, false, true);
-        close(socks);
-        // SO_REUSEPORT lets the same user share; a listener of another process in the same
-        // uid would succeed, so only check that the call returned a consistent answer.
-        if let Ok((s, b)) = e {
-            assert_eq!(b, bound);
-            close(s);
+        assert_eq!(socks.len(), 3);
+        for s in &socks {
+            for fd in [s.udp, s.tcp] {
+                let fd = fd.expect("both transports bound");
+                // SAFETY: borrowing an fd we own for the duration of the call.
+                let sock = std::mem::ManuallyDrop::new(unsafe {
+                    <Socket as std::os::fd::FromRawFd>::from_raw_fd(fd)
+                });
+                let addr = sock.local_addr().unwrap().as_socket().unwrap();
+                assert_eq!(addr, bound);
+                assert!(sock.reuse_port().unwrap());
+            }
         }
+        close(socks);
+    }
+
+    #[test]
+    fn udp_sockets_do_not_set_reuseaddr() {
+        let (socks, _) = bind_sip("127.0.0.1:0".parse().unwrap(), 1, true, true).unwrap();
+        // SAFETY: borrowing fds we own for the duration of the calls.
+        let udp = std::mem::ManuallyDrop::new(unsafe {
+            <Socket as std::os::fd::FromRawFd>::from_raw_fd(socks[0].udp.unwrap())
+        });
+        // SAFETY: as above.
+        let tcp = std::mem::ManuallyDrop::new(unsafe {
+            <Socket as std::os::fd::FromRawFd>::from_raw_fd(socks[0].tcp.unwrap())
+        });
+        assert!(!udp.reuse_address().unwrap());
+        assert!(tcp.reuse_address().unwrap());
+        close(socks);
     }
 
     #[test]

@@ -349,12 +349,19 @@ fn stream_handles_several_messages_pings_and_partial_tails() {
     buf.extend_from_slice(&request("OPTIONS", "sip:localhost", "z9hG4bKs2", ""));
     let partial = request("OPTIONS", "sip:localhost", "z9hG4bKs3", "");
     buf.extend_from_slice(&partial[..20]);
-    let st = s.handle_stream(Instant::now(), conn, client(), &buf);
+    let st = s.handle_stream(
+        Instant::now(),
+        conn,
+        client(),
+        &buf,
+        &mut StreamState::default(),
+    );
     assert_eq!(
         st,
         StreamStatus {
             consumed: buf.len() - 20,
-            close: false
+            close: false,
+            need: 0
         }
     );
     let out = drain(&mut s);
@@ -372,12 +379,19 @@ fn stream_error_with_a_known_frame_is_answered_and_the_stream_goes_on() {
     let conn = ConnId::new(1, 10);
     let mut buf = b"OPTIONS sip:localhost SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:40000;branch=z9hG4bKe1\r\nBad Header Line\r\nContent-Length: 0\r\n\r\n".to_vec();
     buf.extend_from_slice(&request("OPTIONS", "sip:localhost", "z9hG4bKe2", ""));
-    let st = s.handle_stream(Instant::now(), conn, client(), &buf);
+    let st = s.handle_stream(
+        Instant::now(),
+        conn,
+        client(),
+        &buf,
+        &mut StreamState::default(),
+    );
     assert_eq!(
         st,
         StreamStatus {
             consumed: buf.len(),
-            close: false
+            close: false,
+            need: 0
         }
     );
     let out = drain(&mut s);
@@ -391,7 +405,13 @@ fn unframeable_stream_is_answered_then_closed() {
     let mut s = shard();
     let conn = ConnId::new(1, 11);
     let buf = b"OPTIONS sip:localhost SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:40000;branch=z9hG4bKu1\r\nCall-ID: u\r\n\r\n";
-    let st = s.handle_stream(Instant::now(), conn, client(), buf);
+    let st = s.handle_stream(
+        Instant::now(),
+        conn,
+        client(),
+        buf,
+        &mut StreamState::default(),
+    );
     assert!(st.close);
     let out = drain(&mut s);
     assert_eq!(out.len(), 1);
@@ -415,4 +435,98 @@ fn tags_differ_per_response_and_carry_the_shard() {
         assert!(tags.insert(tag));
     }
     let _ = Duration::ZERO;
+}
+
+#[test]
+fn bad_request_lines_and_long_uris_are_answered() {
+    let mut s = shard();
+    let good = String::from_utf8(request("OPTIONS", "sip:localhost", "z9hG4bKbl1", "")).unwrap();
+    let two_spaces = good.replacen("OPTIONS sip:localhost", "OPTIONS  sip:localhost", 1);
+    s.handle_datagram(Instant::now(), client(), two_spaces.as_bytes());
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1, 400);
+    let long_uri = format!(
+        "sip:{}@localhost",
+        "a".repeat(crate::limits::SIP_URI_BYTES_MAX)
+    );
+    let long = String::from_utf8(request("OPTIONS", &long_uri, "z9hG4bKbl2", "")).unwrap();
+    s.handle_datagram(Instant::now(), client(), long.as_bytes());
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1, 414);
+}
+
+#[test]
+fn a_ping_split_across_reads_gets_one_pong() {
+    let mut s = shard();
+    let conn = ConnId::new(1, 12);
+    let mut state = StreamState::default();
+    let st = s.handle_stream(Instant::now(), conn, client(), b"\r\n", &mut state);
+    assert_eq!(st.consumed, 2);
+    assert!(drain(&mut s).is_empty());
+    s.handle_stream(Instant::now(), conn, client(), b"\r\n", &mut state);
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].2, b"\r\n");
+    // A message resets the run: the next ping gets its own pong.
+    s.handle_stream(
+        Instant::now(),
+        conn,
+        client(),
+        &request("OPTIONS", "sip:localhost", "z9hG4bKpp", ""),
+        &mut state,
+    );
+    drain(&mut s);
+    s.handle_stream(Instant::now(), conn, client(), b"\r\n\r\n", &mut state);
+    assert_eq!(drain(&mut s)[0].2, b"\r\n");
+}
+
+#[test]
+fn a_partial_frame_says_how_many_bytes_it_needs() {
+    let mut s = shard();
+    let conn = ConnId::new(1, 13);
+    let body = "x".repeat(3000);
+    let req = String::from_utf8(request("OPTIONS", "sip:localhost", "z9hG4bKneed", ""))
+        .unwrap()
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!("Content-Length: {}\r\n\r\n{body}", body.len()),
+        );
+    let part = &req.as_bytes()[..req.len() - 1000];
+    let st = s.handle_stream(
+        Instant::now(),
+        conn,
+        client(),
+        part,
+        &mut StreamState::default(),
+    );
+    assert_eq!(
+        st,
+        StreamStatus {
+            consumed: 0,
+            close: false,
+            need: req.len()
+        }
+    );
+}
+
+#[test]
+fn rfc2543_requests_are_matched_on_call_id_and_cseq_together() {
+    let mut s = shard();
+    let r1 = String::from_utf8(request("OPTIONS", "sip:localhost", "old-branch", "")).unwrap();
+    let r2 = r1.replace("CSeq: 1 OPTIONS", "CSeq: 2 OPTIONS");
+    s.handle_datagram(Instant::now(), client(), r1.as_bytes());
+    let first = drain(&mut s);
+    s.handle_datagram(Instant::now(), client(), r2.as_bytes());
+    let second = drain(&mut s);
+    // CSeq 2 is a new request with its own answer, not a retransmission of CSeq 1.
+    assert_eq!(
+        header(&second[0].2, HeaderName::CSeq),
+        Some(&b"2 OPTIONS"[..])
+    );
+    assert_eq!(s.stats().retransmissions_absorbed, 0);
+    // And the real retransmission of CSeq 1 gets the first answer again.
+    s.handle_datagram(Instant::now(), client(), r1.as_bytes());
+    assert_eq!(drain(&mut s)[0].2, first[0].2);
 }

@@ -345,7 +345,9 @@ impl Message {
         }
     }
 
-    fn frame_len(&self) -> Option<usize> {
+    /// The length of the message once its head is indexed (also after
+    /// [`Framing::Partial`]: how many bytes the whole message needs).
+    pub fn frame_len(&self) -> Option<usize> {
         self.content_length.map(|cl| self.head_len + cl)
     }
 
@@ -394,23 +396,38 @@ impl Message {
     fn parse_start_line(&mut self, buf: &[u8], start: usize, end: usize) -> Result<(), SipError> {
         self.start_line = Span::new(start, end);
         let line = &buf[start..end];
+        if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+            if line.len() > SIP_START_LINE_BYTES_MAX {
+                return Err(SipError::StartLineTooLong {
+                    len: line.len(),
+                    max: SIP_START_LINE_BYTES_MAX,
+                });
+            }
+            return self.parse_status_line(start, line);
+        }
+        // Request-Line = Method SP Request-URI SP SIP-Version CRLF (§25.1): exactly one SP.
+        // Anything with a first SP is taken as a request and recorded before it is checked,
+        // so that what is wrong with it can be answered (400, 414, 505) to its Via.
+        let sp1 = memchr::memchr(b' ', line).ok_or(SipError::BadStartLine)?;
+        let rest = &line[sp1 + 1..];
+        let sp2 = memchr::memchr(b' ', rest);
+        let uri_start = start + sp1 + 1;
+        let method = &line[..sp1];
+        self.start = StartLine::Request {
+            method: Method::from_token(method),
+            method_span: Span::new(start, start + sp1),
+            uri: Span::new(uri_start, uri_start + sp2.unwrap_or(rest.len())),
+        };
         if line.len() > SIP_START_LINE_BYTES_MAX {
             return Err(SipError::StartLineTooLong {
                 len: line.len(),
                 max: SIP_START_LINE_BYTES_MAX,
             });
         }
-        if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
-            return self.parse_status_line(start, line);
-        }
-        // Request-Line = Method SP Request-URI SP SIP-Version CRLF (§25.1): exactly one SP.
-        let sp1 = memchr::memchr(b' ', line).ok_or(SipError::BadStartLine)?;
-        let method = &line[..sp1];
         if method.len() > SIP_METHOD_BYTES_MAX || !ascii::is_token_str(method) {
             return Err(SipError::BadMethod);
         }
-        let rest = &line[sp1 + 1..];
-        let sp2 = memchr::memchr(b' ', rest).ok_or(SipError::BadStartLine)?;
+        let sp2 = sp2.ok_or(SipError::BadStartLine)?;
         let uri = &rest[..sp2];
         let version = &rest[sp2 + 1..];
         if uri.is_empty() || uri.iter().any(|&b| b <= b' ' || b == 0x7f) {
@@ -422,13 +439,6 @@ impl Message {
                 max: SIP_URI_BYTES_MAX,
             });
         }
-        let uri_start = start + sp1 + 1;
-        // The request is recorded before the version check so that a `505` can be answered.
-        self.start = StartLine::Request {
-            method: Method::from_token(method),
-            method_span: Span::new(start, start + sp1),
-            uri: Span::new(uri_start, uri_start + sp2),
-        };
         check_version(version)
     }
 

@@ -17,7 +17,8 @@ use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::limits::{
-    SERVER_TRANSACTIONS_PER_SHARD_MAX, SIP_BRANCH_BYTES_MAX, SIP_RESPONSE_BYTES_MAX,
+    SERVER_TRANSACTIONS_PER_SHARD_MAX, SERVER_TRANSACTION_RESPONSES_BYTES_MAX,
+    SIP_BRANCH_BYTES_MAX, SIP_RESPONSE_BYTES_MAX,
 };
 use crate::transport::Peer;
 
@@ -95,6 +96,30 @@ impl TxKey {
         };
         let digest = (u128::from(half(1)) << 64) | u128::from(half(2));
         Ok(TxKey { tag, digest })
+    }
+
+    /// A key from several fields (the RFC 2543 matching of §17.2.3), each hashed with its
+    /// length so that different splits of the same bytes differ.
+    pub fn from_parts(kind: TxKind, is_cancel: bool, parts: &[&[u8]]) -> TxKey {
+        let tag = match (kind, is_cancel) {
+            (TxKind::Invite, _) => b'I',
+            (TxKind::NonInvite, false) => b'N',
+            (TxKind::NonInvite, true) => b'C',
+        };
+        let half = |domain: u8| {
+            use std::hash::Hasher;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            h.write_u8(domain);
+            for p in parts {
+                h.write_usize(p.len());
+                h.write(p);
+            }
+            h.finish()
+        };
+        TxKey {
+            tag,
+            digest: (u128::from(half(3)) << 64) | u128::from(half(4)),
+        }
     }
 
     fn kind(&self) -> TxKind {
@@ -198,7 +223,12 @@ pub struct ServerTransactions {
     timers: BinaryHeap<Reverse<(Instant, u32, u32, TimerName)>>,
     outputs: std::collections::VecDeque<TxOutput>,
     capacity: usize,
+    /// Bytes of stored responses of live transactions.
+    stored_bytes: usize,
 }
+
+/// Capacity a free slot's response buffer keeps, in bytes (a typical response fits).
+const RESPONSE_BUFFER_KEPT_BYTES: usize = 512;
 
 impl Default for ServerTransactions {
     fn default() -> Self {
@@ -217,6 +247,7 @@ impl ServerTransactions {
             timers: BinaryHeap::new(),
             outputs: std::collections::VecDeque::new(),
             capacity,
+            stored_bytes: 0,
         }
     }
 
@@ -332,18 +363,28 @@ impl ServerTransactions {
         ))
     }
 
-    /// Records the response the TU sends on `id` and moves the state machine; the caller
-    /// transmits `bytes` itself. Responses larger than the stored-response limit are sent but
-    /// not kept for retransmission.
-    pub fn on_response(&mut self, now: Instant, id: TxId, status: u16, bytes: &[u8]) {
+    /// Records the response the TU sends on `id` to `to` (where §18.2.2 sends it, which
+    /// retransmissions must use too) and moves the state machine; the caller transmits
+    /// `bytes` itself. A response larger than [`SIP_RESPONSE_BYTES_MAX`], or one that would
+    /// take the table past [`SERVER_TRANSACTION_RESPONSES_BYTES_MAX`], is sent but not kept
+    /// for retransmission.
+    pub fn on_response(&mut self, now: Instant, id: TxId, status: u16, bytes: &[u8], to: Peer) {
+        let budget_left = SERVER_TRANSACTION_RESPONSES_BYTES_MAX.saturating_sub(self.stored_bytes);
         let Some(s) = self.slot_mut(id) else {
             return;
         };
+        let old = s.response.len();
         s.response.clear();
-        if bytes.len() <= SIP_RESPONSE_BYTES_MAX {
+        if bytes.len() <= SIP_RESPONSE_BYTES_MAX && bytes.len() <= budget_left + old {
             s.response.extend_from_slice(bytes);
         }
+        let new = s.response.len();
+        s.peer = to;
         s.status = status;
+        self.stored_bytes = self.stored_bytes + new - old;
+        let Some(s) = self.slot_mut(id) else {
+            return;
+        };
         let reliable = s.peer.transport.is_reliable();
         let gen = s.generation;
         let slot = id.slot;
@@ -437,6 +478,10 @@ impl ServerTransactions {
     fn terminate(&mut self, slot: u32) {
         let s = &mut self.slots[slot as usize];
         s.live = false;
+        self.stored_bytes -= s.response.len();
+        s.response.clear();
+        // Keep a small buffer for reuse, not the largest response ever stored here.
+        s.response.shrink_to(RESPONSE_BUFFER_KEPT_BYTES);
         if let Some(k) = s.key.take() {
             self.index.remove(&k);
         }
@@ -458,6 +503,14 @@ impl ServerTransactions {
         for (k, &slot) in &self.index {
             assert_eq!(self.slots[slot as usize].key.as_ref(), Some(k));
         }
+        let stored: usize = self
+            .slots
+            .iter()
+            .filter(|s| s.live)
+            .map(|s| s.response.len())
+            .sum();
+        assert_eq!(stored, self.stored_bytes);
+        assert!(self.stored_bytes <= SERVER_TRANSACTION_RESPONSES_BYTES_MAX);
     }
 }
 

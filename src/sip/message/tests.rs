@@ -58,15 +58,19 @@ fn feed_stream(pieces: &[&[u8]]) -> Vec<Outcome> {
                     }
                     acc.drain(..n);
                 }
-                Err(e) => {
-                    out.push(Outcome::Error(e.error, e.frame_len));
-                    match e.frame_len {
-                        Some(n) => {
-                            acc.drain(..n);
-                        }
-                        None => break 'feed,
+                Err(e) => match e.frame_len {
+                    // The bad message is not all here yet: wait for the rest, as the
+                    // connection does, so the outcome does not depend on segmentation.
+                    Some(n) if n > acc.len() => break,
+                    Some(n) => {
+                        out.push(Outcome::Error(e.error, e.frame_len));
+                        acc.drain(..n);
                     }
-                }
+                    None => {
+                        out.push(Outcome::Error(e.error, None));
+                        break 'feed;
+                    }
+                },
             }
         }
     }
@@ -677,4 +681,42 @@ fn a_reused_message_forgets_the_previous_one() {
     assert_eq!(m.headers().len(), 1);
     assert!(m.header(HeaderName::Via).is_none());
     assert!(m.header(HeaderName::Contact).is_none());
+}
+
+#[test]
+fn a_bad_header_in_a_message_with_a_body_is_framed_whatever_the_segmentation() {
+    let mut msg = b"MESSAGE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKq\r\nBad Header Line\r\nContent-Length: 5\r\n\r\nhello"
+        .to_vec();
+    let first = msg.len();
+    msg.extend_from_slice(REGISTER);
+    let outs = stream_all_splits(&msg);
+    assert_eq!(outs.len(), 2, "{outs:?}");
+    assert!(matches!(
+        outs[0],
+        Outcome::Error(SipError::MalformedHeader { .. }, Some(n)) if n == first
+    ));
+    assert!(matches!(outs[1], Outcome::Message { .. }));
+}
+
+#[test]
+fn bad_request_lines_are_still_requests_that_can_be_answered() {
+    for (line, code) in [
+        ("INV:ITE sip:b@example.com SIP/2.0", 400),
+        ("OPTIONS  sip:b@example.com SIP/2.0", 400),
+        ("OPTIONS sip:b@example.com", 400),
+    ] {
+        let msg =
+            format!("{line}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nContent-Length: 0\r\n\r\n");
+        let (m, r) = parse_dgram(msg.as_bytes());
+        let e = r.unwrap_err();
+        assert!(m.is_request(), "{line}");
+        assert_eq!(e.error.response().0, code, "{line}");
+    }
+    let long = format!(
+        "OPTIONS sip:{}@x SIP/2.0\r\nContent-Length: 0\r\n\r\n",
+        "a".repeat(SIP_URI_BYTES_MAX)
+    );
+    let (m, r) = parse_dgram(long.as_bytes());
+    assert!(m.is_request());
+    assert_eq!(r.unwrap_err().error.response().0, 414);
 }

@@ -70,7 +70,7 @@ fn non_invite_retransmission_gets_the_same_response_until_timer_j() {
     );
     assert_eq!(resends(&mut t), 0);
 
-    t.on_response(t0, id, 200, b"SIP/2.0 200 OK\r\n\r\n");
+    t.on_response(t0, id, 200, b"SIP/2.0 200 OK\r\n\r\n", udp());
     assert_eq!(t.state(id), Some(ServerTxState::Completed));
     assert_eq!(
         t.on_request(t0 + T1, key(TxKind::NonInvite, "z9hG4bK1"), false, udp()),
@@ -102,7 +102,7 @@ fn non_invite_on_tcp_terminates_at_once() {
     let mut t = ServerTransactions::default();
     let t0 = Instant::now();
     let id = new_tx(&mut t, t0, key(TxKind::NonInvite, "z9hG4bK2"), tcp());
-    t.on_response(t0, id, 200, b"SIP/2.0 200 OK\r\n\r\n");
+    t.on_response(t0, id, 200, b"SIP/2.0 200 OK\r\n\r\n", tcp());
     assert_eq!(t.poll_timeout(), Some(t0));
     t.handle_timeout(t0);
     assert!(t.is_empty());
@@ -115,7 +115,7 @@ fn invite_error_is_retransmitted_with_timer_g_until_ack() {
     let k = key(TxKind::Invite, "z9hG4bK3");
     let id = new_tx(&mut t, t0, k, udp());
     assert_eq!(t.state(id), Some(ServerTxState::Proceeding));
-    t.on_response(t0, id, 486, b"SIP/2.0 486 Busy Here\r\n\r\n");
+    t.on_response(t0, id, 486, b"SIP/2.0 486 Busy Here\r\n\r\n", udp());
     assert_eq!(t.state(id), Some(ServerTxState::Completed));
     // Timer G fires at T1, 3*T1 (interval doubled), 7*T1, capped at T2 thereafter.
     let (now, sent) = run_until(&mut t, t0, t0 + 7 * T1);
@@ -135,7 +135,13 @@ fn timer_g_interval_caps_at_t2() {
     let mut t = ServerTransactions::default();
     let t0 = Instant::now();
     let id = new_tx(&mut t, t0, key(TxKind::Invite, "z9hG4bK4"), udp());
-    t.on_response(t0, id, 480, b"SIP/2.0 480 Temporarily Unavailable\r\n\r\n");
+    t.on_response(
+        t0,
+        id,
+        480,
+        b"SIP/2.0 480 Temporarily Unavailable\r\n\r\n",
+        udp(),
+    );
     // G at 0.5, 1.5, 3.5, 7.5, 11.5, ... 31.5 s: intervals 1, 2, 4, 4, 4...
     let (_, sent) = run_until(&mut t, t0, t0 + Duration::from_millis(31_500));
     assert_eq!(sent, 4 + 6);
@@ -146,7 +152,7 @@ fn invite_without_ack_times_out_with_timer_h() {
     let mut t = ServerTransactions::default();
     let t0 = Instant::now();
     let id = new_tx(&mut t, t0, key(TxKind::Invite, "z9hG4bK5"), tcp());
-    t.on_response(t0, id, 404, b"SIP/2.0 404 Not Found\r\n\r\n");
+    t.on_response(t0, id, 404, b"SIP/2.0 404 Not Found\r\n\r\n", tcp());
     // No Timer G on a reliable transport.
     assert_eq!(t.poll_timeout(), Some(t0 + 64 * T1));
     t.handle_timeout(t0 + 64 * T1);
@@ -160,7 +166,7 @@ fn invite_2xx_is_accepted_and_its_ack_goes_to_the_tu() {
     let t0 = Instant::now();
     let k = key(TxKind::Invite, "z9hG4bK6");
     let id = new_tx(&mut t, t0, k, udp());
-    t.on_response(t0, id, 200, b"SIP/2.0 200 OK\r\n\r\n");
+    t.on_response(t0, id, 200, b"SIP/2.0 200 OK\r\n\r\n", udp());
     assert_eq!(t.state(id), Some(ServerTxState::Accepted));
     // RFC 6026: INVITE retransmissions are absorbed, not answered by the transaction.
     assert_eq!(
@@ -252,7 +258,7 @@ fn full_table_refuses_new_transactions_and_recovers() {
         t.on_request(t0, key(TxKind::NonInvite, "c"), false, tcp()),
         RequestMatch::Full
     );
-    t.on_response(t0, a, 200, b"SIP/2.0 200 OK\r\n\r\n");
+    t.on_response(t0, a, 200, b"SIP/2.0 200 OK\r\n\r\n", tcp());
     t.handle_timeout(t0);
     let c = new_tx(&mut t, t0, key(TxKind::NonInvite, "c"), tcp());
     // The reused slot has a new generation: the old id is dead.
@@ -266,7 +272,7 @@ fn stale_timers_of_a_reused_slot_do_nothing() {
     let mut t = ServerTransactions::with_capacity(1);
     let t0 = Instant::now();
     let a = new_tx(&mut t, t0, key(TxKind::Invite, "a"), udp());
-    t.on_response(t0, a, 486, b"SIP/2.0 486 Busy\r\n\r\n");
+    t.on_response(t0, a, 486, b"SIP/2.0 486 Busy\r\n\r\n", udp());
     t.on_request(t0, key(TxKind::Invite, "a"), true, udp());
     run_until(&mut t, t0, t0 + T4);
     assert!(t.is_empty());
@@ -285,11 +291,67 @@ fn oversize_responses_are_sent_but_not_kept() {
     let mut t = ServerTransactions::default();
     let t0 = Instant::now();
     let id = new_tx(&mut t, t0, key(TxKind::NonInvite, "big"), udp());
-    t.on_response(t0, id, 200, &vec![b'x'; SIP_RESPONSE_BYTES_MAX + 1]);
+    t.on_response(t0, id, 200, &vec![b'x'; SIP_RESPONSE_BYTES_MAX + 1], udp());
     assert_eq!(t.response(id), None);
     assert_eq!(
         t.on_request(t0, key(TxKind::NonInvite, "big"), false, udp()),
         RequestMatch::Retransmission
     );
     assert_eq!(resends(&mut t), 0);
+}
+
+#[test]
+fn retransmissions_go_where_the_response_went() {
+    let mut t = ServerTransactions::default();
+    let t0 = Instant::now();
+    let k = key(TxKind::Invite, "z9hG4bKdest");
+    let id = new_tx(&mut t, t0, k, udp());
+    // The request came from port 5060; §18.2.2 sent the response to the sent-by port 5062.
+    let sent_to = Peer {
+        transport: Transport::Udp,
+        addr: "192.0.2.1:5062".parse().unwrap(),
+    };
+    t.on_response(t0, id, 486, b"SIP/2.0 486 Busy Here\r\n\r\n", sent_to);
+    t.handle_timeout(t0 + T1);
+    let Some(TxOutput::Resend { to, .. }) = t.poll_output() else {
+        panic!("Timer G resend expected")
+    };
+    assert_eq!(to, sent_to);
+    t.on_request(t0 + T1, k, false, udp());
+    let Some(TxOutput::Resend { to, .. }) = t.poll_output() else {
+        panic!("a resend for the retransmitted request expected")
+    };
+    assert_eq!(to, sent_to);
+}
+
+#[test]
+fn stored_responses_are_bounded_in_bytes() {
+    let mut t = ServerTransactions::default();
+    let t0 = Instant::now();
+    let big = vec![b'x'; SIP_RESPONSE_BYTES_MAX];
+    let fit = SERVER_TRANSACTION_RESPONSES_BYTES_MAX / SIP_RESPONSE_BYTES_MAX;
+    for i in 0..fit + 10 {
+        let id = new_tx(
+            &mut t,
+            t0,
+            key(TxKind::NonInvite, &format!("z9hG4bKbig{i}")),
+            udp(),
+        );
+        t.on_response(t0, id, 200, &big, udp());
+        // Past the budget responses are sent but not kept.
+        assert_eq!(t.response(id).is_some(), i < fit, "{i}");
+    }
+    t.invariants();
+    // Reclaiming frees the budget.
+    t.handle_timeout(t0 + 64 * T1);
+    assert!(t.is_empty());
+    let id = new_tx(
+        &mut t,
+        t0 + 64 * T1,
+        key(TxKind::NonInvite, "z9hG4bKafter"),
+        udp(),
+    );
+    t.on_response(t0 + 64 * T1, id, 200, &big, udp());
+    assert!(t.response(id).is_some());
+    t.invariants();
 }
