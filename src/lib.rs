@@ -23,6 +23,7 @@
 //!
 //! See `ARCHITECTURE.md` for the decisions and their reasons, `limits.rs` for every bound.
 
+pub mod admin;
 pub mod config;
 pub mod limits;
 pub mod runtime;

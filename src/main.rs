@@ -22,6 +22,32 @@ struct Cli {
 enum Command {
     /// Run the server (every configured role) until SIGTERM or SIGINT.
     Serve(ServeArgs),
+    /// Inspect the deferred store (run it while the server is stopped, or on a copy).
+    Store(StoreArgs),
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// Configuration file whose `server.state_dir` holds the store.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// State directory (overrides the configuration).
+    #[arg(long, value_name = "DIR", global = true)]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: StoreCommand,
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// List the messages waiting for URI (or, without URI, every recipient with waiting messages).
+    List { uri: Option<String> },
+    /// Show one stored message: its metadata, then its body on stdout.
+    Show { uri: String, id: String },
+    /// Totals: recipients, messages, bytes, segments.
+    Stats,
+    /// Check every segment without changing anything; exit 1 if any is damaged.
+    Verify,
 }
 
 #[derive(Args)]
@@ -54,6 +80,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Store(args) => imrelay::admin::store(
+            args.config.as_deref(),
+            args.state_dir.as_deref(),
+            match args.command {
+                StoreCommand::List { uri } => imrelay::admin::StoreCommand::List(uri),
+                StoreCommand::Show { uri, id } => imrelay::admin::StoreCommand::Show(uri, id),
+                StoreCommand::Stats => imrelay::admin::StoreCommand::Stats,
+                StoreCommand::Verify => imrelay::admin::StoreCommand::Verify,
+            },
+        ),
     }
 }
 
