@@ -34,16 +34,39 @@ fn fault_child_process() {
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let (mut s, _) = FsStore::open(dir, Policy::default(), 3).unwrap();
     let mut out = std::io::stdout().lock();
-    s.append(1, AOR, b"sip:a@x", b"text/plain", b"before the disk filled", None).unwrap();
+    s.append(
+        1,
+        AOR,
+        b"sip:a@x",
+        b"text/plain",
+        b"before the disk filled",
+        None,
+    )
+    .unwrap();
     set_fsize(16 * 1024);
-    match s.append(2, AOR, b"sip:a@x", b"text/plain", &vec![7u8; 64 * 1024], None) {
+    match s.append(
+        2,
+        AOR,
+        b"sip:a@x",
+        b"text/plain",
+        &vec![7u8; 64 * 1024],
+        None,
+    ) {
         Err(StoreError::Io(e)) => writeln!(out, "refused: {e}").unwrap(),
         other => panic!("expected a storage failure, got {other:?}"),
     }
     // While the disk is full, small appends that still fit work; the failed one left nothing.
     assert_eq!(s.core().pending(AOR).count(), 1);
     set_fsize(libc::RLIM_INFINITY);
-    s.append(3, AOR, b"sip:a@x", b"text/plain", b"after space returned", None).unwrap();
+    s.append(
+        3,
+        AOR,
+        b"sip:a@x",
+        b"text/plain",
+        b"after space returned",
+        None,
+    )
+    .unwrap();
     writeln!(out, "resumed").unwrap();
 }
 
@@ -51,12 +74,22 @@ fn fault_child_process() {
 fn a_failed_write_is_refused_cleanly_and_the_store_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "fault_child_process", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "fault_child_process",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("IMRELAY_FAULT_CHILD", dir.path())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("refused: File too large"), "{text}");
     assert!(text.contains("resumed"), "{text}");
 
@@ -70,5 +103,11 @@ fn a_failed_write_is_refused_cleanly_and_the_store_resumes() {
         .into_iter()
         .map(|id| s.with_message(AOR, id, |_, b| b.to_vec()).unwrap())
         .collect();
-    assert_eq!(bodies, [b"before the disk filled".to_vec(), b"after space returned".to_vec()]);
+    assert_eq!(
+        bodies,
+        [
+            b"before the disk filled".to_vec(),
+            b"after space returned".to_vec()
+        ]
+    );
 }
