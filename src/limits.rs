@@ -136,6 +136,12 @@ pub const STORE_URI_BYTES_MAX: usize = SIP_URI_BYTES_MAX;
 /// record read never needs more than this much contiguous memory.
 pub const STORE_RECORD_PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
 
+/// Size of a store's journal, in bytes. A batch's writes go to the journal and are synced
+/// there (one `fdatasync` per batch); when it is full the segments written since the last
+/// checkpoint are synced and the journal starts over. 64 MiB holds about 250,000 small
+/// appends between checkpoints; replaying a full journal at start takes well under a second.
+pub const STORE_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Corrupt regions a scan of one segment reports individually; more are counted only.
 pub const STORE_SCAN_CORRUPT_REPORTS_MAX: usize = 64;
 

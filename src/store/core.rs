@@ -742,6 +742,8 @@ impl Store {
             | Record::Chunk { .. }
             | Record::Commit { .. }
             | Record::Abort { .. } => {}
+            // Journal records live in the journal, never in a segment.
+            Record::JournalHeader { .. } | Record::JournalEntry { .. } => {}
         });
         self.last_id = max_id;
         // A damaged header is recovered from the messages, which name their recipient too.

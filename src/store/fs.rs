@@ -21,7 +21,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::limits::STORE_JOURNAL_BYTES;
 use crate::store::core::{Ack, Policy, SegmentRef, Store, StoreError, Ticket};
+use crate::store::journal;
 use crate::store::record::{decode, MessageId, Meta, Record};
 use crate::store::scan::{scan, Tail};
 use crate::store::RecipientKey;
@@ -38,6 +40,8 @@ pub struct RecoveryReport {
     pub torn_tails: usize,
     pub truncated_bytes: u64,
     pub pending_messages: usize,
+    /// Journal entries redone into segment files.
+    pub journal_entries: usize,
     pub elapsed: Duration,
 }
 
@@ -52,6 +56,24 @@ pub struct FsStore {
     maps: HashMap<SegmentRef, MapOrEmpty>,
     /// Files whose rollback truncation has not succeeded yet: (segment, length to cut to).
     dirty: Vec<(SegmentRef, u64)>,
+    journal: Journal,
+}
+
+/// The journal file and what the driver knows of it.
+struct Journal {
+    file: File,
+    generation: u64,
+    /// Where the next entry goes.
+    pos: u64,
+    /// Segments written since the last checkpoint (their bytes are durable only through the
+    /// journal until the checkpoint syncs them).
+    unsynced: std::collections::BTreeSet<SegmentRef>,
+    /// Directories whose new entries (segment files, recipient directories) are not synced.
+    new_dirs: std::collections::BTreeSet<PathBuf>,
+    /// A batch failed: start a new generation before the next write, so that none of its
+    /// entries can ever be replayed.
+    needs_checkpoint: bool,
+    buf: Vec<u8>,
 }
 
 fn seg_dir(root: &Path, key: RecipientKey) -> PathBuf {
@@ -61,6 +83,116 @@ fn seg_dir(root: &Path, key: RecipientKey) -> PathBuf {
 
 fn seg_path(root: &Path, seg: SegmentRef) -> PathBuf {
     seg_dir(root, seg.recipient).join(format!("{:016x}.seg", seg.seq))
+}
+
+/// The journal's file name under the store root.
+const JOURNAL_FILE: &str = "journal.jnl";
+
+impl Journal {
+    /// Creates (or reuses) the journal file, pre-allocated so that overwriting it changes no
+    /// metadata, and starts `generation` in it.
+    fn create(root: &Path, path: &Path, generation: u64) -> io::Result<Journal> {
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        if file.metadata()?.len() < STORE_JOURNAL_BYTES {
+            preallocate(&file, STORE_JOURNAL_BYTES)?;
+        }
+        let mut j = Journal {
+            file,
+            generation,
+            pos: 0,
+            unsynced: Default::default(),
+            new_dirs: Default::default(),
+            needs_checkpoint: false,
+            buf: Vec::new(),
+        };
+        j.restart(generation)?;
+        if !existed {
+            fsync_dir(root)?;
+        }
+        Ok(j)
+    }
+
+    /// Writes the header of `generation` and syncs it: from here on only entries of this
+    /// generation are replayed.
+    fn restart(&mut self, generation: u64) -> io::Result<()> {
+        let mut header = Vec::new();
+        journal::encode_header(generation, &mut header);
+        self.file.write_all_at(&header, 0)?;
+        self.file.sync_data()?;
+        self.generation = generation;
+        self.pos = header.len() as u64;
+        Ok(())
+    }
+}
+
+/// Allocates `len` bytes of `file` on disk (not a sparse hole).
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fallocate on a descriptor we own, with a valid range.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        // File systems without fallocate: extend with zeros.
+        file.set_len(len)?;
+        return file.sync_all();
+    }
+    Err(e)
+}
+
+/// Redoes the current generation's journal entries into the segment files and syncs them.
+/// Returns the journal's generation, if there was a journal.
+fn replay_journal(
+    root: &Path,
+    path: &Path,
+    report: &mut RecoveryReport,
+) -> io::Result<Option<u64>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let data = map(&file, len)?;
+    let (generation, redo) = journal::replay(&data);
+    let mut files: HashMap<SegmentRef, File> = HashMap::new();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for r in &redo {
+        if !files.contains_key(&r.segment) {
+            let dir = seg_dir(root, r.segment.recipient);
+            if !dir.exists() {
+                fs::create_dir_all(&dir)?;
+                dirs.extend(dir.parent().map(Path::to_path_buf));
+                dirs.push(root.to_path_buf());
+            }
+            dirs.push(dir);
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(seg_path(root, r.segment))?;
+            files.insert(r.segment, f);
+        }
+        if let Some(f) = files.get(&r.segment) {
+            f.write_all_at(r.data, r.offset)?;
+        }
+    }
+    let list: Vec<&File> = files.values().collect();
+    sync_all_data(&list)?;
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        fsync_dir(&d)?;
+    }
+    report.journal_entries = redo.len();
+    Ok(generation)
 }
 
 /// `fdatasync` of every file, concurrently when there are several (at most
@@ -106,6 +238,8 @@ impl FsStore {
         fs::create_dir_all(&root)?;
         let mut core = Store::new(policy, seed);
         let mut report = RecoveryReport::default();
+        let journal_path = root.join(JOURNAL_FILE);
+        let old_generation = replay_journal(&root, &journal_path, &mut report)?;
         for (key, segs) in list_segments(&root)? {
             for (seq, path) in segs {
                 let file = OpenOptions::new().read(true).write(true).open(&path)?;
@@ -152,12 +286,14 @@ impl FsStore {
             }
         }
         core.finish_recovery();
+        let journal = Journal::create(&root, &journal_path, old_generation.map_or(1, |g| g + 1))?;
         let mut store = FsStore {
             root,
             core,
             files: HashMap::new(),
             maps: HashMap::new(),
             dirty: Vec::new(),
+            journal,
         };
         store.reclaim()?;
         report.pending_messages = store.core.recipients().map(|(_, n, _)| n as usize).sum();
@@ -222,7 +358,12 @@ impl FsStore {
     /// Writes and syncs every queued batch (group commit) and returns the acknowledgements.
     pub fn commit(&mut self) -> Vec<Ack> {
         while let Some(batch) = self.core.poll_batch() {
-            let result = self.run_batch(&batch.writes);
+            let result = if self.journal.needs_checkpoint {
+                self.checkpoint()
+            } else {
+                Ok(())
+            }
+            .and_then(|()| self.run_batch(&batch.writes));
             match result {
                 Ok(()) => self.core.on_batch_done(batch.id, Ok(())),
                 Err(e) => {
@@ -231,6 +372,7 @@ impl FsStore {
                         self.dirty.push((w.segment, keep));
                     }
                     self.core.on_batch_done(batch.id, Err(e.to_string()));
+                    self.journal.needs_checkpoint = true;
                     // Until the rollback truncation succeeds nothing more may be written.
                     if self.repair().is_err() {
                         break;
@@ -246,17 +388,22 @@ impl FsStore {
         acks
     }
 
+    /// Makes one batch durable: its bytes go to the segment files (not synced) and, as
+    /// entries, to the journal, which alone is synced — one `fdatasync` per batch whatever the
+    /// number of recipients. A batch too large for the journal is synced file by file instead.
     fn run_batch(&mut self, writes: &[crate::store::core::FileWrite]) -> io::Result<()> {
         let mut touched: Vec<SegmentRef> = Vec::new();
-        let mut new_dirs: Vec<PathBuf> = Vec::new();
         for w in writes {
             if w.offset == 0 {
                 let dir = seg_dir(&self.root, w.segment.recipient);
                 if !dir.exists() {
                     fs::create_dir_all(&dir)?;
-                    new_dirs.push(dir.parent().map(Path::to_path_buf).unwrap_or_default());
-                    new_dirs.push(self.root.clone());
+                    if let Some(fan) = dir.parent() {
+                        self.journal.new_dirs.insert(fan.to_path_buf());
+                    }
+                    self.journal.new_dirs.insert(self.root.clone());
                 }
+                self.maps.remove(&w.segment);
                 let f = OpenOptions::new()
                     .read(true)
                     .write(true)
@@ -264,7 +411,7 @@ impl FsStore {
                     .truncate(true)
                     .open(seg_path(&self.root, w.segment))?;
                 self.files.insert(w.segment, f);
-                new_dirs.push(dir);
+                self.journal.new_dirs.insert(dir);
             }
             let f = self.file(w.segment)?;
             f.write_all_at(&w.bytes, w.offset)?;
@@ -272,19 +419,51 @@ impl FsStore {
                 touched.push(w.segment);
             }
         }
-        // Every touched file is made durable at once: the syncs run in parallel, and ext4's
-        // journal commits concurrent fdatasyncs together, so a batch spread over many
-        // recipients costs about one device flush instead of one per file.
-        for &seg in &touched {
-            self.file(seg)?;
+        self.journal.unsynced.extend(touched.iter().copied());
+
+        let mut buf = std::mem::take(&mut self.journal.buf);
+        buf.clear();
+        let encoded = journal::encode_entries(self.journal.generation, writes, &mut buf)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()));
+        let result = encoded.and_then(|len| {
+            let room = STORE_JOURNAL_BYTES - journal::header_len() as u64;
+            if len as u64 > room {
+                // Larger than the whole journal: make it durable the direct way.
+                return self.checkpoint();
+            }
+            if self.journal.pos + len as u64 > STORE_JOURNAL_BYTES {
+                self.checkpoint()?;
+            }
+            self.journal.file.write_all_at(&buf, self.journal.pos)?;
+            self.journal.file.sync_data()?;
+            self.journal.pos += len as u64;
+            Ok(())
+        });
+        self.journal.buf = buf;
+        result
+    }
+
+    /// Syncs every segment written since the last checkpoint (in parallel) and the
+    /// directories of new ones, then starts a new journal generation.
+    fn checkpoint(&mut self) -> io::Result<()> {
+        let segs: Vec<SegmentRef> = self.journal.unsynced.iter().copied().collect();
+        for &seg in &segs {
+            // A segment reclaimed since it was written needs no sync.
+            if seg_path(&self.root, seg).exists() {
+                self.file(seg)?;
+            }
         }
-        let files: Vec<&File> = touched.iter().filter_map(|s| self.files.get(s)).collect();
+        let files: Vec<&File> = segs.iter().filter_map(|s| self.files.get(s)).collect();
         sync_all_data(&files)?;
-        new_dirs.sort();
-        new_dirs.dedup();
-        for d in new_dirs {
-            fsync_dir(&d)?;
+        for d in &self.journal.new_dirs {
+            if d.exists() {
+                fsync_dir(d)?;
+            }
         }
+        self.journal.unsynced.clear();
+        self.journal.new_dirs.clear();
+        self.journal.restart(self.journal.generation + 1)?;
+        self.journal.needs_checkpoint = false;
         Ok(())
     }
 
@@ -323,8 +502,19 @@ impl FsStore {
         Ok(())
     }
 
+    /// Deletes segments the bookkeeping has emptied. A checkpoint comes first: until then the
+    /// journal may hold entries for such a segment, and replaying them after a crash would
+    /// bring a deleted segment back in pieces.
     fn reclaim(&mut self) -> io::Result<()> {
+        let mut doomed = Vec::new();
         while let Some(seg) = self.core.poll_reclaim() {
+            doomed.push(seg);
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        self.checkpoint()?;
+        for seg in doomed {
             self.maps.remove(&seg);
             self.files.remove(&seg);
             match fs::remove_file(seg_path(&self.root, seg)) {

@@ -12,6 +12,7 @@
 
 pub mod core;
 pub mod fs;
+pub mod journal;
 pub mod record;
 pub mod scan;
 

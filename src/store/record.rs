@@ -23,6 +23,8 @@
 //! | `Commit` | id, total length u64, CRC32C of the whole body u32 |
 //! | `Abort` | id, reason u16 |
 //! | `Delivered`, `Expired` | id |
+//! | `JournalHeader` (first record of the journal) | generation u64 |
+//! | `JournalEntry` | generation u64, recipient key u128, segment sequence u64, offset u64, the bytes to be there |
 //!
 //! `meta` = id, stored-at ms u64, expires-at ms u64, total length u64 (`u64::MAX`: not known
 //! yet), sender str, recipient str, content type str.
@@ -61,6 +63,10 @@ pub enum Kind {
     Abort = 6,
     Delivered = 7,
     Expired = 8,
+    /// Journal file header: the journal's generation.
+    JournalHeader = 9,
+    /// A journal entry: bytes to be at an offset of a segment.
+    JournalEntry = 10,
 }
 
 impl Kind {
@@ -74,6 +80,8 @@ impl Kind {
             6 => Kind::Abort,
             7 => Kind::Delivered,
             8 => Kind::Expired,
+            9 => Kind::JournalHeader,
+            10 => Kind::JournalEntry,
             _ => return None,
         })
     }
@@ -146,6 +154,16 @@ pub enum Record<'a> {
     Expired {
         id: MessageId,
     },
+    JournalHeader {
+        generation: u64,
+    },
+    JournalEntry {
+        generation: u64,
+        recipient: u128,
+        seq: u64,
+        offset: u64,
+        data: &'a [u8],
+    },
 }
 
 impl Record<'_> {
@@ -159,6 +177,8 @@ impl Record<'_> {
             Record::Abort { .. } => Kind::Abort,
             Record::Delivered { .. } => Kind::Delivered,
             Record::Expired { .. } => Kind::Expired,
+            Record::JournalHeader { .. } => Kind::JournalHeader,
+            Record::JournalEntry { .. } => Kind::JournalEntry,
         }
     }
 
@@ -175,6 +195,8 @@ impl Record<'_> {
             Record::Commit { .. } => 16 + 8 + 4,
             Record::Abort { .. } => 16 + 2,
             Record::Delivered { .. } | Record::Expired { .. } => 16,
+            Record::JournalHeader { .. } => 8,
+            Record::JournalEntry { data, .. } => 8 + 16 + 8 + 8 + data.len(),
         }
     }
 
@@ -266,6 +288,20 @@ pub fn encode(rec: &Record<'_>, out: &mut Vec<u8>) -> Result<usize, EncodeError>
         }
         Record::Delivered { id } | Record::Expired { id } => {
             out.extend_from_slice(&id.0.to_le_bytes())
+        }
+        Record::JournalHeader { generation } => out.extend_from_slice(&generation.to_le_bytes()),
+        Record::JournalEntry {
+            generation,
+            recipient,
+            seq,
+            offset,
+            data,
+        } => {
+            out.extend_from_slice(&generation.to_le_bytes());
+            out.extend_from_slice(&recipient.to_le_bytes());
+            out.extend_from_slice(&seq.to_le_bytes());
+            out.extend_from_slice(&offset.to_le_bytes());
+            out.extend_from_slice(data);
         }
     }
     debug_assert_eq!(out.len() - payload_start, payload_len);
@@ -521,6 +557,18 @@ fn decode_payload(kind: Kind, p: &[u8]) -> Option<Record<'_>> {
             c.end()?;
             r
         }
+        Kind::JournalHeader => {
+            let generation = c.u64()?;
+            c.end()?;
+            Record::JournalHeader { generation }
+        }
+        Kind::JournalEntry => Record::JournalEntry {
+            generation: c.u64()?,
+            recipient: c.id()?.0,
+            seq: c.u64()?,
+            offset: c.u64()?,
+            data: c.0,
+        },
         Kind::Delivered | Kind::Expired => {
             let id = c.id()?;
             c.end()?;
