@@ -165,7 +165,7 @@ fn replay_journal(
     let mut files: HashMap<SegmentRef, File> = HashMap::new();
     let mut dirs: Vec<PathBuf> = Vec::new();
     for r in &redo {
-        if !files.contains_key(&r.segment) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = files.entry(r.segment) {
             let dir = seg_dir(root, r.segment.recipient);
             if !dir.exists() {
                 fs::create_dir_all(&dir)?;
@@ -173,12 +173,13 @@ fn replay_journal(
                 dirs.push(root.to_path_buf());
             }
             dirs.push(dir);
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(seg_path(root, r.segment))?;
-            files.insert(r.segment, f);
+            slot.insert(
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(seg_path(root, r.segment))?,
+            );
         }
         if let Some(f) = files.get(&r.segment) {
             f.write_all_at(r.data, r.offset)?;
