@@ -25,25 +25,24 @@ pub enum StoreCommand {
 /// Runs a store command; the exit code says whether it worked (and, for `verify`, whether
 /// the store is intact).
 pub fn store(config: Option<&Path>, state_dir: Option<&Path>, cmd: StoreCommand) -> ExitCode {
-    let state_dir = match state_dir {
-        Some(d) => d.to_path_buf(),
-        None => match Config::load(
-            config,
-            &Overrides::default(),
-            std::env::var("STATE_DIRECTORY").ok().as_deref(),
-        ) {
-            Ok(c) => c.server.state_dir,
-            Err(e) => {
-                eprintln!("imrelay: {e}");
-                return ExitCode::from(2);
-            }
-        },
+    let cfg = match Config::load(
+        config,
+        &Overrides::default(),
+        std::env::var("STATE_DIRECTORY").ok().as_deref(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imrelay: {e}");
+            return ExitCode::from(2);
+        }
     };
+    let state_dir = state_dir.map_or(cfg.server.state_dir.clone(), Path::to_path_buf);
+    let policy = cfg.store.policy();
     let result = match cmd {
         StoreCommand::Verify => return verify_cmd(&state_dir),
-        StoreCommand::List(uri) => list(&state_dir, uri.as_deref()),
-        StoreCommand::Show(uri, id) => show(&state_dir, &uri, &id),
-        StoreCommand::Stats => stats(&state_dir),
+        StoreCommand::List(uri) => list(&state_dir, &policy, uri.as_deref()),
+        StoreCommand::Show(uri, id) => show(&state_dir, &policy, &uri, &id),
+        StoreCommand::Stats => stats(&state_dir, &policy),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -54,14 +53,14 @@ pub fn store(config: Option<&Path>, state_dir: Option<&Path>, cmd: StoreCommand)
     }
 }
 
-fn open(state_dir: &Path) -> Result<FsStore, String> {
+fn open(state_dir: &Path, policy: &Policy) -> Result<FsStore, String> {
     if !state_dir.join("store").is_dir() {
         return Err(format!(
             "no store under {} (is the state directory right?)",
             state_dir.display()
         ));
     }
-    FsStore::open(state_dir, Policy::default(), 0)
+    FsStore::open(state_dir, policy.clone(), 0)
         .map(|(s, _)| s)
         .map_err(|e| format!("cannot open the store under {}: {e}", state_dir.display()))
 }
@@ -89,8 +88,8 @@ pub fn utc(ms: u64) -> String {
     )
 }
 
-fn list(state_dir: &Path, uri: Option<&str>) -> Result<(), String> {
-    let mut s = open(state_dir)?;
+fn list(state_dir: &Path, policy: &Policy, uri: Option<&str>) -> Result<(), String> {
+    let mut s = open(state_dir, policy)?;
     let mut out = std::io::stdout().lock();
     match uri {
         None => {
@@ -137,11 +136,11 @@ fn list(state_dir: &Path, uri: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
-fn show(state_dir: &Path, uri: &str, id: &str) -> Result<(), String> {
+fn show(state_dir: &Path, policy: &Policy, uri: &str, id: &str) -> Result<(), String> {
     let id: MessageId = id
         .parse()
         .map_err(|_| format!("{id:?} is not a message id (32 hexadecimal digits)"))?;
-    let mut s = open(state_dir)?;
+    let mut s = open(state_dir, policy)?;
     s.with_message(uri.as_bytes(), id, |m, body| {
         eprintln!("id:           {id}");
         eprintln!("recipient:    {}", String::from_utf8_lossy(m.recipient));
@@ -157,8 +156,8 @@ fn show(state_dir: &Path, uri: &str, id: &str) -> Result<(), String> {
     .map_err(|e| format!("{uri} {id}: {e}"))
 }
 
-fn stats(state_dir: &Path) -> Result<(), String> {
-    let s = open(state_dir)?;
+fn stats(state_dir: &Path, policy: &Policy) -> Result<(), String> {
+    let s = open(state_dir, policy)?;
     let segs = list_segments(&state_dir.join("store")).map_err(|e| e.to_string())?;
     let seg_count: usize = segs.iter().map(|(_, v)| v.len()).sum();
     let seg_bytes: u64 = segs

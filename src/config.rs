@@ -36,6 +36,13 @@ mode = "participating"
 [roles.deferred]
 enabled = true
 
+[store]
+quota_bytes = 67108864
+quota_messages = 10000
+retention_secs = 604800
+retention_secs_max = 2592000
+segment_bytes_max = 67108864
+
 [log]
 level = "info"
 "#;
@@ -48,8 +55,123 @@ pub struct Config {
     #[serde(default)]
     pub roles: Roles,
     #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
     pub log: Log,
 }
+
+/// The deferred store's policy: who may have messages stored, how much, for how long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Bytes of stored message bodies per recipient.
+    pub quota_bytes: u64,
+    /// Stored messages per recipient.
+    pub quota_messages: u32,
+    /// How long a message is kept when its sender asks for nothing else, in seconds.
+    pub retention_secs: u64,
+    /// The longest a sender may ask for (`Expires`), in seconds.
+    pub retention_secs_max: u64,
+    /// A segment file is sealed and a new one started past this many bytes.
+    pub segment_bytes_max: u64,
+    /// When not empty, only these recipients (AORs) may have messages stored.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// These recipients may never have messages stored.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Per-recipient quotas that replace the defaults.
+    #[serde(default)]
+    pub quota_override: Vec<QuotaOverride>,
+}
+
+/// A recipient with its own quota.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaOverride {
+    pub recipient: String,
+    pub bytes: u64,
+    pub messages: u32,
+}
+
+impl Default for StoreConfig {
+    /// The store's own defaults ([`crate::store::core::Policy::default`]).
+    fn default() -> Self {
+        let p = crate::store::core::Policy::default();
+        StoreConfig {
+            quota_bytes: p.quota_bytes,
+            quota_messages: p.quota_messages,
+            retention_secs: p.retention_ms / 1000,
+            retention_secs_max: p.retention_ms_max / 1000,
+            segment_bytes_max: p.segment_bytes_max,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            quota_override: Vec::new(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The store's policy.
+    pub fn policy(&self) -> crate::store::core::Policy {
+        crate::store::core::Policy {
+            allow: self.allow.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            deny: self.deny.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            quota_bytes: self.quota_bytes,
+            quota_messages: self.quota_messages,
+            quota_overrides: self
+                .quota_override
+                .iter()
+                .map(|o| (o.recipient.as_bytes().to_vec(), o.bytes, o.messages))
+                .collect(),
+            retention_ms: self.retention_secs.saturating_mul(1000),
+            retention_ms_max: self.retention_secs_max.saturating_mul(1000),
+            segment_bytes_max: self.segment_bytes_max,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.quota_bytes == 0 || self.quota_messages == 0 {
+            return Err(ConfigError::invalid(
+                if self.quota_bytes == 0 {
+                    "store.quota_bytes"
+                } else {
+                    "store.quota_messages"
+                },
+                "a quota above 0 (deny a recipient with store.deny)".into(),
+            ));
+        }
+        if self.retention_secs == 0 || self.retention_secs > self.retention_secs_max {
+            return Err(ConfigError::invalid(
+                "store.retention_secs",
+                format!(
+                    "between 1 and store.retention_secs_max ({})",
+                    self.retention_secs_max
+                ),
+            ));
+        }
+        if !(STORE_SEGMENT_BYTES_MIN..=STORE_SEGMENT_BYTES_MAX).contains(&self.segment_bytes_max) {
+            return Err(ConfigError::invalid(
+                "store.segment_bytes_max",
+                format!("between {STORE_SEGMENT_BYTES_MIN} and {STORE_SEGMENT_BYTES_MAX}"),
+            ));
+        }
+        for (i, o) in self.quota_override.iter().enumerate() {
+            if o.recipient.is_empty() || o.bytes == 0 || o.messages == 0 {
+                return Err(ConfigError::invalid(
+                    &format!("store.quota_override[{i}]"),
+                    "a recipient and quotas above 0".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Smallest and largest segment size an operator may configure, in bytes (a segment must hold
+/// the largest record; a huge one delays reclaiming space).
+pub const STORE_SEGMENT_BYTES_MIN: u64 = 2 * crate::limits::STORE_RECORD_PAYLOAD_BYTES_MAX as u64;
+pub const STORE_SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 
 /// Listen addresses, identity and placement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -487,6 +609,7 @@ impl Config {
                 "a directory path".into(),
             ));
         }
+        self.store.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError::invalid(
                 "log.level",

@@ -175,3 +175,44 @@ fn myself_is_the_domains_and_the_listen_address() {
     assert!(!id.is_myself(b"example.com", None));
     assert!(!id.is_myself(b"\xff", None));
 }
+
+#[test]
+fn store_policy_comes_from_the_store_section() {
+    // The embedded default ends with [store] then [log]; drop [log] so that keys and the
+    // override table can follow [store].
+    let text = format!(
+        "{}\ndeny = [\"sip:nobody@localhost\"]\n\n[[store.quota_override]]\nrecipient = \"sip:vip@localhost\"\nbytes = 1000000000\nmessages = 99999\n",
+        EMBEDDED_DEFAULT.replace("\n[log]\nlevel = \"info\"\n", "").trim_end()
+    );
+    let c = Config::from_toml(&text, "t").unwrap();
+    let p = c.store.policy();
+    assert_eq!(p.deny, [b"sip:nobody@localhost".to_vec()]);
+    assert_eq!(
+        p.quota_overrides,
+        [(b"sip:vip@localhost".to_vec(), 1_000_000_000, 99_999)]
+    );
+    assert_eq!(p.retention_ms, 604_800_000);
+    assert_eq!(p.quota_messages, 10_000);
+}
+
+#[test]
+fn bad_store_values_name_their_key() {
+    let e = err(&EMBEDDED_DEFAULT.replace("quota_bytes = 67108864", "quota_bytes = 0"));
+    assert_eq!(e.key, "store.quota_bytes");
+    let e = err(&EMBEDDED_DEFAULT.replace("retention_secs = 604800", "retention_secs = 99999999"));
+    assert_eq!(e.key, "store.retention_secs");
+    let e =
+        err(&EMBEDDED_DEFAULT.replace("segment_bytes_max = 67108864", "segment_bytes_max = 1024"));
+    assert_eq!(e.key, "store.segment_bytes_max");
+    let e = err(&EMBEDDED_DEFAULT.replace("quota_messages = 10000", "quota_messages = -1"));
+    assert_eq!(e.key, "store.quota_messages");
+}
+
+#[test]
+fn the_embedded_store_section_states_the_store_defaults() {
+    assert_eq!(Config::embedded().store, StoreConfig::default());
+    assert_eq!(
+        StoreConfig::default().policy(),
+        crate::store::core::Policy::default()
+    );
+}
