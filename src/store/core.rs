@@ -99,6 +99,8 @@ pub enum StoreError {
     Io(String),
     /// No such pending message.
     UnknownMessage,
+    /// A chunk that does not continue the message where it stands.
+    OutOfOrder { expected: u64, got: u64 },
 }
 
 impl std::fmt::Display for StoreError {
@@ -114,23 +116,69 @@ impl std::fmt::Display for StoreError {
             StoreError::Encode(e) => write!(f, "cannot store: {e}"),
             StoreError::Io(e) => write!(f, "storage failure: {e}"),
             StoreError::UnknownMessage => write!(f, "no such stored message"),
+            StoreError::OutOfOrder { expected, got } => {
+                write!(f, "chunk at byte {got}, expected byte {expected}")
+            }
         }
     }
 }
 
 impl std::error::Error for StoreError {}
 
-/// Where a pending message's record lies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a pending message's records lie.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub id: MessageId,
+    /// The segment and offset of the `Message` record (whole message) or the `Begin` record
+    /// (chunked message), and its encoded length.
     pub segment: u64,
-    /// Offset of the record in its segment, and its encoded length.
     pub offset: u64,
     pub record_len: u32,
     pub body_len: u64,
     pub stored_at_ms: u64,
     pub expires_at_ms: u64,
+    /// A chunked message's `Chunk` records, in body order (empty for a whole message).
+    pub chunks: Vec<ChunkLoc>,
+    /// The segment holding a chunked message's `Commit` record.
+    pub commit_segment: Option<u64>,
+}
+
+/// One stored piece of a chunked message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLoc {
+    pub segment: u64,
+    /// Offset of the `Chunk` record in its segment, and its encoded length.
+    pub offset: u64,
+    pub record_len: u32,
+    /// Where its data goes in the body, and how much there is.
+    pub body_offset: u64,
+    pub len: u32,
+}
+
+impl Entry {
+    /// Every segment holding a record of this message (each once): none of them may be
+    /// reclaimed while the message is pending.
+    pub fn segments(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = std::iter::once(self.segment)
+            .chain(self.chunks.iter().map(|c| c.segment))
+            .chain(self.commit_segment)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// A chunked message being received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UploadId(pub MessageId);
+
+#[derive(Debug)]
+struct Upload {
+    recipient: RecipientKey,
+    entry: Entry,
+    crc: u32,
+    failed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +262,10 @@ pub struct Store {
     id_state: u64,
     /// The greatest message id seen; new ids are greater.
     last_id: u128,
+    /// Chunked messages being received.
+    uploads: HashMap<UploadId, Upload>,
+    /// Chunked messages met during recovery and not yet committed (dropped at the end).
+    recovering: HashMap<MessageId, (RecipientKey, Entry, u32)>,
     scratch: Vec<u8>,
 }
 
@@ -231,6 +283,8 @@ impl Store {
             reclaim: VecDeque::new(),
             id_state: seed | 1,
             last_id: 0,
+            uploads: HashMap::new(),
+            recovering: HashMap::new(),
             scratch: Vec::new(),
         }
     }
@@ -315,6 +369,8 @@ impl Store {
             body_len: body.len() as u64,
             stored_at_ms: now_ms,
             expires_at_ms: meta.expires_at_ms,
+            chunks: Vec::new(),
+            commit_segment: None,
         };
         let bytes = std::mem::take(&mut self.scratch);
         self.write(
@@ -407,6 +463,226 @@ impl Store {
         });
     }
 
+    // -----------------------------------------------------------------------------------------
+    // Chunked (MSRP session-mode) messages.
+    // -----------------------------------------------------------------------------------------
+
+    /// Starts a message that arrives in pieces. Permission and the message quota are checked
+    /// now, the byte quota as each chunk arrives (and against `total_len` now, when known).
+    pub fn begin_upload(
+        &mut self,
+        now_ms: u64,
+        aor: &[u8],
+        sender: &[u8],
+        content_type: &[u8],
+        total_len: Option<u64>,
+        retention_ms: Option<u64>,
+    ) -> Result<UploadId, StoreError> {
+        if !self.policy.permits(aor) {
+            return Err(StoreError::NotPermitted);
+        }
+        let key = RecipientKey::of(aor);
+        let (quota_bytes, quota_messages) = self.policy.quota(aor);
+        let log = self
+            .logs
+            .entry(key)
+            .or_insert_with(|| RecipientLog::new(aor));
+        if log.used_messages >= quota_messages {
+            return Err(StoreError::QuotaMessages {
+                used: log.used_messages,
+                quota: quota_messages,
+            });
+        }
+        if let Some(n) = total_len {
+            if log.used_bytes + n > quota_bytes {
+                return Err(StoreError::QuotaBytes {
+                    used: log.used_bytes,
+                    quota: quota_bytes,
+                    need: n,
+                });
+            }
+        }
+        let retention = retention_ms
+            .unwrap_or(self.policy.retention_ms)
+            .min(self.policy.retention_ms_max);
+        let id = self.mint_id(now_ms);
+        let meta = Meta {
+            id,
+            stored_at_ms: now_ms,
+            expires_at_ms: now_ms.saturating_add(retention),
+            total_len: total_len.unwrap_or(crate::store::record::LEN_UNKNOWN),
+            sender,
+            recipient: aor,
+            content_type,
+        };
+        self.scratch.clear();
+        let n = encode(&Record::Begin { meta }, &mut self.scratch).map_err(StoreError::Encode)?;
+        let (seg, offset) = self.place(key, now_ms, n as u64);
+        self.flush_scratch(key, seg, offset);
+        if let Some(log) = self.logs.get_mut(&key) {
+            log.used_messages += 1;
+        }
+        let entry = Entry {
+            id,
+            segment: seg,
+            offset,
+            record_len: n as u32,
+            body_len: 0,
+            stored_at_ms: now_ms,
+            expires_at_ms: meta.expires_at_ms,
+            chunks: Vec::new(),
+            commit_segment: None,
+        };
+        let up = UploadId(id);
+        self.uploads.insert(
+            up,
+            Upload {
+                recipient: key,
+                entry,
+                crc: 0,
+                failed: false,
+            },
+        );
+        Ok(up)
+    }
+
+    /// Stores the next piece of an upload. Pieces come in order (`offset` is the number of
+    /// body bytes stored so far; MSRP chunks of one message are sent in order, RFC 4975 §7.1).
+    pub fn upload_chunk(
+        &mut self,
+        up: UploadId,
+        now_ms: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let (key, received) = {
+            let u = self.uploads.get(&up).ok_or(StoreError::UnknownMessage)?;
+            if u.failed {
+                return Err(StoreError::Io(
+                    "an earlier write of this message failed".into(),
+                ));
+            }
+            (u.recipient, u.entry.body_len)
+        };
+        if offset != received {
+            return Err(StoreError::OutOfOrder {
+                expected: received,
+                got: offset,
+            });
+        }
+        let aor = self
+            .logs
+            .get(&key)
+            .map(|l| l.aor.clone())
+            .ok_or(StoreError::UnknownMessage)?;
+        let (quota_bytes, _) = self.policy.quota(&aor);
+        if let Some(log) = self.logs.get(&key) {
+            if log.used_bytes + data.len() as u64 > quota_bytes {
+                return Err(StoreError::QuotaBytes {
+                    used: log.used_bytes,
+                    quota: quota_bytes,
+                    need: data.len() as u64,
+                });
+            }
+        }
+        self.scratch.clear();
+        let n = encode(
+            &Record::Chunk {
+                id: up.0,
+                offset,
+                data,
+            },
+            &mut self.scratch,
+        )
+        .map_err(StoreError::Encode)?;
+        let (seg, at) = self.place(key, now_ms, n as u64);
+        self.flush_scratch(key, seg, at);
+        if let Some(log) = self.logs.get_mut(&key) {
+            log.used_bytes += data.len() as u64;
+        }
+        if let Some(u) = self.uploads.get_mut(&up) {
+            u.entry.chunks.push(ChunkLoc {
+                segment: seg,
+                offset: at,
+                record_len: n as u32,
+                body_offset: offset,
+                len: data.len() as u32,
+            });
+            u.entry.body_len += data.len() as u64;
+            u.crc = crc32c::crc32c_append(u.crc, data);
+        }
+        Ok(())
+    }
+
+    /// Completes an upload: the ticket is acknowledged once every piece and the commit are
+    /// durable, and only then is the message listed.
+    pub fn finish_upload(&mut self, up: UploadId, now_ms: u64) -> Result<Ticket, StoreError> {
+        let u = self.uploads.remove(&up).ok_or(StoreError::UnknownMessage)?;
+        if u.failed {
+            self.release(u.recipient, u.entry.body_len);
+            return Err(StoreError::Io(
+                "an earlier write of this message failed".into(),
+            ));
+        }
+        self.scratch.clear();
+        let n = encode(
+            &Record::Commit {
+                id: up.0,
+                total_len: u.entry.body_len,
+                body_crc: u.crc,
+            },
+            &mut self.scratch,
+        )
+        .map_err(StoreError::Encode)?;
+        let (seg, at) = self.place(u.recipient, now_ms, n as u64);
+        self.flush_scratch(u.recipient, seg, at);
+        let mut entry = u.entry;
+        entry.commit_segment = Some(seg);
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        self.open.pending.push(Pending::Message {
+            ticket,
+            recipient: u.recipient,
+            entry,
+        });
+        Ok(ticket)
+    }
+
+    /// Abandons an upload (the sender aborted, a quota was hit, the connection dropped): an
+    /// `Abort` record is written and its quota released. Nothing of it will ever be listed.
+    pub fn abort_upload(&mut self, up: UploadId, now_ms: u64, reason: u16) {
+        let Some(u) = self.uploads.remove(&up) else {
+            return;
+        };
+        self.release(u.recipient, u.entry.body_len);
+        self.scratch.clear();
+        if let Ok(n) = encode(&Record::Abort { id: up.0, reason }, &mut self.scratch) {
+            let (seg, at) = self.place(u.recipient, now_ms, n as u64);
+            self.flush_scratch(u.recipient, seg, at);
+        }
+    }
+
+    fn release(&mut self, key: RecipientKey, bytes: u64) {
+        if let Some(log) = self.logs.get_mut(&key) {
+            log.used_bytes -= bytes;
+            log.used_messages -= 1;
+        }
+    }
+
+    /// Moves the encoded record in `scratch` into the open batch at `(seg, offset)`.
+    fn flush_scratch(&mut self, key: RecipientKey, seg: u64, offset: u64) {
+        let bytes = std::mem::take(&mut self.scratch);
+        self.write(
+            SegmentRef {
+                recipient: key,
+                seq: seg,
+            },
+            offset,
+            &bytes,
+        );
+        self.scratch = bytes;
+    }
+
     /// Marks a pending message delivered (the delivery path confirmed it). It disappears from
     /// the index at once; the mark is made durable with the next batch. Should the process
     /// die before that, the message is offered again after restart (at-least-once on the
@@ -436,8 +712,10 @@ impl Store {
             .ok_or(StoreError::UnknownMessage)?;
         log.used_bytes -= entry.body_len;
         log.used_messages -= 1;
-        if let Some(s) = log.segments.iter_mut().find(|s| s.seq == entry.segment) {
-            s.live -= 1;
+        for seq in entry.segments() {
+            if let Some(s) = log.segments.iter_mut().find(|s| s.seq == seq) {
+                s.live -= 1;
+            }
         }
         let rec = if delivered {
             Record::Delivered { id }
@@ -524,20 +802,13 @@ impl Store {
                         entry,
                     } = p;
                     {
+                        let id = entry.id;
                         if let Some(log) = self.logs.get_mut(&recipient) {
-                            let order = log.next_order;
-                            log.next_order += 1;
-                            log.pending.insert(order, entry);
-                            log.by_id.insert(entry.id, order);
-                            if let Some(s) =
-                                log.segments.iter_mut().find(|s| s.seq == entry.segment)
-                            {
-                                s.live += 1;
-                            }
+                            log.list(entry);
                         }
                         self.acks.push_back(Ack {
                             ticket,
-                            result: Ok(entry.id),
+                            result: Ok(id),
                         });
                     }
                 }
@@ -560,6 +831,10 @@ impl Store {
                             result: Err(StoreError::Io(e.clone())),
                         });
                     }
+                }
+                // Pieces of uploads in progress may have been in the failed batch.
+                for u in self.uploads.values_mut() {
+                    u.failed = true;
                 }
                 // Roll every segment back to its durable length; the open batch's writes
                 // (placed after the failed ones) are re-placed from there.
@@ -711,10 +986,11 @@ impl Store {
         data: &[u8],
     ) -> Result<(), String> {
         let mut aor: Option<Vec<u8>> = None;
-        let mut messages: Vec<(u64, Entry)> = Vec::new();
-        let mut marks: Vec<MessageId> = Vec::new();
+        // Messages to list and marks to apply, in record order.
+        let mut events: Vec<Result<Entry, MessageId>> = Vec::new();
         let mut max_id = self.last_id;
         let mut aor_from_message: Option<Vec<u8>> = None;
+        let mut recovering = std::mem::take(&mut self.recovering);
         let report = crate::store::scan::scan(data, |offset, rec| match rec {
             Record::Segment { recipient, .. } => aor = Some(recipient.to_vec()),
             Record::Message { meta, body } => {
@@ -722,29 +998,78 @@ impl Store {
                 if aor_from_message.is_none() {
                     aor_from_message = Some(meta.recipient.to_vec());
                 }
-                messages.push((
-                    offset as u64,
-                    Entry {
-                        id: meta.id,
-                        segment: seq,
-                        offset: offset as u64,
-                        record_len: rec.encoded_len() as u32,
-                        body_len: body.len() as u64,
-                        stored_at_ms: meta.stored_at_ms,
-                        expires_at_ms: meta.expires_at_ms,
-                    },
-                ))
+                events.push(Ok(Entry {
+                    id: meta.id,
+                    segment: seq,
+                    offset: offset as u64,
+                    record_len: rec.encoded_len() as u32,
+                    body_len: body.len() as u64,
+                    stored_at_ms: meta.stored_at_ms,
+                    expires_at_ms: meta.expires_at_ms,
+                    chunks: Vec::new(),
+                    commit_segment: None,
+                }))
             }
-            Record::Delivered { id } | Record::Expired { id } => marks.push(id),
-            // Chunked messages are stored whole or not at all: an incomplete one (no Commit)
-            // is dropped at recovery and was never acknowledged.
-            Record::Begin { .. }
-            | Record::Chunk { .. }
-            | Record::Commit { .. }
-            | Record::Abort { .. } => {}
+            Record::Begin { meta } => {
+                max_id = max_id.max(meta.id.0);
+                if aor_from_message.is_none() {
+                    aor_from_message = Some(meta.recipient.to_vec());
+                }
+                let entry = Entry {
+                    id: meta.id,
+                    segment: seq,
+                    offset: offset as u64,
+                    record_len: rec.encoded_len() as u32,
+                    body_len: 0,
+                    stored_at_ms: meta.stored_at_ms,
+                    expires_at_ms: meta.expires_at_ms,
+                    chunks: Vec::new(),
+                    commit_segment: None,
+                };
+                recovering.insert(meta.id, (key, entry, 0));
+            }
+            Record::Chunk {
+                id,
+                offset: at,
+                data,
+            } => {
+                if let Some((_, e, crc)) = recovering.get_mut(&id) {
+                    // Pieces are stored in order; a gap means the message cannot be whole.
+                    if at == e.body_len {
+                        e.chunks.push(ChunkLoc {
+                            segment: seq,
+                            offset: offset as u64,
+                            record_len: rec.encoded_len() as u32,
+                            body_offset: at,
+                            len: data.len() as u32,
+                        });
+                        e.body_len += data.len() as u64;
+                        *crc = crc32c::crc32c_append(*crc, data);
+                    } else {
+                        recovering.remove(&id);
+                    }
+                }
+            }
+            Record::Commit {
+                id,
+                total_len,
+                body_crc,
+            } => {
+                if let Some((_, mut e, crc)) = recovering.remove(&id) {
+                    if e.body_len == total_len && crc == body_crc {
+                        e.commit_segment = Some(seq);
+                        events.push(Ok(e));
+                    }
+                }
+            }
+            Record::Abort { id, .. } => {
+                recovering.remove(&id);
+            }
+            Record::Delivered { id } | Record::Expired { id } => events.push(Err(id)),
             // Journal records live in the journal, never in a segment.
             Record::JournalHeader { .. } | Record::JournalEntry { .. } => {}
         });
+        self.recovering = recovering;
         self.last_id = max_id;
         // A damaged header is recovered from the messages, which name their recipient too.
         let aor = aor
@@ -763,24 +1088,24 @@ impl Store {
             written_len: report.valid_len as u64,
             live: 0,
         });
-        for (_, entry) in messages {
-            let order = log.next_order;
-            log.next_order += 1;
-            log.pending.insert(order, entry);
-            log.by_id.insert(entry.id, order);
-            log.used_bytes += entry.body_len;
-            log.used_messages += 1;
-            if let Some(s) = log.segments.iter_mut().find(|s| s.seq == entry.segment) {
-                s.live += 1;
-            }
-        }
-        for id in marks {
-            if let Some(order) = log.by_id.remove(&id) {
-                if let Some(e) = log.pending.remove(&order) {
-                    log.used_bytes -= e.body_len;
-                    log.used_messages -= 1;
-                    if let Some(s) = log.segments.iter_mut().find(|s| s.seq == e.segment) {
-                        s.live -= 1;
+        for ev in events {
+            match ev {
+                Ok(entry) => {
+                    log.used_bytes += entry.body_len;
+                    log.used_messages += 1;
+                    log.list(entry);
+                }
+                Err(id) => {
+                    if let Some(order) = log.by_id.remove(&id) {
+                        if let Some(e) = log.pending.remove(&order) {
+                            log.used_bytes -= e.body_len;
+                            log.used_messages -= 1;
+                            for seq in e.segments() {
+                                if let Some(s) = log.segments.iter_mut().find(|s| s.seq == seq) {
+                                    s.live -= 1;
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -788,8 +1113,10 @@ impl Store {
         Ok(())
     }
 
-    /// Ends recovery: segments left with nothing pending are queued for deletion.
+    /// Ends recovery: chunked messages without their `Commit` are dropped (they were never
+    /// acknowledged), and segments left with nothing pending are queued for deletion.
     pub fn finish_recovery(&mut self) {
+        self.recovering.clear();
         self.collect_dead_segments();
     }
 
@@ -798,7 +1125,8 @@ impl Store {
         for log in self.logs.values() {
             assert_eq!(log.pending.len(), log.by_id.len());
             let live: u32 = log.segments.iter().map(|s| s.live).sum();
-            assert_eq!(live as usize, log.pending.len());
+            let expected: usize = log.pending.values().map(|e| e.segments().len()).sum();
+            assert_eq!(live as usize, expected);
             for s in &log.segments {
                 assert!(s.durable_len <= s.written_len);
             }
@@ -814,13 +1142,32 @@ impl Store {
                     Pending::Message { .. } => None,
                 })
                 .sum();
+            let uploading: u64 = self
+                .uploads
+                .values()
+                .filter(|u| u.recipient == RecipientKey::of(&log.aor))
+                .map(|u| u.entry.body_len)
+                .sum();
             let listed: u64 = log.pending.values().map(|e| e.body_len).sum();
-            assert_eq!(log.used_bytes, listed + in_flight);
+            assert_eq!(log.used_bytes, listed + in_flight + uploading);
         }
     }
 }
 
 impl RecipientLog {
+    /// Lists a durable message as pending; every segment holding a part of it counts it live.
+    fn list(&mut self, entry: Entry) {
+        for seq in entry.segments() {
+            if let Some(s) = self.segments.iter_mut().find(|s| s.seq == seq) {
+                s.live += 1;
+            }
+        }
+        let order = self.next_order;
+        self.next_order += 1;
+        self.by_id.insert(entry.id, order);
+        self.pending.insert(order, entry);
+    }
+
     fn new(aor: &[u8]) -> RecipientLog {
         RecipientLog {
             aor: aor.into(),

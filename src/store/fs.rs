@@ -527,28 +527,65 @@ impl FsStore {
         Ok(())
     }
 
-    /// Calls `f` with the stored message's metadata and body, read through a memory map of
-    /// the durable part of its segment.
+    /// Calls `f` with the stored message's metadata and body, read through memory maps of
+    /// the durable parts of its segments. A whole message's body is a slice of the map; a
+    /// chunked message's pieces are gathered into one buffer first.
     pub fn with_message<R>(
         &mut self,
         aor: &[u8],
         id: MessageId,
         f: impl FnOnce(&Meta<'_>, &[u8]) -> R,
     ) -> Result<R, StoreError> {
-        let entry = *self.core.find(aor, id).ok_or(StoreError::UnknownMessage)?;
-        let seg = SegmentRef {
-            recipient: RecipientKey::of(aor),
-            seq: entry.segment,
+        let entry = self
+            .core
+            .find(aor, id)
+            .cloned()
+            .ok_or(StoreError::UnknownMessage)?;
+        let key = RecipientKey::of(aor);
+        let seg = |seq| SegmentRef {
+            recipient: key,
+            seq,
         };
+        self.ensure_map(
+            seg(entry.segment),
+            entry.offset + u64::from(entry.record_len),
+        )?;
+        for c in &entry.chunks {
+            self.ensure_map(seg(c.segment), c.offset + u64::from(c.record_len))?;
+        }
+        let head = self.record_at(seg(entry.segment), entry.offset, id)?;
+        match head {
+            Record::Message { meta, body } if meta.id == id => Ok(f(&meta, body)),
+            Record::Begin { meta } if meta.id == id => {
+                let mut body = Vec::with_capacity(entry.body_len as usize);
+                for c in &entry.chunks {
+                    match self.record_at(seg(c.segment), c.offset, id)? {
+                        Record::Chunk { id: cid, data, .. } if cid == id => {
+                            body.extend_from_slice(data)
+                        }
+                        _ => {
+                            return Err(StoreError::Io(format!(
+                                "a piece of {id} is not where it was stored"
+                            )))
+                        }
+                    }
+                }
+                Ok(f(&meta, &body))
+            }
+            _ => Err(StoreError::Io(format!(
+                "record of {id} is not that message"
+            ))),
+        }
+    }
+
+    /// Makes sure the segment is mapped up to at least `end` (within its durable length).
+    fn ensure_map(&mut self, seg: SegmentRef, end: u64) -> Result<(), StoreError> {
         let durable = self
             .core
             .durable_len(seg)
             .ok_or(StoreError::UnknownMessage)?;
-        let end = entry.offset + u64::from(entry.record_len);
         if end > durable {
-            return Err(StoreError::Io(format!(
-                "record of {id} lies past the durable end"
-            )));
+            return Err(StoreError::Io("record lies past the durable end".into()));
         }
         let mapped = self.maps.get(&seg).map_or(0, |m| m.len() as u64);
         if mapped < end {
@@ -556,20 +593,22 @@ impl FsStore {
             let m = map(file, durable).map_err(|e| StoreError::Io(e.to_string()))?;
             self.maps.insert(seg, m);
         }
-        let data = self
-            .maps
+        Ok(())
+    }
+
+    /// The verified record at `offset` of a mapped segment.
+    fn record_at(
+        &self,
+        seg: SegmentRef,
+        offset: u64,
+        id: MessageId,
+    ) -> Result<Record<'_>, StoreError> {
+        self.maps
             .get(&seg)
-            .ok_or_else(|| StoreError::Io("segment map vanished".into()))?;
-        let rec = data
-            .get(entry.offset as usize..)
+            .and_then(|m| m.get(offset as usize..))
             .and_then(|b| decode(b).ok())
-            .ok_or_else(|| StoreError::Io(format!("record of {id} does not verify")))?;
-        match rec.0 {
-            Record::Message { meta, body } if meta.id == id => Ok(f(&meta, body)),
-            _ => Err(StoreError::Io(format!(
-                "record of {id} is not that message"
-            ))),
-        }
+            .map(|(r, _)| r)
+            .ok_or_else(|| StoreError::Io(format!("record of {id} does not verify")))
     }
 }
 

@@ -290,7 +290,7 @@ fn a_failed_batch_refuses_its_appends_and_the_next_batch_starts_at_the_durable_e
     let ack = s.poll_ack().unwrap();
     assert_eq!(ack.ticket, b);
     let id = ack.result.unwrap();
-    let e = *s.find(aor, id).unwrap();
+    let e = s.find(aor, id).unwrap().clone();
     assert!(matches!(
         decode(&data[e.offset as usize..]),
         Ok((

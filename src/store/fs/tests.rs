@@ -328,3 +328,136 @@ fn segments_lost_since_the_last_checkpoint_are_rebuilt_from_the_journal() {
     assert!(r.journal_entries >= 5, "{r:?}");
     assert_eq!(bodies(&mut s, aor), (0..5).map(body).collect::<Vec<_>>());
 }
+
+fn upload(s: &mut FsStore, aor: &[u8], body: &[u8], chunk: usize) -> MessageId {
+    let c = &mut s.core;
+    let up = c
+        .begin_upload(
+            T0,
+            aor,
+            b"sip:alice@example.com",
+            b"message/cpim",
+            Some(body.len() as u64),
+            None,
+        )
+        .unwrap();
+    for (i, piece) in body.chunks(chunk).enumerate() {
+        c.upload_chunk(up, T0, (i * chunk) as u64, piece).unwrap();
+    }
+    let t = c.finish_upload(up, T0).unwrap();
+    let acks = s.commit();
+    acks.into_iter()
+        .find(|a| a.ticket == t)
+        .unwrap()
+        .result
+        .unwrap()
+}
+
+#[test]
+fn a_chunked_message_spanning_segments_survives_reopen_byte_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let aor = b"sip:bob@example.com";
+    let p = Policy {
+        segment_bytes_max: 4096,
+        ..policy()
+    };
+    let body: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let id = {
+        let (mut s, _) = open(dir.path(), p.clone());
+        s.append(T0, aor, b"s", b"t", b"before", None).unwrap();
+        let id = upload(&mut s, aor, &body, 2048);
+        s.append(T0, aor, b"s", b"t", b"after", None).unwrap();
+        assert_eq!(
+            s.with_message(aor, id, |m, b| (m.content_type.to_vec(), b.to_vec()))
+                .unwrap(),
+            (b"message/cpim".to_vec(), body.clone())
+        );
+        id
+    };
+    let segs = list_segments(&dir.path().join("store")).unwrap()[0].1.len();
+    assert!(segs > 5, "{segs}");
+    let (mut s, r) = open(dir.path(), p);
+    assert_eq!(r.pending_messages, 3);
+    assert_eq!(
+        bodies(&mut s, aor),
+        vec![b"before".to_vec(), body.clone(), b"after".to_vec()]
+    );
+    // Delivering the small ones must not reclaim segments that hold pieces of the big one.
+    let small: Vec<MessageId> = s
+        .core()
+        .pending(aor)
+        .map(|e| e.id)
+        .filter(|i| *i != id)
+        .collect();
+    for i in small {
+        s.deliver(T0, aor, i).unwrap();
+    }
+    drop(s);
+    let (mut s, _) = open(dir.path(), policy());
+    assert_eq!(bodies(&mut s, aor), vec![body]);
+    s.deliver(T0, aor, id).unwrap();
+    assert_eq!(s.core().pending(aor).count(), 0);
+}
+
+#[test]
+fn an_unfinished_or_aborted_upload_is_never_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let aor = b"sip:bob@example.com";
+    {
+        let (mut s, _) = open(dir.path(), policy());
+        let c = &mut s.core;
+        let up = c.begin_upload(T0, aor, b"s", b"t", None, None).unwrap();
+        c.upload_chunk(up, T0, 0, b"half of a ").unwrap();
+        let gone = c.begin_upload(T0, aor, b"s", b"t", None, None).unwrap();
+        c.upload_chunk(gone, T0, 0, b"aborted").unwrap();
+        c.abort_upload(gone, T0, 413);
+        assert_eq!(
+            c.upload_chunk(up, T0, 5, b"x"),
+            Err(StoreError::OutOfOrder {
+                expected: 10,
+                got: 5
+            })
+        );
+        s.commit();
+        assert_eq!(s.core().pending(aor).count(), 0);
+        // The process ends here, before the first upload is finished.
+    }
+    let (s, r) = open(dir.path(), policy());
+    assert_eq!(r.pending_messages, 0);
+    assert_eq!(s.core().pending(aor).count(), 0);
+    s.core().invariants();
+}
+
+#[test]
+fn the_byte_quota_stops_an_upload_midway() {
+    let dir = tempfile::tempdir().unwrap();
+    let aor = b"sip:bob@example.com";
+    let (mut s, _) = open(
+        dir.path(),
+        Policy {
+            quota_bytes: 10_000,
+            ..policy()
+        },
+    );
+    let c = &mut s.core;
+    // Unknown total: checked chunk by chunk.
+    let up = c.begin_upload(T0, aor, b"s", b"t", None, None).unwrap();
+    c.upload_chunk(up, T0, 0, &[1u8; 8000]).unwrap();
+    assert!(matches!(
+        c.upload_chunk(up, T0, 8000, &[1u8; 4000]),
+        Err(StoreError::QuotaBytes {
+            used: 8000,
+            quota: 10_000,
+            need: 4000
+        })
+    ));
+    c.abort_upload(up, T0, 413);
+    c.invariants();
+    // Known total: refused at once.
+    assert!(matches!(
+        c.begin_upload(T0, aor, b"s", b"t", Some(20_000), None),
+        Err(StoreError::QuotaBytes { .. })
+    ));
+    // The aborted bytes were released.
+    s.append(T0, aor, b"s", b"t", &[2u8; 9000], None).unwrap();
+}
