@@ -127,13 +127,28 @@ fn restart(disk: &mut Disk, policy: &Policy, seed: u64) -> Store {
 }
 
 fn body_of(disk: &Disk, aor: &[u8], e: &Entry) -> Vec<u8> {
-    let seg = SegmentRef {
+    let seg = |seq| SegmentRef {
         recipient: RecipientKey::of(aor),
-        seq: e.segment,
+        seq,
     };
-    let data = &disk.files[&seg];
+    let data = &disk.files[&seg(e.segment)];
     match decode(&data[e.offset as usize..]) {
         Ok((Record::Message { meta, body }, _)) if meta.id == e.id => body.to_vec(),
+        Ok((Record::Begin { meta }, _)) if meta.id == e.id => {
+            let mut body = Vec::new();
+            for c in &e.chunks {
+                let d = &disk.files[&seg(c.segment)];
+                match decode(&d[c.offset as usize..]) {
+                    Ok((Record::Chunk { id, data, offset }, _))
+                        if id == e.id && offset == c.body_offset =>
+                    {
+                        body.extend_from_slice(data)
+                    }
+                    other => panic!("chunk {c:?} reads as {other:?}"),
+                }
+            }
+            body
+        }
         other => panic!("entry {e:?} reads as {other:?}"),
     }
 }
@@ -170,6 +185,44 @@ fn run(seed: u64) {
                     }
                     Err(StoreError::QuotaBytes { .. } | StoreError::QuotaMessages { .. }) => {}
                     Err(e) => panic!("seed {seed}: {e}"),
+                }
+            }
+            9 if rng.below(2) == 0 => {
+                // A chunked message: finished, aborted, or left hanging (a restart drops it).
+                let len = rng.below(3000) as usize;
+                let body: Vec<u8> = (0..len).map(|i| (i as u64 * 7 + step) as u8).collect();
+                let known = rng.below(2) == 0;
+                let Ok(up) = store.begin_upload(
+                    now,
+                    &aor,
+                    b"sip:s@x",
+                    b"message/cpim",
+                    known.then_some(len as u64),
+                    None,
+                ) else {
+                    continue;
+                };
+                let mut at = 0usize;
+                let mut ok = true;
+                while at < body.len() {
+                    let n = (1 + rng.below(900) as usize).min(body.len() - at);
+                    if store
+                        .upload_chunk(up, now, at as u64, &body[at..at + n])
+                        .is_err()
+                    {
+                        ok = false;
+                        break;
+                    }
+                    at += n;
+                }
+                match (ok, rng.below(4)) {
+                    (false, _) | (true, 0) => store.abort_upload(up, now, 413),
+                    (true, 1) => {} // left unfinished
+                    (true, _) => {
+                        if let Ok(t) = store.finish_upload(up, now) {
+                            submitted.insert(t, (aor.clone(), body));
+                        }
+                    }
                 }
             }
             5..=6 => {
