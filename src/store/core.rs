@@ -916,8 +916,28 @@ impl Store {
 
     /// Sealed segments with no pending message left are deleted whole.
     fn collect_dead_segments(&mut self) {
+        // Pieces of uploads still being received are not counted live by any listed message;
+        // their segments must stay.
+        let pinned: Vec<SegmentRef> = self
+            .uploads
+            .values()
+            .flat_map(|u| {
+                u.entry.segments().into_iter().map(move |seq| SegmentRef {
+                    recipient: u.recipient,
+                    seq,
+                })
+            })
+            .collect();
         for (key, log) in self.logs.iter_mut() {
-            while log.segments.len() > 1 && log.segments.front().is_some_and(|s| s.live == 0) {
+            while log.segments.len() > 1
+                && log.segments.front().is_some_and(|s| {
+                    s.live == 0
+                        && !pinned.contains(&SegmentRef {
+                            recipient: *key,
+                            seq: s.seq,
+                        })
+                })
+            {
                 if let Some(s) = log.segments.pop_front() {
                     self.reclaim.push_back(SegmentRef {
                         recipient: *key,

@@ -374,8 +374,13 @@ impl FsStore {
                     }
                     self.core.on_batch_done(batch.id, Err(e.to_string()));
                     self.journal.needs_checkpoint = true;
-                    // Until the rollback truncation succeeds nothing more may be written.
+                    // Until the rollback truncation succeeds nothing more may be written; then
+                    // a new journal generation at once, so that the failed batch's entries can
+                    // never be replayed (should that fail too, the next commit retries it).
                     if self.repair().is_err() {
+                        break;
+                    }
+                    if self.checkpoint().is_err() {
                         break;
                     }
                 }

@@ -461,3 +461,46 @@ fn the_byte_quota_stops_an_upload_midway() {
     // The aborted bytes were released.
     s.append(T0, aor, b"s", b"t", &[2u8; 9000], None).unwrap();
 }
+
+#[test]
+fn segments_holding_pieces_of_an_unfinished_upload_are_not_reclaimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let aor = b"sip:bob@example.com";
+    let p = Policy {
+        segment_bytes_max: 4096,
+        ..policy()
+    };
+    let (mut s, _) = open(dir.path(), p);
+    let first = s.append(T0, aor, b"s", b"t", b"first", None).unwrap();
+    let up = s
+        .core
+        .begin_upload(T0, aor, b"s", b"t", None, None)
+        .unwrap();
+    let body: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
+    for (i, piece) in body.chunks(1000).enumerate().take(10) {
+        s.core
+            .upload_chunk(up, T0, (i * 1000) as u64, piece)
+            .unwrap();
+    }
+    s.commit();
+    // Delivering the only listed message empties the first segments as far as listed
+    // messages go; the upload's pieces there must survive.
+    s.deliver(T0, aor, first).unwrap();
+    for (i, piece) in body.chunks(1000).enumerate().skip(10) {
+        s.core
+            .upload_chunk(up, T0, (i * 1000) as u64, piece)
+            .unwrap();
+    }
+    let t = s.core.finish_upload(up, T0).unwrap();
+    let id = s
+        .commit()
+        .into_iter()
+        .find(|a| a.ticket == t)
+        .unwrap()
+        .result
+        .unwrap();
+    assert_eq!(s.with_message(aor, id, |_, b| b.to_vec()).unwrap(), body);
+    drop(s);
+    let (mut s, _) = open(dir.path(), policy());
+    assert_eq!(bodies(&mut s, aor), vec![body]);
+}
