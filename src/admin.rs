@@ -199,6 +199,9 @@ fn verify_cmd(state_dir: &Path) -> ExitCode {
             Tail::Torn { at, error } => {
                 format!(", torn tail at byte {at} ({error}; recovery cuts it)")
             }
+            Tail::NewerVersion { at, version } => {
+                format!(", records of newer format version {version} from byte {at}")
+            }
         };
         if c.corrupt > 0 || c.misfiled {
             damaged += 1;

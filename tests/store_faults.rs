@@ -55,7 +55,7 @@ fn fault_child_process() {
         Err(StoreError::Io(e)) => writeln!(out, "refused: {e}").unwrap(),
         other => panic!("expected a storage failure, got {other:?}"),
     }
-    // While the disk is full, small appends that still fit work; the failed one left nothing.
+    // The failed append left nothing listed.
     assert_eq!(s.core().pending(AOR).count(), 1);
     set_fsize(libc::RLIM_INFINITY);
     s.append(

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use crate::store::record::{encode, EncodeError, MessageId, Meta, Record};
+use crate::store::record::{encode, EncodeError, MessageId, Meta, Record, LEN_UNKNOWN};
 use crate::store::RecipientKey;
 
 /// Identifies one append until it is acknowledged.
@@ -101,6 +101,8 @@ pub enum StoreError {
     UnknownMessage,
     /// A chunk that does not continue the message where it stands.
     OutOfOrder { expected: u64, got: u64 },
+    /// A chunked message that ended with another length than the one announced.
+    LengthMismatch { declared: u64, got: u64 },
 }
 
 impl std::fmt::Display for StoreError {
@@ -118,6 +120,12 @@ impl std::fmt::Display for StoreError {
             StoreError::UnknownMessage => write!(f, "no such stored message"),
             StoreError::OutOfOrder { expected, got } => {
                 write!(f, "chunk at byte {got}, expected byte {expected}")
+            }
+            StoreError::LengthMismatch { declared, got } => {
+                write!(
+                    f,
+                    "message announced {declared} bytes but ended after {got}"
+                )
             }
         }
     }
@@ -179,6 +187,8 @@ struct Upload {
     entry: Entry,
     crc: u32,
     failed: bool,
+    /// The total length announced at the start, when the sender knew it.
+    declared: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -264,8 +274,13 @@ pub struct Store {
     last_id: u128,
     /// Chunked messages being received.
     uploads: HashMap<UploadId, Upload>,
+    /// Per recipient, the highest segment number left on disk unused (skipped at recovery):
+    /// new segments are numbered above it and never overwrite it.
+    seq_floor: HashMap<RecipientKey, u64>,
     /// Chunked messages met during recovery and not yet committed (dropped at the end).
     recovering: HashMap<MessageId, (RecipientKey, Entry, u32)>,
+    /// Announced totals of chunked messages met during recovery.
+    declared: HashMap<MessageId, u64>,
     scratch: Vec<u8>,
 }
 
@@ -284,7 +299,9 @@ impl Store {
             id_state: seed | 1,
             last_id: 0,
             uploads: HashMap::new(),
+            seq_floor: HashMap::new(),
             recovering: HashMap::new(),
+            declared: HashMap::new(),
             scratch: Vec::new(),
         }
     }
@@ -403,7 +420,8 @@ impl Store {
             .back()
             .is_none_or(|s| s.written_len > 0 && s.written_len + len > max);
         if needs_new {
-            let seq = log.segments.back().map_or(1, |s| s.seq + 1);
+            let floor = self.seq_floor.get(&key).copied().unwrap_or(0);
+            let seq = log.segments.back().map_or(1, |s| s.seq + 1).max(floor + 1);
             log.segments.push_back(Segment {
                 seq,
                 durable_len: 0,
@@ -494,7 +512,7 @@ impl Store {
             });
         }
         if let Some(n) = total_len {
-            if log.used_bytes + n > quota_bytes {
+            if log.used_bytes.saturating_add(n) > quota_bytes {
                 return Err(StoreError::QuotaBytes {
                     used: log.used_bytes,
                     quota: quota_bytes,
@@ -541,6 +559,7 @@ impl Store {
                 entry,
                 crc: 0,
                 failed: false,
+                declared: total_len,
             },
         );
         Ok(up)
@@ -577,7 +596,7 @@ impl Store {
             .ok_or(StoreError::UnknownMessage)?;
         let (quota_bytes, _) = self.policy.quota(&aor);
         if let Some(log) = self.logs.get(&key) {
-            if log.used_bytes + data.len() as u64 > quota_bytes {
+            if log.used_bytes.saturating_add(data.len() as u64) > quota_bytes {
                 return Err(StoreError::QuotaBytes {
                     used: log.used_bytes,
                     quota: quota_bytes,
@@ -624,6 +643,11 @@ impl Store {
                 "an earlier write of this message failed".into(),
             ));
         }
+        if let Some(declared) = u.declared.filter(|&d| d != u.entry.body_len) {
+            let got = u.entry.body_len;
+            self.abort_parts(u, now_ms, 400);
+            return Err(StoreError::LengthMismatch { declared, got });
+        }
         self.scratch.clear();
         let n = encode(
             &Record::Commit {
@@ -651,12 +675,16 @@ impl Store {
     /// Abandons an upload (the sender aborted, a quota was hit, the connection dropped): an
     /// `Abort` record is written and its quota released. Nothing of it will ever be listed.
     pub fn abort_upload(&mut self, up: UploadId, now_ms: u64, reason: u16) {
-        let Some(u) = self.uploads.remove(&up) else {
-            return;
-        };
+        if let Some(u) = self.uploads.remove(&up) {
+            self.abort_parts(u, now_ms, reason);
+        }
+    }
+
+    fn abort_parts(&mut self, u: Upload, now_ms: u64, reason: u16) {
         self.release(u.recipient, u.entry.body_len);
         self.scratch.clear();
-        if let Ok(n) = encode(&Record::Abort { id: up.0, reason }, &mut self.scratch) {
+        let id = u.entry.id;
+        if let Ok(n) = encode(&Record::Abort { id, reason }, &mut self.scratch) {
             let (seg, at) = self.place(u.recipient, now_ms, n as u64);
             self.flush_scratch(u.recipient, seg, at);
         }
@@ -1011,6 +1039,7 @@ impl Store {
         let mut max_id = self.last_id;
         let mut aor_from_message: Option<Vec<u8>> = None;
         let mut recovering = std::mem::take(&mut self.recovering);
+        let mut declared = std::mem::take(&mut self.declared);
         let report = crate::store::scan::scan(data, |offset, rec| match rec {
             Record::Segment { recipient, .. } => aor = Some(recipient.to_vec()),
             Record::Message { meta, body } => {
@@ -1046,6 +1075,7 @@ impl Store {
                     chunks: Vec::new(),
                     commit_segment: None,
                 };
+                declared.insert(meta.id, meta.total_len);
                 recovering.insert(meta.id, (key, entry, 0));
             }
             Record::Chunk {
@@ -1076,7 +1106,9 @@ impl Store {
                 body_crc,
             } => {
                 if let Some((_, mut e, crc)) = recovering.remove(&id) {
-                    if e.body_len == total_len && crc == body_crc {
+                    let announced = declared.get(&id).copied().unwrap_or(LEN_UNKNOWN);
+                    let length_ok = announced == LEN_UNKNOWN || announced == total_len;
+                    if e.body_len == total_len && crc == body_crc && length_ok {
                         e.commit_segment = Some(seq);
                         events.push(Ok(e));
                     }
@@ -1090,11 +1122,13 @@ impl Store {
             Record::JournalHeader { .. } | Record::JournalEntry { .. } => {}
         });
         self.recovering = recovering;
+        self.declared = declared;
         self.last_id = max_id;
         // A damaged header is recovered from the messages, which name their recipient too.
         let aor = aor
             .or(aor_from_message)
-            .ok_or_else(|| format!("segment {seq} has neither a segment header nor a message"))?;
+            .or_else(|| self.logs.get(&key).map(|l| l.aor.to_vec()))
+            .ok_or_else(|| format!("segment {seq} names no recipient (no header, no message)"))?;
         if RecipientKey::of(&aor) != key {
             return Err(format!("segment {seq} belongs to another recipient"));
         }
@@ -1133,10 +1167,18 @@ impl Store {
         Ok(())
     }
 
+    /// Records a segment file recovery could not use (left on disk for `imrelay store
+    /// verify`): new segments of that recipient are numbered above it.
+    pub fn skip_segment(&mut self, key: RecipientKey, seq: u64) {
+        let f = self.seq_floor.entry(key).or_insert(0);
+        *f = (*f).max(seq);
+    }
+
     /// Ends recovery: chunked messages without their `Commit` are dropped (they were never
     /// acknowledged), and segments left with nothing pending are queued for deletion.
     pub fn finish_recovery(&mut self) {
         self.recovering.clear();
+        self.declared.clear();
         self.collect_dead_segments();
     }
 

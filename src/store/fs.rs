@@ -54,8 +54,13 @@ pub struct FsStore {
     /// longer one when a read needs bytes past the end. Dropped before a file is truncated or
     /// deleted (a file never shrinks under a live map).
     maps: HashMap<SegmentRef, MapOrEmpty>,
-    /// Files whose rollback truncation has not succeeded yet: (segment, length to cut to).
-    dirty: Vec<(SegmentRef, u64)>,
+    /// Segments written by failed batches whose cut back to their durable length (asked of
+    /// the bookkeeping when it is done) has not succeeded yet.
+    dirty: Vec<SegmentRef>,
+    /// Reclaimed segments not deleted yet (a checkpoint or a delete failed).
+    to_delete: Vec<SegmentRef>,
+    /// Held for as long as the store is open: one process at a time.
+    _lock: File,
     journal: Journal,
 }
 
@@ -83,6 +88,31 @@ fn seg_dir(root: &Path, key: RecipientKey) -> PathBuf {
 
 fn seg_path(root: &Path, seg: SegmentRef) -> PathBuf {
     seg_dir(root, seg.recipient).join(format!("{:016x}.seg", seg.seq))
+}
+
+/// Takes the store's lock (`flock` on `store/lock`), or says who to stop.
+fn lock_store(root: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(root.join("lock"))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "the store under {} is in use by another process (stop the server, or work on a copy)",
+                    root.display()
+                ),
+            ));
+        }
+        return Err(e);
+    }
+    Ok(f)
 }
 
 /// The journal's file name under the store root.
@@ -237,6 +267,7 @@ impl FsStore {
         let started = Instant::now();
         let root = state_dir.join("store");
         fs::create_dir_all(&root)?;
+        let lock = lock_store(&root)?;
         let mut core = Store::new(policy, seed);
         let mut report = RecoveryReport::default();
         let journal_path = root.join(JOURNAL_FILE);
@@ -250,6 +281,18 @@ impl FsStore {
                 let valid_len = {
                     let data = map(&file, len)?;
                     let r = scan(&data, |_, _| {});
+                    if let Tail::NewerVersion { at, version } = r.tail {
+                        // Cutting or rewriting it would destroy what a newer imrelay stored.
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "{}: record format version {version} at byte {at} is newer than this \
+                                 imrelay ({}); run the newer version",
+                                path.display(),
+                                crate::store::record::VERSION
+                            ),
+                        ));
+                    }
                     report.records += r.records;
                     report.corrupt += r.corrupt_count;
                     if matches!(r.tail, Tail::Torn { .. } | Tail::Zeroes { .. }) {
@@ -283,6 +326,7 @@ impl FsStore {
                     // of the store is served.
                     tracing::error!(segment = %path.display(), error = %e, "store segment skipped");
                     report.corrupt += 1;
+                    core.skip_segment(key, seq);
                 }
             }
         }
@@ -294,7 +338,9 @@ impl FsStore {
             files: HashMap::new(),
             maps: HashMap::new(),
             dirty: Vec::new(),
+            to_delete: Vec::new(),
             journal,
+            _lock: lock,
         };
         store.reclaim()?;
         report.pending_messages = store.core.recipients().map(|(_, n, _)| n as usize).sum();
@@ -359,30 +405,30 @@ impl FsStore {
     /// Writes and syncs every queued batch (group commit) and returns the acknowledgements.
     pub fn commit(&mut self) -> Vec<Ack> {
         while let Some(batch) = self.core.poll_batch() {
-            let result = if self.journal.needs_checkpoint {
-                self.checkpoint()
-            } else {
-                Ok(())
-            }
-            .and_then(|()| self.run_batch(&batch.writes));
+            // Nothing is written while a rollback is unfinished (its cut would later destroy
+            // newer data) or while the journal still holds a failed batch's entries.
+            let result = self
+                .repair()
+                .and_then(|()| {
+                    if self.journal.needs_checkpoint {
+                        self.checkpoint()
+                    } else {
+                        Ok(())
+                    }
+                })
+                .and_then(|()| self.run_batch(&batch.writes));
             match result {
                 Ok(()) => self.core.on_batch_done(batch.id, Ok(())),
                 Err(e) => {
                     for w in &batch.writes {
-                        let keep = self.core.durable_len(w.segment).unwrap_or(0);
-                        self.dirty.push((w.segment, keep));
+                        if !self.dirty.contains(&w.segment) {
+                            self.dirty.push(w.segment);
+                        }
                     }
                     self.core.on_batch_done(batch.id, Err(e.to_string()));
                     self.journal.needs_checkpoint = true;
-                    // Until the rollback truncation succeeds nothing more may be written; then
-                    // a new journal generation at once, so that the failed batch's entries can
-                    // never be replayed (should that fail too, the next commit retries it).
-                    if self.repair().is_err() {
-                        break;
-                    }
-                    if self.checkpoint().is_err() {
-                        break;
-                    }
+                    // Best effort now; both are retried before the next batch writes.
+                    let _ = self.repair().and_then(|()| self.checkpoint());
                 }
             }
         }
@@ -410,11 +456,12 @@ impl FsStore {
                     self.journal.new_dirs.insert(self.root.clone());
                 }
                 self.maps.remove(&w.segment);
+                // Never over an existing file: a new segment's number is above every file
+                // on disk, and a failed batch's new files are deleted before the next write.
                 let f = OpenOptions::new()
                     .read(true)
                     .write(true)
-                    .create(true)
-                    .truncate(true)
+                    .create_new(true)
                     .open(seg_path(&self.root, w.segment))?;
                 self.files.insert(w.segment, f);
                 self.journal.new_dirs.insert(dir);
@@ -452,6 +499,8 @@ impl FsStore {
     /// Syncs every segment written since the last checkpoint (in parallel) and the
     /// directories of new ones, then starts a new journal generation.
     fn checkpoint(&mut self) -> io::Result<()> {
+        // Until this succeeds, no batch may write: the next one checkpoints again first.
+        self.journal.needs_checkpoint = true;
         let segs: Vec<SegmentRef> = self.journal.unsynced.iter().copied().collect();
         for &seg in &segs {
             // A segment reclaimed since it was written needs no sync.
@@ -466,9 +515,9 @@ impl FsStore {
                 fsync_dir(d)?;
             }
         }
+        self.journal.restart(self.journal.generation + 1)?;
         self.journal.unsynced.clear();
         self.journal.new_dirs.clear();
-        self.journal.restart(self.journal.generation + 1)?;
         self.journal.needs_checkpoint = false;
         Ok(())
     }
@@ -488,7 +537,8 @@ impl FsStore {
 
     /// Truncates files of failed batches back to their durable length.
     fn repair(&mut self) -> io::Result<()> {
-        while let Some(&(seg, len)) = self.dirty.last() {
+        while let Some(&seg) = self.dirty.last() {
+            let len = self.core.durable_len(seg).unwrap_or(0);
             let path = seg_path(&self.root, seg);
             self.maps.remove(&seg);
             if len == 0 {
@@ -510,17 +560,16 @@ impl FsStore {
 
     /// Deletes segments the bookkeeping has emptied. A checkpoint comes first: until then the
     /// journal may hold entries for such a segment, and replaying them after a crash would
-    /// bring a deleted segment back in pieces.
+    /// bring a deleted segment back in pieces. What cannot be deleted now is retried later.
     fn reclaim(&mut self) -> io::Result<()> {
-        let mut doomed = Vec::new();
         while let Some(seg) = self.core.poll_reclaim() {
-            doomed.push(seg);
+            self.to_delete.push(seg);
         }
-        if doomed.is_empty() {
+        if self.to_delete.is_empty() {
             return Ok(());
         }
         self.checkpoint()?;
-        for seg in doomed {
+        while let Some(&seg) = self.to_delete.last() {
             self.maps.remove(&seg);
             self.files.remove(&seg);
             match fs::remove_file(seg_path(&self.root, seg)) {
@@ -528,6 +577,7 @@ impl FsStore {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
+            self.to_delete.pop();
         }
         Ok(())
     }

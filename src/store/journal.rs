@@ -152,15 +152,22 @@ mod tests {
             &mut old,
         )
         .unwrap();
+        // The new entry has the same size as the old first one, so it ends exactly where the
+        // old second entry — whole and with a valid checksum — begins: only the generation
+        // tells them apart.
         let mut new = Vec::new();
         encode_header(2, &mut new);
-        encode_entries(2, &[write(3, 0, b"new")], &mut new).unwrap();
+        encode_entries(2, &[write(3, 0, &[9u8; 100])], &mut new).unwrap();
         let mut j = old.clone();
         j[..new.len()].copy_from_slice(&new);
+        assert!(matches!(
+            decode(&j[new.len()..]),
+            Ok((Record::JournalEntry { generation: 1, .. }, _))
+        ));
         let (g, redo) = replay(&j);
         assert_eq!(g, Some(2));
         assert_eq!(redo.len(), 1);
-        assert_eq!(redo[0].data, b"new");
+        assert_eq!(redo[0].data, &[9u8; 100]);
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum Tail {
     Zeroes { at: usize },
     /// A record cut short or damaged at `at`, with nothing valid after it.
     Torn { at: usize, error: DecodeError },
+    /// A record of a newer format version at `at`: this reader must not interpret, cut or
+    /// rewrite what follows (ARCHITECTURE.md §8, upgrade rule).
+    NewerVersion { at: usize, version: u8 },
 }
 
 /// What a scan found.
@@ -41,6 +44,8 @@ pub struct ScanReport {
     pub corrupt: Vec<Corrupt>,
     /// Corrupt regions in all (including those not listed).
     pub corrupt_count: usize,
+    /// Records of a kind this version does not know, skipped (their checksum verified).
+    pub unknown_kinds: usize,
     pub tail: Tail,
 }
 
@@ -58,6 +63,7 @@ pub fn scan<'a>(buf: &'a [u8], mut visit: impl FnMut(usize, Record<'a>)) -> Scan
         records: 0,
         corrupt: Vec::new(),
         corrupt_count: 0,
+        unknown_kinds: 0,
         tail: Tail::Clean,
     };
     let mut pos = 0;
@@ -66,6 +72,31 @@ pub fn scan<'a>(buf: &'a [u8], mut visit: impl FnMut(usize, Record<'a>)) -> Scan
             Ok((rec, n)) if pos + n <= buf.len() => {
                 visit(pos, rec);
                 report.records += 1;
+                pos += n;
+                report.valid_len = pos;
+            }
+            Err(DecodeError::UnknownVersion(version)) => {
+                report.tail = Tail::NewerVersion { at: pos, version };
+                return report;
+            }
+            Err(DecodeError::UnknownKind(_)) => {
+                // The checksum verified before the kind was looked at: the length is right,
+                // so the record is skipped whole (a later version's addition).
+                let len =
+                    u32::from_le_bytes([buf[pos + 8], buf[pos + 9], buf[pos + 10], buf[pos + 11]])
+                        as usize;
+                let n = crate::store::record::padded(crate::store::record::HEADER_BYTES + len);
+                if pos + n > buf.len() {
+                    report.tail = Tail::Torn {
+                        at: pos,
+                        error: DecodeError::Short {
+                            need: n,
+                            have: buf.len() - pos,
+                        },
+                    };
+                    return report;
+                }
+                report.unknown_kinds += 1;
                 pos += n;
                 report.valid_len = pos;
             }
@@ -279,5 +310,48 @@ mod tests {
         ));
         let (_, r) = ids(&[]);
         assert_eq!(r.tail, Tail::Clean);
+    }
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    use super::*;
+    use crate::store::record::{encode, MessageId};
+
+    fn reseal(b: &mut [u8]) {
+        let len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&b[4..12]), &b[16..16 + len]);
+        b[12..16].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    #[test]
+    fn an_unknown_kind_is_skipped_and_a_newer_version_stops_without_being_a_torn_tail() {
+        let mut a = Vec::new();
+        encode(&Record::Delivered { id: MessageId(1) }, &mut a).unwrap();
+        let mut unknown = a.clone();
+        unknown[5] = 200;
+        reseal(&mut unknown);
+        let mut newer = a.clone();
+        newer[4] = 9;
+        reseal(&mut newer);
+
+        let mut buf = a.clone();
+        buf.extend_from_slice(&unknown);
+        buf.extend_from_slice(&a);
+        let r = scan(&buf, |_, _| {});
+        assert_eq!((r.records, r.unknown_kinds, r.valid_len), (2, 1, buf.len()));
+        assert_eq!(r.tail, Tail::Clean);
+
+        let mut buf = a.clone();
+        buf.extend_from_slice(&newer);
+        buf.extend_from_slice(&a);
+        let r = scan(&buf, |_, _| {});
+        assert_eq!(
+            r.tail,
+            Tail::NewerVersion {
+                at: a.len(),
+                version: 9
+            }
+        );
     }
 }

@@ -504,3 +504,44 @@ fn segments_holding_pieces_of_an_unfinished_upload_are_not_reclaimed() {
     let (mut s, _) = open(dir.path(), policy());
     assert_eq!(bodies(&mut s, aor), vec![body]);
 }
+
+#[test]
+fn one_process_at_a_time_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = open(dir.path(), policy());
+    let again = FsStore::open(dir.path(), policy(), 1);
+    let Err(e) = again else {
+        panic!("opened twice")
+    };
+    assert!(e.to_string().contains("in use by another process"), "{e}");
+    drop(s);
+    assert!(FsStore::open(dir.path(), policy(), 1).is_ok());
+}
+
+#[test]
+fn an_upload_shorter_than_announced_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let aor = b"sip:bob@example.com";
+    let (mut s, _) = open(dir.path(), policy());
+    let up = s
+        .core
+        .begin_upload(T0, aor, b"s", b"t", Some(100), None)
+        .unwrap();
+    s.core.upload_chunk(up, T0, 0, &[1u8; 60]).unwrap();
+    assert_eq!(
+        s.core.finish_upload(up, T0),
+        Err(StoreError::LengthMismatch {
+            declared: 100,
+            got: 60
+        })
+    );
+    s.commit();
+    s.core().invariants();
+    assert_eq!(s.core().pending(aor).count(), 0);
+    // A silly announced total cannot overflow the quota arithmetic.
+    assert!(matches!(
+        s.core
+            .begin_upload(T0, aor, b"s", b"t", Some(u64::MAX), None),
+        Err(StoreError::QuotaBytes { .. })
+    ));
+}
