@@ -127,6 +127,7 @@ impl StoreConfig {
             retention_ms: self.retention_secs.saturating_mul(1000),
             retention_ms_max: self.retention_secs_max.saturating_mul(1000),
             segment_bytes_max: self.segment_bytes_max,
+            ..crate::store::core::Policy::default()
         }
     }
 

@@ -51,6 +51,9 @@ pub struct Policy {
     pub retention_ms_max: u64,
     /// A segment is sealed and a new one started past this many bytes.
     pub segment_bytes_max: u64,
+    /// An upload that receives nothing for this long is aborted (its sender vanished without
+    /// a word), in milliseconds; its pieces would otherwise keep segments from being reclaimed.
+    pub upload_idle_ms: u64,
 }
 
 impl Default for Policy {
@@ -64,6 +67,7 @@ impl Default for Policy {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_ms_max: 30 * 24 * 3600 * 1000,
             segment_bytes_max: 64 * 1024 * 1024,
+            upload_idle_ms: 5 * 60 * 1000,
         }
     }
 }
@@ -189,6 +193,8 @@ struct Upload {
     failed: bool,
     /// The total length announced at the start, when the sender knew it.
     declared: Option<u64>,
+    /// When the last piece (or the start) arrived, in Unix milliseconds.
+    last_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -560,6 +566,7 @@ impl Store {
                 crc: 0,
                 failed: false,
                 declared: total_len,
+                last_ms: now_ms,
             },
         );
         Ok(up)
@@ -629,6 +636,7 @@ impl Store {
             });
             u.entry.body_len += data.len() as u64;
             u.crc = crc32c::crc32c_append(u.crc, data);
+            u.last_ms = now_ms;
         }
         Ok(())
     }
@@ -766,8 +774,19 @@ impl Store {
         Ok(())
     }
 
-    /// Expires every pending message whose time has passed; returns how many.
+    /// Periodic upkeep: aborts uploads idle longer than the policy allows, then expires every
+    /// pending message whose time has passed; returns how many messages expired.
     pub fn expire(&mut self, now_ms: u64) -> usize {
+        let idle: Vec<UploadId> = self
+            .uploads
+            .iter()
+            .filter(|(_, u)| now_ms.saturating_sub(u.last_ms) >= self.policy.upload_idle_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for up in idle {
+            // 408: the sender stopped sending (RFC 4975 has no better code for it).
+            self.abort_upload(up, now_ms, 408);
+        }
         let due: Vec<(Vec<u8>, MessageId)> = self
             .logs
             .values()

@@ -396,9 +396,8 @@ impl FsStore {
     /// Expires due messages and makes the marks durable; returns how many expired.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let n = self.core.expire(now_ms);
-        if n > 0 {
-            self.commit();
-        }
+        // Expiry marks and aborts of idle uploads, if any, become durable now.
+        self.commit();
         n
     }
 

@@ -545,3 +545,27 @@ fn an_upload_shorter_than_announced_is_refused() {
         Err(StoreError::QuotaBytes { .. })
     ));
 }
+
+#[test]
+fn an_upload_whose_sender_vanished_is_aborted_by_the_upkeep() {
+    let dir = tempfile::tempdir().unwrap();
+    let aor = b"sip:bob@example.com";
+    let p = policy();
+    let (mut s, _) = open(dir.path(), p.clone());
+    let up = s
+        .core
+        .begin_upload(T0, aor, b"s", b"t", None, None)
+        .unwrap();
+    s.core.upload_chunk(up, T0 + 1000, 0, &[1u8; 500]).unwrap();
+    s.expire(T0 + 1000 + p.upload_idle_ms - 1);
+    assert!(s
+        .core
+        .upload_chunk(up, T0 + 2000, 500, b"still going")
+        .is_ok());
+    s.expire(T0 + 2000 + p.upload_idle_ms);
+    assert_eq!(
+        s.core.upload_chunk(up, T0 + 3000, 511, b"too late"),
+        Err(StoreError::UnknownMessage)
+    );
+    s.core().invariants();
+}
