@@ -80,6 +80,15 @@ pub struct StreamState {
     crlf_run: usize,
 }
 
+/// A response about to be written: status, reason phrase, extra header lines, and a
+/// `Warning` text saying what was wrong (refusals).
+struct Answering<'a> {
+    code: u16,
+    reason: &'a str,
+    headers: &'a [(&'a str, &'a [u8])],
+    warning: Option<&'a str>,
+}
+
 /// A final answer chosen for a request: status, reason phrase, extra header lines.
 type Answer = (u16, &'static str, &'static [(&'static str, &'static [u8])]);
 
@@ -332,23 +341,57 @@ impl Core {
         let via = first_via(via_value).ok();
         let (code, reason) = e.response();
         let text = e.to_string();
+        let answer = Answering {
+            code,
+            reason,
+            headers: &[],
+            warning: Some(&text),
+        };
+        self.answer(peer, msg, buf, via.as_ref(), &answer, None);
+    }
+
+    /// Writes a response to `msg` and queues it where §18.2.2 says; with a transaction, the
+    /// transaction records it (and its destination) for retransmissions.
+    fn answer(
+        &mut self,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        via: Option<&Via<'_>>,
+        a: &Answering<'_>,
+        tx: Option<(Instant, crate::sip::transaction::TxId)>,
+    ) {
         let mut tag = [0u8; 16];
         let tag = self.tag(&mut tag);
-        let (dest, received) = response_destination(peer, via.as_ref());
+        let (dest, received) = response_destination(peer, via);
         let mut ip = IpText::default();
+        // §8.2.2.3: a 420 names the extensions it does not support.
+        let with_unsupported;
+        let headers = if a.code == 420 {
+            with_unsupported = [(
+                "Unsupported",
+                msg.value(buf, HeaderName::Require).unwrap_or_default(),
+            )];
+            &with_unsupported[..]
+        } else {
+            a.headers
+        };
         let parts = ResponseParts {
             to_tag: Some(tag),
             via: ViaReceived {
-                received: received.map(|a| ip.of(a)),
+                received: received.map(|ip_addr| ip.of(ip_addr)),
                 rport: via
-                    .as_ref()
                     .and_then(|v| matches!(v.rport(), Rport::Empty).then_some(peer.addr.port())),
             },
-            warning: Some(&text),
-            ..Default::default()
+            headers,
+            warning: a.warning,
+            body: None,
         };
         let mut b = self.buffer();
-        print::write_response(&mut b, msg, buf, code, reason, &parts);
+        print::write_response(&mut b, msg, buf, a.code, a.reason, &parts);
+        if let Some((now, id)) = tx {
+            self.txns.on_response(now, id, a.code, &b, dest);
+        }
         self.stats.responses_sent += 1;
         self.out.push_back(Transmit { to: dest, bytes: b });
     }
@@ -444,15 +487,13 @@ impl Core {
             }
             RequestMatch::AckAbsorbed | RequestMatch::AckForTu => return Ok(()),
             RequestMatch::Full => {
-                self.respond_stateless(
-                    peer,
-                    msg,
-                    buf,
-                    &via,
-                    503,
-                    "Service Unavailable",
-                    &[("Retry-After", b"5")],
-                );
+                let answer = Answering {
+                    code: 503,
+                    reason: "Service Unavailable",
+                    headers: &[("Retry-After", b"5")],
+                    warning: Some("transaction table full"),
+                };
+                self.answer(peer, msg, buf, Some(&via), &answer, None);
                 return Ok(());
             }
         };
@@ -464,22 +505,23 @@ impl Core {
                     // A refusal that needs a transaction (so retransmissions are absorbed).
                     let (code, reason) = e.response();
                     let text = e.to_string();
-                    self.respond(
-                        now,
-                        peer,
-                        msg,
-                        buf,
-                        &via,
-                        id,
+                    let answer = Answering {
                         code,
                         reason,
-                        &[],
-                        Some(&text),
-                    );
+                        headers: &[],
+                        warning: Some(&text),
+                    };
+                    self.answer(peer, msg, buf, Some(&via), &answer, Some((now, id)));
                     return Ok(());
                 }
             };
-        self.respond(now, peer, msg, buf, &via, id, code, reason, extra, None);
+        let answer = Answering {
+            code,
+            reason,
+            headers: extra,
+            warning: None,
+        };
+        self.answer(peer, msg, buf, Some(&via), &answer, Some((now, id)));
         Ok(())
     }
 
@@ -534,81 +576,6 @@ impl Core {
             ),
             _ => (501, "Not Implemented", &[("Allow", ALLOW)]),
         })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn respond(
-        &mut self,
-        now: Instant,
-        peer: Peer,
-        msg: &Message,
-        buf: &[u8],
-        via: &Via<'_>,
-        id: crate::sip::transaction::TxId,
-        code: u16,
-        reason: &str,
-        extra: &[(&str, &[u8])],
-        warning: Option<&str>,
-    ) {
-        let mut tag = [0u8; 16];
-        let tag = self.tag(&mut tag);
-        let (dest, received) = response_destination(peer, Some(via));
-        let mut ip = IpText::default();
-        let with_unsupported;
-        let extra = if code == 420 {
-            with_unsupported = [(
-                "Unsupported",
-                msg.value(buf, HeaderName::Require).unwrap_or_default(),
-            )];
-            &with_unsupported[..]
-        } else {
-            extra
-        };
-        let parts = ResponseParts {
-            to_tag: Some(tag),
-            via: ViaReceived {
-                received: received.map(|a| ip.of(a)),
-                rport: matches!(via.rport(), Rport::Empty).then_some(peer.addr.port()),
-            },
-            headers: extra,
-            warning,
-            body: None,
-        };
-        let mut b = self.buffer();
-        print::write_response(&mut b, msg, buf, code, reason, &parts);
-        self.txns.on_response(now, id, code, &b, dest);
-        self.stats.responses_sent += 1;
-        self.out.push_back(Transmit { to: dest, bytes: b });
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn respond_stateless(
-        &mut self,
-        peer: Peer,
-        msg: &Message,
-        buf: &[u8],
-        via: &Via<'_>,
-        code: u16,
-        reason: &str,
-        extra: &[(&str, &[u8])],
-    ) {
-        let (dest, received) = response_destination(peer, Some(via));
-        let mut ip = IpText::default();
-        let mut tag = [0u8; 16];
-        let tag = self.tag(&mut tag);
-        let parts = ResponseParts {
-            to_tag: Some(tag),
-            via: ViaReceived {
-                received: received.map(|a| ip.of(a)),
-                rport: matches!(via.rport(), Rport::Empty).then_some(peer.addr.port()),
-            },
-            headers: extra,
-            ..Default::default()
-        };
-        let mut b = self.buffer();
-        print::write_response(&mut b, msg, buf, code, reason, &parts);
-        self.stats.responses_sent += 1;
-        self.out.push_back(Transmit { to: dest, bytes: b });
     }
 }
 

@@ -395,16 +395,7 @@ impl Store {
             chunks: Vec::new(),
             commit_segment: None,
         };
-        let bytes = std::mem::take(&mut self.scratch);
-        self.write(
-            SegmentRef {
-                recipient: key,
-                seq: seg,
-            },
-            offset,
-            &bytes,
-        );
-        self.scratch = bytes;
+        self.flush_scratch(key, seg, offset);
         let log = self.logs.get_mut(&key).expect("log created above");
         log.used_bytes += body.len() as u64;
         log.used_messages += 1;
@@ -761,16 +752,7 @@ impl Store {
         self.scratch.clear();
         let n = encode(&rec, &mut self.scratch).map_err(StoreError::Encode)? as u64;
         let (seg, offset) = self.place(key, now_ms, n);
-        let bytes = std::mem::take(&mut self.scratch);
-        self.write(
-            SegmentRef {
-                recipient: key,
-                seq: seg,
-            },
-            offset,
-            &bytes,
-        );
-        self.scratch = bytes;
+        self.flush_scratch(key, seg, offset);
         Ok(())
     }
 
