@@ -14,6 +14,10 @@
 //!  shard   one core's state machine: handle_* in,       runtime/sockets.rs  SO_REUSEPORT binds
 //!          poll_transmit / poll_timeout out             runtime/sd_notify.rs  systemd protocol
 //!  config, limits, transport                             runtime/mesh.rs  cross-shard messages
+//!  store/  record format, segment scan, journal,
+//!          bookkeeping (quotas, batches, recovery)      store/fs.rs  std::fs driver (offline
+//!                                                        tools, tests; never on a shard)
+//!                                                        admin.rs  `imrelay store …`
 //! ```
 //!
 //! Each CPU runs one glommio executor ("shard") pinned to it. A shard owns a [`shard::Shard`]
