@@ -30,6 +30,7 @@ use crate::sip::transaction::{RequestMatch, ServerTransactions, TxKey, TxKind, T
 use crate::sip::uri::{Host, SipUri, UriError};
 use crate::sip::values::{CSeq, MaxForwards, NameAddr, Rport, ValueError, Via};
 use crate::transport::{ConnId, Peer, Transmit, Transport};
+use crate::wire::XorShift64;
 
 /// Methods this server implements (the `Allow` header).
 pub const ALLOW: &[u8] = b"OPTIONS, ACK, CANCEL";
@@ -92,23 +93,6 @@ struct Answering<'a> {
 /// A final answer chosen for a request: status, reason phrase, extra header lines.
 type Answer = (u16, &'static str, &'static [(&'static str, &'static [u8])]);
 
-/// A small deterministic generator for tags (RFC 3261 §19.3 wants at least 32 random bits;
-/// tags are not secrets). Seeded by the runtime from the OS.
-#[derive(Debug, Clone)]
-struct IdGen(u64);
-
-impl IdGen {
-    fn next(&mut self) -> u64 {
-        // xorshift64* (Vigna): full period over non-zero states.
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 /// A protocol state machine for one core.
 pub struct Shard {
     msg: Message,
@@ -123,7 +107,8 @@ struct Core {
     txns: ServerTransactions,
     out: VecDeque<Transmit>,
     pool: Vec<Vec<u8>>,
-    ids: IdGen,
+    /// Tags (RFC 3261 §19.3 wants at least 32 random bits; tags are not secrets).
+    ids: XorShift64,
     stats: ShardStats,
 }
 
@@ -141,7 +126,7 @@ impl Shard {
                 txns: ServerTransactions::default(),
                 out: VecDeque::new(),
                 pool: Vec::new(),
-                ids: IdGen(seed | 1),
+                ids: XorShift64::new(seed),
                 stats: ShardStats::default(),
             },
         }
@@ -399,7 +384,7 @@ impl Core {
     /// A tag: the shard number then 64 random bits, in hex (≤ 16 bytes written into `buf`).
     fn tag<'b>(&mut self, buf: &'b mut [u8; 16]) -> &'b [u8] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let r = self.ids.next();
+        let r = self.ids.next_u64();
         buf[0] = HEX[(self.id >> 4) & 15];
         buf[1] = HEX[self.id & 15];
         for (i, slot) in buf[2..16].iter_mut().enumerate() {

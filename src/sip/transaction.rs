@@ -76,49 +76,30 @@ impl TxKey {
         if sent_by.len() > SENT_BY_BYTES_MAX || branch.len() > SIP_BRANCH_BYTES_MAX {
             return Err(KeyTooLong);
         }
-        let tag = match (kind, is_cancel) {
-            (TxKind::Invite, _) => b'I',
-            (TxKind::NonInvite, false) => b'N',
-            (TxKind::NonInvite, true) => b'C',
-        };
         let mut lower = [0u8; SENT_BY_BYTES_MAX];
         let lower = &mut lower[..sent_by.len()];
         lower.copy_from_slice(sent_by);
         lower.make_ascii_lowercase();
-        let half = |domain: u8| {
-            use std::hash::Hasher;
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            h.write_u8(domain);
-            h.write_usize(lower.len());
-            h.write(lower);
-            h.write(branch);
-            h.finish()
-        };
-        let digest = (u128::from(half(1)) << 64) | u128::from(half(2));
-        Ok(TxKey { tag, digest })
+        Ok(TxKey {
+            tag: Self::tag(kind, is_cancel),
+            digest: crate::wire::digest128((1, 2), &[lower, branch]),
+        })
     }
 
     /// A key from several fields (the RFC 2543 matching of §17.2.3), each hashed with its
     /// length so that different splits of the same bytes differ.
     pub fn from_parts(kind: TxKind, is_cancel: bool, parts: &[&[u8]]) -> TxKey {
-        let tag = match (kind, is_cancel) {
+        TxKey {
+            tag: Self::tag(kind, is_cancel),
+            digest: crate::wire::digest128((3, 4), parts),
+        }
+    }
+
+    fn tag(kind: TxKind, is_cancel: bool) -> u8 {
+        match (kind, is_cancel) {
             (TxKind::Invite, _) => b'I',
             (TxKind::NonInvite, false) => b'N',
             (TxKind::NonInvite, true) => b'C',
-        };
-        let half = |domain: u8| {
-            use std::hash::Hasher;
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            h.write_u8(domain);
-            for p in parts {
-                h.write_usize(p.len());
-                h.write(p);
-            }
-            h.finish()
-        };
-        TxKey {
-            tag,
-            digest: (u128::from(half(3)) << 64) | u128::from(half(4)),
         }
     }
 

@@ -275,7 +275,7 @@ pub struct Store {
     acks: VecDeque<Ack>,
     /// Segments whose every message is gone, to be deleted by the driver.
     reclaim: VecDeque<SegmentRef>,
-    id_state: u64,
+    ids: crate::wire::XorShift64,
     /// The greatest message id seen; new ids are greater.
     last_id: u128,
     /// Chunked messages being received.
@@ -302,7 +302,7 @@ impl Store {
             next_ticket: 1,
             acks: VecDeque::new(),
             reclaim: VecDeque::new(),
-            id_state: seed | 1,
+            ids: crate::wire::XorShift64::new(seed),
             last_id: 0,
             uploads: HashMap::new(),
             seq_floor: HashMap::new(),
@@ -316,12 +316,7 @@ impl Store {
     /// every id this store has seen (recovered or minted), so ids are unique within the store
     /// across restarts and sort by time of storing.
     fn mint_id(&mut self, now_ms: u64) -> MessageId {
-        let mut x = self.id_state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.id_state = x;
-        let r = u128::from(x.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let r = u128::from(self.ids.next_u64());
         let candidate = (u128::from(now_ms & 0xffff_ffff_ffff) << 80) | (r << 16) | (r & 0xffff);
         let id = candidate.max(self.last_id.saturating_add(1));
         self.last_id = id;
@@ -339,32 +334,7 @@ impl Store {
         body: &[u8],
         retention_ms: Option<u64>,
     ) -> Result<Ticket, StoreError> {
-        if !self.policy.permits(aor) {
-            return Err(StoreError::NotPermitted);
-        }
-        let key = RecipientKey::of(aor);
-        let (quota_bytes, quota_messages) = self.policy.quota(aor);
-        let segment_bytes_max = self.policy.segment_bytes_max;
-        {
-            let log = self
-                .logs
-                .entry(key)
-                .or_insert_with(|| RecipientLog::new(aor));
-            if log.used_messages >= quota_messages {
-                return Err(StoreError::QuotaMessages {
-                    used: log.used_messages,
-                    quota: quota_messages,
-                });
-            }
-            if log.used_bytes + body.len() as u64 > quota_bytes {
-                return Err(StoreError::QuotaBytes {
-                    used: log.used_bytes,
-                    quota: quota_bytes,
-                    need: body.len() as u64,
-                });
-            }
-            let _ = segment_bytes_max;
-        }
+        let key = self.admit(aor, Some(body.len() as u64))?;
         let retention = retention_ms
             .unwrap_or(self.policy.retention_ms)
             .min(self.policy.retention_ms_max);
@@ -482,17 +452,9 @@ impl Store {
     // Chunked (MSRP session-mode) messages.
     // -----------------------------------------------------------------------------------------
 
-    /// Starts a message that arrives in pieces. Permission and the message quota are checked
-    /// now, the byte quota as each chunk arrives (and against `total_len` now, when known).
-    pub fn begin_upload(
-        &mut self,
-        now_ms: u64,
-        aor: &[u8],
-        sender: &[u8],
-        content_type: &[u8],
-        total_len: Option<u64>,
-        retention_ms: Option<u64>,
-    ) -> Result<UploadId, StoreError> {
+    /// Checks that `aor` may store one more message of `bytes` (when known) under its
+    /// permission and quotas, creating its log if needed; returns its key.
+    fn admit(&mut self, aor: &[u8], bytes: Option<u64>) -> Result<RecipientKey, StoreError> {
         if !self.policy.permits(aor) {
             return Err(StoreError::NotPermitted);
         }
@@ -508,15 +470,30 @@ impl Store {
                 quota: quota_messages,
             });
         }
-        if let Some(n) = total_len {
-            if log.used_bytes.saturating_add(n) > quota_bytes {
+        if let Some(need) = bytes {
+            if log.used_bytes.saturating_add(need) > quota_bytes {
                 return Err(StoreError::QuotaBytes {
                     used: log.used_bytes,
                     quota: quota_bytes,
-                    need: n,
+                    need,
                 });
             }
         }
+        Ok(key)
+    }
+
+    /// Starts a message that arrives in pieces. Permission and the message quota are checked
+    /// now, the byte quota as each chunk arrives (and against `total_len` now, when known).
+    pub fn begin_upload(
+        &mut self,
+        now_ms: u64,
+        aor: &[u8],
+        sender: &[u8],
+        content_type: &[u8],
+        total_len: Option<u64>,
+        retention_ms: Option<u64>,
+    ) -> Result<UploadId, StoreError> {
+        let key = self.admit(aor, total_len)?;
         let retention = retention_ms
             .unwrap_or(self.policy.retention_ms)
             .min(self.policy.retention_ms_max);

@@ -143,6 +143,43 @@ pub fn parse_decimal(digits: &[u8], max_digits: usize) -> Option<u64> {
     Some(n)
 }
 
+/// xorshift64* (Vigna): a seeded generator with a full period over non-zero states, for ids
+/// and tags that must be unique, not secret. The sans-IO core takes its seed from the runtime.
+#[derive(Debug, Clone)]
+pub struct XorShift64(u64);
+
+impl XorShift64 {
+    pub fn new(seed: u64) -> XorShift64 {
+        XorShift64(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// A 128-bit digest of `parts` (each hashed with its length): two SipHash-1-3 runs with the
+/// domain bytes `domains`. Used as an identity where an accidental collision must be
+/// negligible (about 2^-64 at 2^32 keys) and a deliberate one costs about 2^64 work.
+pub fn digest128(domains: (u8, u8), parts: &[&[u8]]) -> u128 {
+    use std::hash::Hasher;
+    let half = |domain: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        h.write_u8(domain);
+        for p in parts {
+            h.write_usize(p.len());
+            h.write(p);
+        }
+        h.finish()
+    };
+    (u128::from(half(domains.0)) << 64) | u128::from(half(domains.1))
+}
+
 /// Appends the decimal form of `n` to `out` without going through `fmt`.
 #[inline]
 pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
