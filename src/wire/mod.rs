@@ -51,15 +51,6 @@ impl Span {
     pub fn of(self, buf: &[u8]) -> &[u8] {
         &buf[self.start as usize..self.end()]
     }
-
-    /// The span moved `by` bytes toward the end of the buffer.
-    #[inline]
-    pub fn shifted(self, by: usize) -> Span {
-        Span {
-            start: self.start + by as u32,
-            len: self.len,
-        }
-    }
 }
 
 /// Position of the first `\r\n` in `buf`, if any.
