@@ -54,6 +54,9 @@ pub struct Policy {
     /// An upload that receives nothing for this long is aborted (its sender vanished without
     /// a word), in milliseconds; its pieces would otherwise keep segments from being reclaimed.
     pub upload_idle_ms: u64,
+    /// A sealed segment whose live records fill less than this percentage of it has them
+    /// copied forward (compaction), so that the whole file can be deleted.
+    pub compact_live_pct: u64,
 }
 
 impl Default for Policy {
@@ -68,6 +71,7 @@ impl Default for Policy {
             retention_ms_max: 30 * 24 * 3600 * 1000,
             segment_bytes_max: 64 * 1024 * 1024,
             upload_idle_ms: 5 * 60 * 1000,
+            compact_live_pct: 25,
         }
     }
 }
@@ -168,6 +172,21 @@ pub struct ChunkLoc {
 }
 
 impl Entry {
+    /// Bytes of this message's records in segment `seq` (its commit record not counted).
+    fn record_bytes_in(&self, seq: u64) -> u64 {
+        let head = if self.segment == seq {
+            u64::from(self.record_len)
+        } else {
+            0
+        };
+        head + self
+            .chunks
+            .iter()
+            .filter(|c| c.segment == seq)
+            .map(|c| u64::from(c.record_len))
+            .sum::<u64>()
+    }
+
     /// Every segment holding a record of this message (each once): none of them may be
     /// reclaimed while the message is pending.
     pub fn segments(&self) -> Vec<u64> {
@@ -212,10 +231,10 @@ struct Segment {
 struct RecipientLog {
     aor: Box<[u8]>,
     segments: VecDeque<Segment>,
-    /// Pending (durable, undelivered, unexpired) messages in store order.
-    pending: BTreeMap<u64, Entry>,
-    by_id: HashMap<MessageId, u64>,
-    next_order: u64,
+    /// Pending (durable, undelivered, unexpired) messages in store order: ids are minted in
+    /// increasing order, so the id is the order, and stays so when compaction moves a
+    /// message's records forward.
+    pending: BTreeMap<MessageId, Entry>,
     /// Quota accounting: bodies and count of pending plus in-flight messages.
     used_bytes: u64,
     used_messages: u32,
@@ -246,6 +265,62 @@ enum Pending {
         recipient: RecipientKey,
         entry: Entry,
     },
+    /// A listed message whose records compaction copied forward: it points at the copy once
+    /// the copy is durable.
+    Moved {
+        recipient: RecipientKey,
+        entry: Entry,
+    },
+}
+
+/// Where the records of a rolled-back open batch were placed again, by what each record is.
+#[derive(Default)]
+struct Relocations {
+    heads: HashMap<MessageId, (u64, u64)>,
+    pieces: HashMap<(MessageId, u64), (u64, u64)>,
+    commits: HashMap<MessageId, u64>,
+}
+
+impl Relocations {
+    fn note(&mut self, rec: &Record<'_>, seg: u64, off: u64) {
+        match rec {
+            Record::Message { meta, .. } | Record::Begin { meta } => {
+                self.heads.insert(meta.id, (seg, off));
+            }
+            Record::Chunk { id, offset, .. } => {
+                self.pieces.insert((*id, *offset), (seg, off));
+            }
+            Record::Commit { id, .. } => {
+                self.commits.insert(*id, seg);
+            }
+            _ => {}
+        }
+    }
+
+    /// Points `e` at its records' new places; a record neither re-placed nor durable where
+    /// it was (`durable(seq, end)`) is lost, and then the message cannot be whole: false.
+    fn apply(&self, e: &mut Entry, durable: impl Fn(u64, u64) -> bool) -> bool {
+        match self.heads.get(&e.id) {
+            Some(&(seg, off)) => (e.segment, e.offset) = (seg, off),
+            None if durable(e.segment, e.offset + u64::from(e.record_len)) => {}
+            None => return false,
+        }
+        for c in &mut e.chunks {
+            match self.pieces.get(&(e.id, c.body_offset)) {
+                Some(&(seg, off)) => (c.segment, c.offset) = (seg, off),
+                None if durable(c.segment, c.offset + u64::from(c.record_len)) => {}
+                None => return false,
+            }
+        }
+        if e.commit_segment.is_some() {
+            // A queued message's commit is always in the open batch.
+            match self.commits.get(&e.id) {
+                Some(&seg) => e.commit_segment = Some(seg),
+                None => return false,
+            }
+        }
+        true
+    }
 }
 
 #[derive(Debug, Default)]
@@ -709,18 +784,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let key = RecipientKey::of(aor);
         let log = self.logs.get_mut(&key).ok_or(StoreError::UnknownMessage)?;
-        let order = log.by_id.remove(&id).ok_or(StoreError::UnknownMessage)?;
-        let entry = log
-            .pending
-            .remove(&order)
-            .ok_or(StoreError::UnknownMessage)?;
+        let entry = log.unlist(id).ok_or(StoreError::UnknownMessage)?;
         log.used_bytes -= entry.body_len;
         log.used_messages -= 1;
-        for seq in entry.segments() {
-            if let Some(s) = log.segments.iter_mut().find(|s| s.seq == seq) {
-                s.live -= 1;
-            }
-        }
         let rec = if delivered {
             Record::Delivered { id }
         } else {
@@ -802,41 +868,44 @@ impl Store {
                     }
                 }
                 for p in pending {
-                    let Pending::Message {
-                        ticket,
-                        recipient,
-                        entry,
-                    } = p;
-                    {
-                        let id = entry.id;
-                        if let Some(log) = self.logs.get_mut(&recipient) {
-                            log.list(entry);
-                        }
-                        self.acks.push_back(Ack {
+                    match p {
+                        Pending::Message {
                             ticket,
-                            result: Ok(id),
-                        });
+                            recipient,
+                            entry,
+                        } => {
+                            let id = entry.id;
+                            if let Some(log) = self.logs.get_mut(&recipient) {
+                                log.list(entry);
+                            }
+                            self.acks.push_back(Ack {
+                                ticket,
+                                result: Ok(id),
+                            });
+                        }
+                        Pending::Moved { recipient, entry } => {
+                            // Delivered or expired meanwhile: the copy is dead bytes.
+                            if let Some(log) = self.logs.get_mut(&recipient) {
+                                if log.unlist(entry.id).is_some() {
+                                    log.list(entry);
+                                }
+                            }
+                        }
                     }
                 }
                 self.collect_dead_segments();
             }
             Err(e) => {
                 for p in &pending {
-                    let Pending::Message {
+                    if let Pending::Message {
                         ticket,
                         recipient,
                         entry,
-                    } = p;
+                    } = p
                     {
-                        if let Some(log) = self.logs.get_mut(recipient) {
-                            log.used_bytes -= entry.body_len;
-                            log.used_messages -= 1;
-                        }
-                        self.acks.push_back(Ack {
-                            ticket: *ticket,
-                            result: Err(StoreError::Io(e.clone())),
-                        });
+                        self.refuse(*ticket, *recipient, entry.body_len, &e);
                     }
+                    // A failed move leaves the message where it was, still durable there.
                 }
                 // Pieces of uploads in progress may have been in the failed batch.
                 for u in self.uploads.values_mut() {
@@ -858,57 +927,79 @@ impl Store {
                     }
                 }
                 let open = std::mem::take(&mut self.open);
-                self.replay(open);
+                self.replay(open, &e);
             }
         }
     }
 
+    /// Refuses an append: its ticket fails and its quota is released.
+    fn refuse(&mut self, ticket: Ticket, recipient: RecipientKey, body_len: u64, why: &str) {
+        if let Some(log) = self.logs.get_mut(&recipient) {
+            log.used_bytes -= body_len;
+            log.used_messages -= 1;
+        }
+        self.acks.push_back(Ack {
+            ticket,
+            result: Err(StoreError::Io(why.to_owned())),
+        });
+    }
+
     /// Re-places the writes of an open batch after a rollback.
-    fn replay(&mut self, open: OpenBatch) {
-        // Appends queued after the failed batch were placed after its writes; their bytes are
-        // still good records, so they are written again at the rolled-back ends.
-        let mut moved: HashMap<(SegmentRef, u64), (u64, u64)> = HashMap::new();
+    ///
+    /// Records queued after the failed batch were placed after its writes; their bytes are
+    /// still good records, so they are written again at the rolled-back ends, and each
+    /// queued message is pointed at its records' new places (found by what each record is,
+    /// not where it was). A chunked message some piece of which was in the failed batch is
+    /// refused: that piece is gone.
+    fn replay(&mut self, open: OpenBatch, why: &str) {
+        let mut moved = Relocations::default();
         for w in open.writes {
+            let key = w.segment.recipient;
             let mut pos = 0usize;
             while pos < w.bytes.len() {
                 let Ok((rec, n)) = crate::store::record::decode(&w.bytes[pos..]) else {
                     break;
                 };
-                if let Record::Segment { .. } = rec {
-                    pos += n;
-                    continue;
+                if !matches!(rec, Record::Segment { .. }) {
+                    let (seg, off) = self.place(key, 0, n as u64);
+                    moved.note(&rec, seg, off);
+                    self.write(
+                        SegmentRef {
+                            recipient: key,
+                            seq: seg,
+                        },
+                        off,
+                        &w.bytes[pos..pos + n],
+                    );
                 }
-                let (seg, off) = self.place(w.segment.recipient, 0, n as u64);
-                let bytes = w.bytes[pos..pos + n].to_vec();
-                moved.insert((w.segment, w.offset + pos as u64), (seg, off));
-                self.write(
-                    SegmentRef {
-                        recipient: w.segment.recipient,
-                        seq: seg,
-                    },
-                    off,
-                    &bytes,
-                );
                 pos += n;
             }
         }
-        for mut p in open.pending {
-            {
-                let Pending::Message {
-                    entry, recipient, ..
-                } = &mut p;
-                if let Some(&(seg, off)) = moved.get(&(
-                    SegmentRef {
-                        recipient: *recipient,
-                        seq: entry.segment,
-                    },
-                    entry.offset,
-                )) {
-                    entry.segment = seg;
-                    entry.offset = off;
+        for p in open.pending {
+            match p {
+                Pending::Message {
+                    ticket,
+                    recipient,
+                    mut entry,
+                } => {
+                    let durable = |seq: u64, end: u64| {
+                        self.durable_len(SegmentRef { recipient, seq })
+                            .is_some_and(|d| end <= d)
+                    };
+                    if moved.apply(&mut entry, durable) {
+                        self.open.pending.push(Pending::Message {
+                            ticket,
+                            recipient,
+                            entry,
+                        });
+                    } else {
+                        self.refuse(ticket, recipient, entry.body_len, why);
+                    }
                 }
+                // The message stays where it was (still durable there); its copy, written
+                // again above, is harmless: recovery would take either.
+                Pending::Moved { .. } => {}
             }
-            self.open.pending.push(p);
         }
     }
 
@@ -920,28 +1011,55 @@ impl Store {
             .find(|s| s.seq == seg.seq)
     }
 
+    /// Segments that must stay although no listed message counts them live: those holding
+    /// pieces of uploads still being received, of messages queued or in flight (not listed
+    /// until durable), and of messages being moved by compaction; and those a queued or
+    /// in-flight batch writes to (deleting one would let the write bring it back headless).
+    fn pinned(&self) -> Vec<SegmentRef> {
+        let written = self.open.writes.iter().map(|w| w.segment).chain(
+            self.in_flight
+                .iter()
+                .flat_map(|(_, _, ends)| ends.iter().map(|(s, _)| *s)),
+        );
+        let uploads = self.uploads.values().map(|u| (u.recipient, &u.entry));
+        let queued = self
+            .in_flight
+            .iter()
+            .flat_map(|(_, p, _)| p.iter())
+            .chain(self.open.pending.iter())
+            .map(|p| match p {
+                Pending::Message {
+                    recipient, entry, ..
+                }
+                | Pending::Moved { recipient, entry } => (*recipient, entry),
+            });
+        let mut v: Vec<SegmentRef> = uploads
+            .chain(queued)
+            .flat_map(|(recipient, e)| {
+                e.segments()
+                    .into_iter()
+                    .map(move |seq| SegmentRef { recipient, seq })
+            })
+            .chain(written)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// Sealed segments with no pending message left are deleted whole.
     fn collect_dead_segments(&mut self) {
-        // Pieces of uploads still being received are not counted live by any listed message;
-        // their segments must stay.
-        let pinned: Vec<SegmentRef> = self
-            .uploads
-            .values()
-            .flat_map(|u| {
-                u.entry.segments().into_iter().map(move |seq| SegmentRef {
-                    recipient: u.recipient,
-                    seq,
-                })
-            })
-            .collect();
+        let pinned = self.pinned();
         for (key, log) in self.logs.iter_mut() {
             while log.segments.len() > 1
                 && log.segments.front().is_some_and(|s| {
                     s.live == 0
-                        && !pinned.contains(&SegmentRef {
-                            recipient: *key,
-                            seq: s.seq,
-                        })
+                        && pinned
+                            .binary_search(&SegmentRef {
+                                recipient: *key,
+                                seq: s.seq,
+                            })
+                            .is_err()
                 })
             {
                 if let Some(s) = log.segments.pop_front() {
@@ -952,6 +1070,179 @@ impl Store {
                 }
             }
         }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Compaction.
+    // -----------------------------------------------------------------------------------------
+
+    /// A recipient's oldest sealed segment that is mostly dead (its live records fill less
+    /// than [`Policy::compact_live_pct`] percent of it) and not pinned, if there is one: its
+    /// live messages are worth copying forward so that the whole file can go.
+    pub fn compaction_candidate(&self) -> Option<SegmentRef> {
+        let pinned = self.pinned();
+        self.logs.iter().find_map(|(key, log)| {
+            if log.segments.len() < 2 {
+                return None;
+            }
+            let front = log.segments.front()?;
+            let seg = SegmentRef {
+                recipient: *key,
+                seq: front.seq,
+            };
+            if front.live == 0 || pinned.binary_search(&seg).is_ok() || self.moving(*key) {
+                return None;
+            }
+            let live: u64 = log
+                .pending
+                .values()
+                .map(|e| e.record_bytes_in(front.seq))
+                .sum();
+            (live.saturating_mul(100)
+                < front
+                    .durable_len
+                    .saturating_mul(self.policy.compact_live_pct))
+            .then_some(seg)
+        })
+    }
+
+    /// Copies every pending message with a record in `seg` to the end of its recipient's log
+    /// (same id, same bytes; a chunked message whole, with a new `Commit`). Each message is
+    /// pointed at its copy once the copy is durable; until then, and if the batch fails, it
+    /// stays where it is. `read(seq, offset, len)` gives the durable bytes of a record of
+    /// the recipient (the driver's maps); each is verified before it is copied. Returns the
+    /// number of messages moved.
+    pub fn compact<'a>(
+        &mut self,
+        seg: SegmentRef,
+        now_ms: u64,
+        read: impl Fn(u64, u64, u32) -> Option<&'a [u8]>,
+    ) -> Result<usize, StoreError> {
+        let Some(log) = self.logs.get(&seg.recipient) else {
+            return Ok(0);
+        };
+        let entries: Vec<Entry> = log
+            .pending
+            .values()
+            .filter(|e| e.segments().contains(&seg.seq))
+            .cloned()
+            .collect();
+        // Verify every record first: nothing is queued for a message that cannot be read.
+        let bad =
+            |what: &str, id: MessageId| StoreError::Io(format!("{what} of {id} does not verify"));
+        // Per message: its entry, its head record, its pieces and their body's CRC.
+        type Copy<'r> = (Entry, &'r [u8], Vec<&'r [u8]>, u32);
+        let mut copies: Vec<Copy<'a>> = Vec::with_capacity(entries.len());
+        for e in entries {
+            let head =
+                read(e.segment, e.offset, e.record_len).ok_or_else(|| bad("record", e.id))?;
+            match crate::store::record::decode(head) {
+                Ok((Record::Message { meta, .. } | Record::Begin { meta }, n))
+                    if meta.id == e.id && n == head.len() => {}
+                _ => return Err(bad("record", e.id)),
+            }
+            let mut pieces = Vec::with_capacity(e.chunks.len());
+            let mut crc = 0u32;
+            for c in &e.chunks {
+                let b =
+                    read(c.segment, c.offset, c.record_len).ok_or_else(|| bad("a piece", e.id))?;
+                match crate::store::record::decode(b) {
+                    Ok((Record::Chunk { id, offset, data }, n))
+                        if id == e.id
+                            && offset == c.body_offset
+                            && data.len() == c.len as usize
+                            && n == b.len() =>
+                    {
+                        crc = crc32c::crc32c_append(crc, data);
+                    }
+                    _ => return Err(bad("a piece", e.id)),
+                }
+                pieces.push(b);
+            }
+            copies.push((e, head, pieces, crc));
+        }
+        let n = copies.len();
+        let key = seg.recipient;
+        for (old, head, pieces, crc) in copies {
+            let (hs, ho) = self.place(key, now_ms, head.len() as u64);
+            self.write(
+                SegmentRef {
+                    recipient: key,
+                    seq: hs,
+                },
+                ho,
+                head,
+            );
+            let mut entry = Entry {
+                segment: hs,
+                offset: ho,
+                chunks: Vec::with_capacity(old.chunks.len()),
+                ..old.clone()
+            };
+            for (c, b) in old.chunks.iter().zip(pieces) {
+                let (cs, co) = self.place(key, now_ms, b.len() as u64);
+                self.write(
+                    SegmentRef {
+                        recipient: key,
+                        seq: cs,
+                    },
+                    co,
+                    b,
+                );
+                entry.chunks.push(ChunkLoc {
+                    segment: cs,
+                    offset: co,
+                    ..*c
+                });
+            }
+            if old.commit_segment.is_some() {
+                self.scratch.clear();
+                let len = encode(
+                    &Record::Commit {
+                        id: old.id,
+                        total_len: old.body_len,
+                        body_crc: crc,
+                    },
+                    &mut self.scratch,
+                )
+                .map_err(StoreError::Encode)?;
+                let (cs, co) = self.place(key, now_ms, len as u64);
+                self.flush_scratch(key, cs, co);
+                entry.commit_segment = Some(cs);
+            }
+            self.open.pending.push(Pending::Moved {
+                recipient: key,
+                entry,
+            });
+        }
+        Ok(n)
+    }
+
+    /// Whether a compaction of `key` is queued or in flight (one at a time per recipient).
+    fn moving(&self, key: RecipientKey) -> bool {
+        self.in_flight
+            .iter()
+            .flat_map(|(_, p, _)| p.iter())
+            .chain(self.open.pending.iter())
+            .any(|p| matches!(p, Pending::Moved { recipient, .. } if *recipient == key))
+    }
+
+    /// Every segment of `key` with its durable length (what a driver maps to compact it).
+    pub fn segments_of(&self, key: RecipientKey) -> Vec<(SegmentRef, u64)> {
+        self.logs.get(&key).map_or_else(Vec::new, |l| {
+            l.segments
+                .iter()
+                .map(|s| {
+                    (
+                        SegmentRef {
+                            recipient: key,
+                            seq: s.seq,
+                        },
+                        s.durable_len,
+                    )
+                })
+                .collect()
+        })
     }
 
     /// The next segment file to delete (every message in it is delivered or expired, and the
@@ -987,8 +1278,7 @@ impl Store {
 
     /// The pending message `id` of `aor`.
     pub fn find(&self, aor: &[u8], id: MessageId) -> Option<&Entry> {
-        let log = self.logs.get(&RecipientKey::of(aor))?;
-        log.by_id.get(&id).and_then(|o| log.pending.get(o))
+        self.logs.get(&RecipientKey::of(aor))?.pending.get(&id)
     }
 
     /// Recipients with at least one pending message: (AOR, count, body bytes).
@@ -1123,21 +1413,18 @@ impl Store {
         for ev in events {
             match ev {
                 Ok(entry) => {
-                    log.used_bytes += entry.body_len;
-                    log.used_messages += 1;
+                    // A message met again is a copy compaction moved forward: the later copy
+                    // is where it now lies.
+                    if log.unlist(entry.id).is_none() {
+                        log.used_bytes += entry.body_len;
+                        log.used_messages += 1;
+                    }
                     log.list(entry);
                 }
                 Err(id) => {
-                    if let Some(order) = log.by_id.remove(&id) {
-                        if let Some(e) = log.pending.remove(&order) {
-                            log.used_bytes -= e.body_len;
-                            log.used_messages -= 1;
-                            for seq in e.segments() {
-                                if let Some(s) = log.segments.iter_mut().find(|s| s.seq == seq) {
-                                    s.live -= 1;
-                                }
-                            }
-                        }
+                    if let Some(e) = log.unlist(id) {
+                        log.used_bytes -= e.body_len;
+                        log.used_messages -= 1;
                     }
                 }
             }
@@ -1163,7 +1450,7 @@ impl Store {
     /// Checks the bookkeeping's invariants (tests and debug builds).
     pub fn invariants(&self) {
         for log in self.logs.values() {
-            assert_eq!(log.pending.len(), log.by_id.len());
+            assert!(log.pending.iter().all(|(id, e)| *id == e.id));
             let live: u32 = log.segments.iter().map(|s| s.live).sum();
             let expected: usize = log.pending.values().map(|e| e.segments().len()).sum();
             assert_eq!(live as usize, expected);
@@ -1179,7 +1466,7 @@ impl Store {
                     Pending::Message {
                         recipient, entry, ..
                     } if *recipient == RecipientKey::of(&log.aor) => Some(entry.body_len),
-                    Pending::Message { .. } => None,
+                    Pending::Message { .. } | Pending::Moved { .. } => None,
                 })
                 .sum();
             let uploading: u64 = self
@@ -1202,10 +1489,18 @@ impl RecipientLog {
                 s.live += 1;
             }
         }
-        let order = self.next_order;
-        self.next_order += 1;
-        self.by_id.insert(entry.id, order);
-        self.pending.insert(order, entry);
+        self.pending.insert(entry.id, entry);
+    }
+
+    /// Takes a message off the pending list; its segments no longer count it live.
+    fn unlist(&mut self, id: MessageId) -> Option<Entry> {
+        let e = self.pending.remove(&id)?;
+        for seq in e.segments() {
+            if let Some(s) = self.segments.iter_mut().find(|s| s.seq == seq) {
+                s.live -= 1;
+            }
+        }
+        Some(e)
     }
 
     fn new(aor: &[u8]) -> RecipientLog {
@@ -1213,8 +1508,6 @@ impl RecipientLog {
             aor: aor.into(),
             segments: VecDeque::new(),
             pending: BTreeMap::new(),
-            by_id: HashMap::new(),
-            next_order: 0,
             used_bytes: 0,
             used_messages: 0,
         }

@@ -393,12 +393,38 @@ impl FsStore {
         Ok(())
     }
 
-    /// Expires due messages and makes the marks durable; returns how many expired.
+    /// Periodic upkeep: expires due messages, compacts a mostly dead segment if there is
+    /// one, and makes the marks and copies durable; returns how many messages expired.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let n = self.core.expire(now_ms);
-        // Expiry marks and aborts of idle uploads, if any, become durable now.
+        if let Err(e) = self.compact(now_ms) {
+            // The messages stay where they are; the segment is tried again at the next upkeep.
+            tracing::warn!(error = %e, "store compaction skipped");
+        }
+        // Expiry marks, aborts of idle uploads and moved copies become durable now.
         self.commit();
         n
+    }
+
+    /// Copies the live messages of one mostly dead segment forward (durable at the next
+    /// commit, after which the segment is deleted); returns how many were moved.
+    pub fn compact(&mut self, now_ms: u64) -> Result<usize, StoreError> {
+        let Some(seg) = self.core.compaction_candidate() else {
+            return Ok(0);
+        };
+        // A chunked message may have pieces in any of the recipient's segments.
+        for (s, durable) in self.core.segments_of(seg.recipient) {
+            self.ensure_map(s, durable)?;
+        }
+        let maps = &self.maps;
+        let read = |seq: u64, offset: u64, len: u32| {
+            let m = maps.get(&SegmentRef {
+                recipient: seg.recipient,
+                seq,
+            })?;
+            m.get(offset as usize..(offset as usize).checked_add(len as usize)?)
+        };
+        self.core.compact(seg, now_ms, read)
     }
 
     /// Writes and syncs every queued batch (group commit) and returns the acknowledgements.

@@ -569,3 +569,49 @@ fn an_upload_whose_sender_vanished_is_aborted_by_the_upkeep() {
     );
     s.core().invariants();
 }
+
+#[test]
+fn upkeep_copies_live_messages_out_of_a_mostly_dead_segment_and_deletes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let aor = b"sip:grace@example.com";
+    let p = Policy {
+        segment_bytes_max: 4096,
+        ..policy()
+    };
+    let (mut s, _) = open(dir.path(), p.clone());
+    // Whole messages nearly fill segment 1; a chunked message starts at its end and runs
+    // into the next segments; more whole messages follow.
+    let key = RecipientKey::of(aor);
+    let mut i = 0;
+    while s.core().segments_of(key).first().map_or(0, |&(_, len)| len) < 3700 {
+        s.append(T0 + i, aor, b"sip:a@x", b"text/plain", &body(i as usize), None)
+            .unwrap();
+        i += 1;
+    }
+    let big: Vec<u8> = (0..6000u32).map(|i| (i * 31) as u8).collect();
+    let up = upload(&mut s, aor, &big, 500);
+    for j in 0..20 {
+        s.append(T0 + i + j, aor, b"sip:a@x", b"text/plain", &body(j as usize), None)
+            .unwrap();
+    }
+    let first_files = walk(dir.path()).len();
+    // Deliver everything but the chunked message and the last three.
+    let ids: Vec<MessageId> = s.core().pending(aor).map(|e| e.id).collect();
+    for &id in ids[..ids.len() - 3].iter().filter(|&&id| id != up) {
+        s.deliver(T0 + 100, aor, id).unwrap();
+    }
+    let before = s.core().find(aor, up).unwrap().segments();
+    assert_eq!(before[0], 1);
+    s.expire(T0 + 200);
+    let after = s.core().find(aor, up).unwrap().segments();
+    assert!(after[0] > *before.last().unwrap(), "{before:?} -> {after:?}");
+    assert!(walk(dir.path()).len() < first_files);
+    assert_eq!(s.with_message(aor, up, |_, b| b.to_vec()).unwrap(), big);
+    let expected = bodies(&mut s, aor);
+    drop(s);
+    let (mut s, r) = open(dir.path(), p);
+    assert_eq!(r.corrupt, 0);
+    assert_eq!(r.pending_messages, 4);
+    assert_eq!(bodies(&mut s, aor), expected);
+    assert_eq!(expected[0], big);
+}
