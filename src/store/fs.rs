@@ -19,10 +19,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::limits::STORE_JOURNAL_BYTES;
-use crate::store::core::{Ack, Policy, SegmentRef, Store, StoreError, Ticket};
+use crate::store::core::{Ack, IoBatch, Policy, SegmentRef, Store, StoreError, Ticket};
 use crate::store::journal;
 use crate::store::record::{decode, MessageId, Meta, Record};
 use crate::store::scan::{scan, Tail};
@@ -49,19 +50,21 @@ pub struct RecoveryReport {
 pub struct FsStore {
     root: PathBuf,
     core: Store,
-    files: HashMap<SegmentRef, File>,
+    /// The files and journal; `None` while a job runs elsewhere.
+    files: Option<Files>,
     /// Read-only maps of segments' durable prefixes, kept between reads and replaced by a
-    /// longer one when a read needs bytes past the end. Dropped before a file is truncated or
-    /// deleted (a file never shrinks under a live map).
-    maps: HashMap<SegmentRef, MapOrEmpty>,
+    /// longer one when a read needs bytes past the end. Dropped before a file is cut back or
+    /// deleted; a map handed out with a read only ever covers a durable prefix, which no cut
+    /// reaches.
+    maps: HashMap<SegmentRef, Arc<MapOrEmpty>>,
     /// Segments written by failed batches whose cut back to their durable length (asked of
     /// the bookkeeping when it is done) has not succeeded yet.
     dirty: Vec<SegmentRef>,
     /// Reclaimed segments not deleted yet (a checkpoint or a delete failed).
     to_delete: Vec<SegmentRef>,
-    /// Held for as long as the store is open: one process at a time.
-    _lock: File,
-    journal: Journal,
+    /// The whole store's lock, when this store took it (tools); a server's main thread holds
+    /// it for all partitions.
+    _lock: Option<File>,
 }
 
 /// The journal file and what the driver knows of it.
@@ -115,8 +118,8 @@ fn lock_store(root: &Path) -> io::Result<File> {
     Ok(f)
 }
 
-/// The journal's file name under the store root.
-const JOURNAL_FILE: &str = "journal.jnl";
+/// The extension of journal files under the store root (`journal-<partition>.jnl`).
+const JOURNAL_EXT: &str = "jnl";
 
 impl Journal {
     /// Creates (or reuses) the journal file, pre-allocated so that overwriting it changes no
@@ -178,20 +181,13 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
     Err(e)
 }
 
-/// Redoes the current generation's journal entries into the segment files and syncs them.
-/// Returns the journal's generation, if there was a journal.
-fn replay_journal(
-    root: &Path,
-    path: &Path,
-    report: &mut RecoveryReport,
-) -> io::Result<Option<u64>> {
-    if !path.exists() {
-        return Ok(None);
-    }
+/// Redoes the current generation's journal entries into the segment files and syncs them;
+/// returns how many entries were redone.
+fn replay_journal(root: &Path, path: &Path) -> io::Result<usize> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
     let data = map(&file, len)?;
-    let (generation, redo) = journal::replay(&data);
+    let (_, redo) = journal::replay(&data);
     let mut files: HashMap<SegmentRef, File> = HashMap::new();
     let mut dirs: Vec<PathBuf> = Vec::new();
     for r in &redo {
@@ -222,8 +218,72 @@ fn replay_journal(
     for d in dirs {
         fsync_dir(&d)?;
     }
-    report.journal_entries = redo.len();
-    Ok(generation)
+    Ok(redo.len())
+}
+
+/// Scans one segment file at start: a newer format refuses the open, an empty or
+/// never-durable file is removed, a torn tail is cut before the file is mapped, and the
+/// valid records go to the bookkeeping (a segment it cannot use is reported and skipped).
+fn recover_file(
+    core: &mut Store,
+    report: &mut RecoveryReport,
+    key: RecipientKey,
+    seq: u64,
+    path: &Path,
+) -> io::Result<()> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = file.metadata()?.len();
+    report.segments += 1;
+    report.bytes += len;
+    let valid_len = {
+        let data = map(&file, len)?;
+        let r = scan(&data, |_, _| {});
+        if let Tail::NewerVersion { at, version } = r.tail {
+            // Cutting or rewriting it would destroy what a newer imrelay stored.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: record format version {version} at byte {at} is newer than this \
+                     imrelay ({}); run the newer version",
+                    path.display(),
+                    crate::store::record::VERSION
+                ),
+            ));
+        }
+        report.records += r.records;
+        report.corrupt += r.corrupt_count;
+        if matches!(r.tail, Tail::Torn { .. } | Tail::Zeroes { .. }) {
+            report.torn_tails += 1;
+        }
+        r.valid_len as u64
+    };
+    if valid_len == 0 {
+        // A segment created by a batch that never became durable (a crash between creating
+        // the file and syncing its first bytes): nothing in it was ever acknowledged.
+        drop(file);
+        fs::remove_file(path)?;
+        if let Some(dir) = path.parent() {
+            fsync_dir(dir)?;
+        }
+        report.torn_tails += 1;
+        report.truncated_bytes += len;
+        return Ok(());
+    }
+    if valid_len < len {
+        // Cut the torn tail before anything maps the file for reading.
+        file.set_len(valid_len)?;
+        file.sync_data()?;
+        report.truncated_bytes += len - valid_len;
+    }
+    let data = map(&file, valid_len)?;
+    if let Err(e) = core.recover_segment(key, seq, &data) {
+        // Unusable as a whole (no record names its recipient, or another one does): reported
+        // and left in place for `imrelay store verify`; the rest of the store is served.
+        tracing::error!(segment = %path.display(), error = %e, "store segment skipped");
+        report.corrupt += 1;
+        core.skip_segment(key, seq);
+    }
+    Ok(())
 }
 
 /// `fdatasync` of every file, concurrently when there are several (at most
@@ -257,212 +317,131 @@ fn fsync_dir(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }
 
-impl FsStore {
-    /// Opens (creating if needed) the store under `state_dir/store` and recovers it.
-    pub fn open(
-        state_dir: &Path,
-        policy: Policy,
-        seed: u64,
-    ) -> io::Result<(FsStore, RecoveryReport)> {
-        let started = Instant::now();
-        let root = state_dir.join("store");
-        fs::create_dir_all(&root)?;
-        let lock = lock_store(&root)?;
-        let mut core = Store::new(policy, seed);
-        let mut report = RecoveryReport::default();
-        let journal_path = root.join(JOURNAL_FILE);
-        let old_generation = replay_journal(&root, &journal_path, &mut report)?;
-        for (key, segs) in list_segments(&root)? {
-            for (seq, path) in segs {
-                let file = OpenOptions::new().read(true).write(true).open(&path)?;
-                let len = file.metadata()?.len();
-                report.segments += 1;
-                report.bytes += len;
-                let valid_len = {
-                    let data = map(&file, len)?;
-                    let r = scan(&data, |_, _| {});
-                    if let Tail::NewerVersion { at, version } = r.tail {
-                        // Cutting or rewriting it would destroy what a newer imrelay stored.
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!(
-                                "{}: record format version {version} at byte {at} is newer than this \
-                                 imrelay ({}); run the newer version",
-                                path.display(),
-                                crate::store::record::VERSION
-                            ),
-                        ));
-                    }
-                    report.records += r.records;
-                    report.corrupt += r.corrupt_count;
-                    if matches!(r.tail, Tail::Torn { .. } | Tail::Zeroes { .. }) {
-                        report.torn_tails += 1;
-                    }
-                    r.valid_len as u64
-                };
-                if valid_len == 0 {
-                    // A segment created by a batch that never became durable (a crash between
-                    // creating the file and syncing its first bytes): nothing in it was ever
-                    // acknowledged.
-                    drop(file);
-                    fs::remove_file(&path)?;
-                    if let Some(dir) = path.parent() {
-                        fsync_dir(dir)?;
-                    }
-                    report.torn_tails += 1;
-                    report.truncated_bytes += len;
-                    continue;
-                }
-                if valid_len < len {
-                    // Cut the torn tail before anything maps the file for reading.
-                    file.set_len(valid_len)?;
-                    file.sync_data()?;
-                    report.truncated_bytes += len - valid_len;
-                }
-                let data = map(&file, valid_len)?;
-                if let Err(e) = core.recover_segment(key, seq, &data) {
-                    // Unusable as a whole (no record names its recipient, or another one
-                    // does): reported and left in place for `imrelay store verify`; the rest
-                    // of the store is served.
-                    tracing::error!(segment = %path.display(), error = %e, "store segment skipped");
-                    report.corrupt += 1;
-                    core.skip_segment(key, seq);
-                }
+/// Which recipients a store serves: those whose key falls to partition `index` of `count`
+/// (`store::shard_of_key`). A server runs one partition per shard; tools open the whole store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Partition {
+    /// Every recipient.
+    pub const WHOLE: Partition = Partition { index: 0, count: 1 };
+
+    fn holds(self, key: RecipientKey) -> bool {
+        crate::store::shard_of_key(key, self.count) == self.index
+    }
+}
+
+/// The store's files held for as long as it is open: its lock, and what replaying the
+/// journals found. Made by [`prepare`] before any partition is opened.
+pub struct Prepared {
+    lock: File,
+    /// Journal entries redone into segment files.
+    pub journal_entries: usize,
+}
+
+/// Takes the store's lock and makes every journal left by the last run (of any number of
+/// partitions) durable in the segment files, then removes the journals: after this every
+/// segment file says all there is, and partitions may be opened in any number.
+pub fn prepare(state_dir: &Path) -> io::Result<Prepared> {
+    let root = state_dir.join("store");
+    fs::create_dir_all(&root)?;
+    let lock = lock_store(&root)?;
+    let mut journal_entries = 0;
+    let mut journals: Vec<PathBuf> = read_dir_sorted(&root)?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == JOURNAL_EXT))
+        .collect();
+    journals.sort();
+    for path in &journals {
+        journal_entries += replay_journal(&root, path)?;
+    }
+    // Only once every replayed byte is synced (replay_journal syncs) may the journals go; a
+    // crash before this point replays them again, which rewrites the same bytes.
+    for path in &journals {
+        fs::remove_file(path)?;
+    }
+    if !journals.is_empty() {
+        fsync_dir(&root)?;
+    }
+    Ok(Prepared {
+        lock,
+        journal_entries,
+    })
+}
+
+/// One unit of blocking work for the store's files: cut back the files of failed batches,
+/// write and sync a batch, delete reclaimed segments — in that order. A driver takes it from
+/// [`FsStore::next_job`], runs it with [`Files::run`] (on any thread), and hands the outcome
+/// to [`FsStore::finish_job`].
+#[derive(Debug)]
+pub struct Job {
+    /// Segments to truncate to a durable length (0: remove the file).
+    cuts: Vec<(SegmentRef, u64)>,
+    batch: Option<IoBatch>,
+    deletes: Vec<SegmentRef>,
+}
+
+impl Job {
+    /// Whether the job carries a batch (appends waiting for it).
+    pub fn has_batch(&self) -> bool {
+        self.batch.is_some()
+    }
+}
+
+/// What running a [`Job`] did.
+#[derive(Debug)]
+pub struct JobDone {
+    /// The batch's id, the segments it wrote, and whether it is durable.
+    batch: Option<(u64, Vec<SegmentRef>, Result<(), String>)>,
+    cuts_left: Vec<(SegmentRef, u64)>,
+    deletes_left: Vec<SegmentRef>,
+}
+
+/// The store's open files and its journal: the part of a store that blocks. It moves to
+/// whichever thread runs a job and back.
+pub struct Files {
+    root: PathBuf,
+    files: HashMap<SegmentRef, File>,
+    journal: Journal,
+}
+
+impl Files {
+    /// Runs a job: cuts first (nothing is written while a rollback is unfinished: its cut
+    /// would later destroy newer data), a checkpoint if a failed batch left entries in the
+    /// journal, the batch, then deletions (after a checkpoint).
+    pub fn run(&mut self, job: Job) -> JobDone {
+        let mut cuts = job.cuts;
+        let ready = self.cut(&mut cuts).and_then(|()| {
+            if self.journal.needs_checkpoint {
+                self.checkpoint()
+            } else {
+                Ok(())
+            }
+        });
+        let batch = job.batch.map(|b| {
+            let result = ready.and_then(|()| self.run_batch(&b.writes));
+            if result.is_err() {
+                // None of its entries may ever be replayed: a new generation first.
+                self.journal.needs_checkpoint = true;
+            }
+            let mut segs: Vec<SegmentRef> = b.writes.iter().map(|w| w.segment).collect();
+            segs.dedup();
+            (b.id, segs, result.map_err(|e| e.to_string()))
+        });
+        let mut deletes = job.deletes;
+        if !deletes.is_empty() {
+            if let Err(e) = self.delete(&mut deletes) {
+                tracing::warn!(error = %e, "store segments not deleted yet");
             }
         }
-        core.finish_recovery();
-        let journal = Journal::create(&root, &journal_path, old_generation.map_or(1, |g| g + 1))?;
-        let mut store = FsStore {
-            root,
-            core,
-            files: HashMap::new(),
-            maps: HashMap::new(),
-            dirty: Vec::new(),
-            to_delete: Vec::new(),
-            journal,
-            _lock: lock,
-        };
-        store.reclaim()?;
-        report.pending_messages = store.core.recipients().map(|(_, n, _)| n as usize).sum();
-        report.elapsed = started.elapsed();
-        Ok((store, report))
-    }
-
-    pub fn core(&self) -> &Store {
-        &self.core
-    }
-
-    /// Queues a message; it is durable (and acknowledged) at the next [`FsStore::commit`].
-    pub fn submit(
-        &mut self,
-        now_ms: u64,
-        aor: &[u8],
-        sender: &[u8],
-        content_type: &[u8],
-        body: &[u8],
-        retention_ms: Option<u64>,
-    ) -> Result<Ticket, StoreError> {
-        if !self.dirty.is_empty() {
-            self.repair().map_err(|e| StoreError::Io(e.to_string()))?;
+        JobDone {
+            batch,
+            cuts_left: cuts,
+            deletes_left: deletes,
         }
-        self.core
-            .append_message(now_ms, aor, sender, content_type, body, retention_ms)
-    }
-
-    /// Stores one message durably and returns its id.
-    pub fn append(
-        &mut self,
-        now_ms: u64,
-        aor: &[u8],
-        sender: &[u8],
-        content_type: &[u8],
-        body: &[u8],
-        retention_ms: Option<u64>,
-    ) -> Result<MessageId, StoreError> {
-        let t = self.submit(now_ms, aor, sender, content_type, body, retention_ms)?;
-        let acks = self.commit();
-        acks.into_iter()
-            .find(|a| a.ticket == t)
-            .map_or(Err(StoreError::Io("append lost".into())), |a| a.result)
-    }
-
-    /// Marks a message delivered and makes the mark durable.
-    pub fn deliver(&mut self, now_ms: u64, aor: &[u8], id: MessageId) -> Result<(), StoreError> {
-        self.core.mark_delivered(aor, id, now_ms)?;
-        self.commit();
-        Ok(())
-    }
-
-    /// Periodic upkeep: expires due messages, compacts a mostly dead segment if there is
-    /// one, and makes the marks and copies durable; returns how many messages expired.
-    pub fn expire(&mut self, now_ms: u64) -> usize {
-        let n = self.core.expire(now_ms);
-        if let Err(e) = self.compact(now_ms) {
-            // The messages stay where they are; the segment is tried again at the next upkeep.
-            tracing::warn!(error = %e, "store compaction skipped");
-        }
-        // Expiry marks, aborts of idle uploads and moved copies become durable now.
-        self.commit();
-        n
-    }
-
-    /// Copies the live messages of one mostly dead segment forward (durable at the next
-    /// commit, after which the segment is deleted); returns how many were moved.
-    pub fn compact(&mut self, now_ms: u64) -> Result<usize, StoreError> {
-        let Some(seg) = self.core.compaction_candidate() else {
-            return Ok(0);
-        };
-        // A chunked message may have pieces in any of the recipient's segments.
-        for (s, durable) in self.core.segments_of(seg.recipient) {
-            self.ensure_map(s, durable)?;
-        }
-        let maps = &self.maps;
-        let read = |seq: u64, offset: u64, len: u32| {
-            let m = maps.get(&SegmentRef {
-                recipient: seg.recipient,
-                seq,
-            })?;
-            m.get(offset as usize..(offset as usize).checked_add(len as usize)?)
-        };
-        self.core.compact(seg, now_ms, read)
-    }
-
-    /// Writes and syncs every queued batch (group commit) and returns the acknowledgements.
-    pub fn commit(&mut self) -> Vec<Ack> {
-        while let Some(batch) = self.core.poll_batch() {
-            // Nothing is written while a rollback is unfinished (its cut would later destroy
-            // newer data) or while the journal still holds a failed batch's entries.
-            let result = self
-                .repair()
-                .and_then(|()| {
-                    if self.journal.needs_checkpoint {
-                        self.checkpoint()
-                    } else {
-                        Ok(())
-                    }
-                })
-                .and_then(|()| self.run_batch(&batch.writes));
-            match result {
-                Ok(()) => self.core.on_batch_done(batch.id, Ok(())),
-                Err(e) => {
-                    for w in &batch.writes {
-                        if !self.dirty.contains(&w.segment) {
-                            self.dirty.push(w.segment);
-                        }
-                    }
-                    self.core.on_batch_done(batch.id, Err(e.to_string()));
-                    self.journal.needs_checkpoint = true;
-                    // Best effort now; both are retried before the next batch writes.
-                    let _ = self.repair().and_then(|()| self.checkpoint());
-                }
-            }
-        }
-        let _ = self.reclaim();
-        let mut acks = Vec::new();
-        while let Some(a) = self.core.poll_ack() {
-            acks.push(a);
-        }
-        acks
     }
 
     /// Makes one batch durable: its bytes go to the segment files (not synced) and, as
@@ -480,7 +459,6 @@ impl FsStore {
                     }
                     self.journal.new_dirs.insert(self.root.clone());
                 }
-                self.maps.remove(&w.segment);
                 // Never over an existing file: a new segment's number is above every file
                 // on disk, and a failed batch's new files are deleted before the next write.
                 let f = OpenOptions::new()
@@ -560,15 +538,13 @@ impl FsStore {
             .ok_or_else(|| io::Error::other("segment file vanished"))
     }
 
-    /// Truncates files of failed batches back to their durable length.
-    fn repair(&mut self) -> io::Result<()> {
-        while let Some(&seg) = self.dirty.last() {
-            let len = self.core.durable_len(seg).unwrap_or(0);
-            let path = seg_path(&self.root, seg);
-            self.maps.remove(&seg);
+    /// Truncates files of failed batches back to their durable length; what is done leaves
+    /// `cuts`.
+    fn cut(&mut self, cuts: &mut Vec<(SegmentRef, u64)>) -> io::Result<()> {
+        while let Some(&(seg, len)) = cuts.last() {
             if len == 0 {
                 self.files.remove(&seg);
-                match fs::remove_file(&path) {
+                match fs::remove_file(seg_path(&self.root, seg)) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
@@ -578,33 +554,253 @@ impl FsStore {
                 f.set_len(len)?;
                 f.sync_data()?;
             }
-            self.dirty.pop();
+            cuts.pop();
         }
         Ok(())
     }
 
-    /// Deletes segments the bookkeeping has emptied. A checkpoint comes first: until then the
-    /// journal may hold entries for such a segment, and replaying them after a crash would
-    /// bring a deleted segment back in pieces. What cannot be deleted now is retried later.
-    fn reclaim(&mut self) -> io::Result<()> {
-        while let Some(seg) = self.core.poll_reclaim() {
-            self.to_delete.push(seg);
-        }
-        if self.to_delete.is_empty() {
-            return Ok(());
-        }
+    /// Deletes segments the bookkeeping has emptied; what is done leaves `segs`. A
+    /// checkpoint comes first: until then the journal may hold entries for such a segment,
+    /// and replaying them after a crash would bring a deleted segment back in pieces.
+    fn delete(&mut self, segs: &mut Vec<SegmentRef>) -> io::Result<()> {
         self.checkpoint()?;
-        while let Some(&seg) = self.to_delete.last() {
-            self.maps.remove(&seg);
+        while let Some(&seg) = segs.last() {
             self.files.remove(&seg);
             match fs::remove_file(seg_path(&self.root, seg)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
-            self.to_delete.pop();
+            segs.pop();
         }
         Ok(())
+    }
+}
+
+impl FsStore {
+    /// Opens (creating if needed) the whole store under `state_dir/store` and recovers it:
+    /// what the admin commands, tools and tests use.
+    pub fn open(
+        state_dir: &Path,
+        policy: Policy,
+        seed: u64,
+    ) -> io::Result<(FsStore, RecoveryReport)> {
+        let prepared = prepare(state_dir)?;
+        let entries = prepared.journal_entries;
+        let (store, mut report) =
+            FsStore::open_partition(state_dir, Partition::WHOLE, policy, seed)?;
+        let mut store = store;
+        store._lock = Some(prepared.lock);
+        report.journal_entries = entries;
+        Ok((store, report))
+    }
+
+    /// Opens one partition of a [`prepare`]d store and recovers its recipients' segments;
+    /// the partition writes its own journal (`journal-<index>.jnl`). The caller holds the
+    /// store's lock for as long as any partition is open.
+    pub fn open_partition(
+        state_dir: &Path,
+        part: Partition,
+        policy: Policy,
+        seed: u64,
+    ) -> io::Result<(FsStore, RecoveryReport)> {
+        let started = Instant::now();
+        let root = state_dir.join("store");
+        let mut core = Store::new(policy, seed);
+        let mut report = RecoveryReport::default();
+        for (key, segs) in list_segments(&root)? {
+            if !part.holds(key) {
+                continue;
+            }
+            for (seq, path) in segs {
+                recover_file(&mut core, &mut report, key, seq, &path)?;
+            }
+        }
+        core.finish_recovery();
+        let journal_path = root.join(format!("journal-{}.{JOURNAL_EXT}", part.index));
+        let journal = Journal::create(&root, &journal_path, 1)?;
+        let mut store = FsStore {
+            root: root.clone(),
+            core,
+            maps: HashMap::new(),
+            files: Some(Files {
+                root,
+                files: HashMap::new(),
+                journal,
+            }),
+            dirty: Vec::new(),
+            to_delete: Vec::new(),
+            _lock: None,
+        };
+        // Segments recovery found dead go now.
+        store.commit();
+        report.pending_messages = store.core.recipients().map(|(_, n, _)| n as usize).sum();
+        report.elapsed = started.elapsed();
+        Ok((store, report))
+    }
+
+    pub fn core(&self) -> &Store {
+        &self.core
+    }
+
+    /// Queues a message; it is durable (and acknowledged) once a job carrying it has run
+    /// (at the next [`FsStore::commit`], for a synchronous driver).
+    pub fn submit(
+        &mut self,
+        now_ms: u64,
+        aor: &[u8],
+        sender: &[u8],
+        content_type: &[u8],
+        body: &[u8],
+        retention_ms: Option<u64>,
+    ) -> Result<Ticket, StoreError> {
+        self.core
+            .append_message(now_ms, aor, sender, content_type, body, retention_ms)
+    }
+
+    /// Stores one message durably and returns its id.
+    pub fn append(
+        &mut self,
+        now_ms: u64,
+        aor: &[u8],
+        sender: &[u8],
+        content_type: &[u8],
+        body: &[u8],
+        retention_ms: Option<u64>,
+    ) -> Result<MessageId, StoreError> {
+        let t = self.submit(now_ms, aor, sender, content_type, body, retention_ms)?;
+        let acks = self.commit();
+        acks.into_iter()
+            .find(|a| a.ticket == t)
+            .map_or(Err(StoreError::Io("append lost".into())), |a| a.result)
+    }
+
+    /// Marks a message delivered and makes the mark durable.
+    pub fn deliver(&mut self, now_ms: u64, aor: &[u8], id: MessageId) -> Result<(), StoreError> {
+        self.core.mark_delivered(aor, id, now_ms)?;
+        self.commit();
+        Ok(())
+    }
+
+    /// Expires due messages and compacts (see [`FsStore::upkeep`]), then makes the marks and
+    /// copies durable; returns how many messages expired.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let n = self.upkeep(now_ms);
+        self.commit();
+        n
+    }
+
+    /// Periodic upkeep without I/O of its own: expires due messages (and aborts idle
+    /// uploads), and copies the live messages of one mostly dead segment forward; the marks
+    /// and copies are queued for the next job. Returns how many messages expired.
+    pub fn upkeep(&mut self, now_ms: u64) -> usize {
+        let n = self.core.expire(now_ms);
+        if let Err(e) = self.compact(now_ms) {
+            // The messages stay where they are; the segment is tried again next time.
+            tracing::warn!(error = %e, "store compaction skipped");
+        }
+        n
+    }
+
+    /// Copies the live messages of one mostly dead segment forward (durable with the next
+    /// batch, after which the segment is deleted); returns how many were moved.
+    pub fn compact(&mut self, now_ms: u64) -> Result<usize, StoreError> {
+        let Some(seg) = self.core.compaction_candidate() else {
+            return Ok(0);
+        };
+        // A chunked message may have pieces in any of the recipient's segments.
+        for (s, durable) in self.core.segments_of(seg.recipient) {
+            self.ensure_map(s, durable)?;
+        }
+        let maps = &self.maps;
+        let read = |seq: u64, offset: u64, len: u32| {
+            let m = maps.get(&SegmentRef {
+                recipient: seg.recipient,
+                seq,
+            })?;
+            m.get(offset as usize..(offset as usize).checked_add(len as usize)?)
+        };
+        self.core.compact(seg, now_ms, read)
+    }
+
+    /// The next unit of blocking work, if there is any and no job is out: the files of
+    /// failed batches to cut back, the open batch, and reclaimed segments to delete. Maps of
+    /// segments about to be cut or deleted are dropped first (a file never shrinks under a
+    /// map this store made).
+    pub fn next_job(&mut self) -> Option<Job> {
+        self.files.as_ref()?;
+        while let Some(seg) = self.core.poll_reclaim() {
+            self.to_delete.push(seg);
+        }
+        let cuts: Vec<(SegmentRef, u64)> = self
+            .dirty
+            .iter()
+            .map(|&s| (s, self.core.durable_len(s).unwrap_or(0)))
+            .collect();
+        let batch = self.core.poll_batch();
+        if batch.is_none() && cuts.is_empty() && self.to_delete.is_empty() {
+            return None;
+        }
+        for (seg, _) in &cuts {
+            self.maps.remove(seg);
+        }
+        for seg in &self.to_delete {
+            self.maps.remove(seg);
+        }
+        Some(Job {
+            cuts,
+            batch,
+            deletes: std::mem::take(&mut self.to_delete),
+        })
+    }
+
+    /// Takes the files to run a job elsewhere; [`FsStore::finish_job`] gives them back.
+    pub fn take_files(&mut self) -> Option<Files> {
+        self.files.take()
+    }
+
+    /// Takes back the files and the outcome of a job.
+    pub fn finish_job(&mut self, files: Files, done: JobDone) {
+        self.files = Some(files);
+        self.dirty = done.cuts_left.into_iter().map(|(s, _)| s).collect();
+        self.to_delete.extend(done.deletes_left);
+        if let Some((id, segs, result)) = done.batch {
+            if result.is_err() {
+                for s in segs {
+                    if !self.dirty.contains(&s) {
+                        self.dirty.push(s);
+                    }
+                }
+            }
+            self.core.on_batch_done(id, result);
+        }
+    }
+
+    /// The next finished append.
+    pub fn poll_ack(&mut self) -> Option<Ack> {
+        self.core.poll_ack()
+    }
+
+    /// Runs every job there is, here (group commit: everything queued goes in one batch),
+    /// and returns the acknowledgements.
+    pub fn commit(&mut self) -> Vec<Ack> {
+        while let Some(job) = self.next_job() {
+            let had_batch = job.has_batch();
+            let Some(mut files) = self.take_files() else {
+                break;
+            };
+            let done = files.run(job);
+            self.finish_job(files, done);
+            if !had_batch {
+                // Only cuts or deletions: one attempt per commit (they are retried later).
+                break;
+            }
+        }
+        let mut acks = Vec::new();
+        while let Some(a) = self.core.poll_ack() {
+            acks.push(a);
+        }
+        acks
     }
 
     /// Calls `f` with the stored message's metadata and body, read through memory maps of
@@ -669,9 +865,10 @@ impl FsStore {
         }
         let mapped = self.maps.get(&seg).map_or(0, |m| m.len() as u64);
         if mapped < end {
-            let file = self.file(seg).map_err(|e| StoreError::Io(e.to_string()))?;
-            let m = map(file, durable).map_err(|e| StoreError::Io(e.to_string()))?;
-            self.maps.insert(seg, m);
+            let io = |e: io::Error| StoreError::Io(e.to_string());
+            let file = File::open(seg_path(&self.root, seg)).map_err(io)?;
+            self.maps
+                .insert(seg, Arc::new(map(&file, durable).map_err(io)?));
         }
         Ok(())
     }

@@ -51,8 +51,13 @@ impl RecipientKey {
 
 /// The shard that owns a recipient: its store log, its appends, its deliveries.
 pub fn shard_of(aor: &[u8], shards: usize) -> usize {
+    shard_of_key(RecipientKey::of(aor), shards)
+}
+
+/// [`shard_of`] for a recipient known by its key (as recovery finds it on disk).
+pub fn shard_of_key(key: RecipientKey, shards: usize) -> usize {
     debug_assert!(shards > 0);
-    (RecipientKey::of(aor).0 % shards.max(1) as u128) as usize
+    (key.0 % shards.max(1) as u128) as usize
 }
 
 #[cfg(test)]

@@ -510,7 +510,8 @@ fn a_segment_written_by_a_queued_batch_is_not_reclaimed_under_it() {
     let mut s = Store::new(policy, 4);
     let mut disk = Disk::default();
     let aor = b"sip:dave@example.com";
-    s.append_message(1, aor, b"s", b"t", &[7; 20], None).unwrap();
+    s.append_message(1, aor, b"s", b"t", &[7; 20], None)
+        .unwrap();
     let b = s.poll_batch().unwrap();
     complete(&mut s, &mut disk, b, true);
     let id = s.poll_ack().unwrap().result.unwrap();
@@ -528,7 +529,10 @@ fn a_segment_written_by_a_queued_batch_is_not_reclaimed_under_it() {
     assert!(b.writes.iter().any(|w| w.segment.seq == 1 && w.offset > 0));
     for w in &b.writes {
         // Every file the queued batch writes to still exists.
-        assert!(w.offset == 0 || disk.files.contains_key(&w.segment), "{w:?}");
+        assert!(
+            w.offset == 0 || disk.files.contains_key(&w.segment),
+            "{w:?}"
+        );
     }
     complete(&mut s, &mut disk, b, true);
     // Now segment 1 holds nothing live and nothing queued: it goes.

@@ -584,15 +584,29 @@ fn upkeep_copies_live_messages_out_of_a_mostly_dead_segment_and_deletes_it() {
     let key = RecipientKey::of(aor);
     let mut i = 0;
     while s.core().segments_of(key).first().map_or(0, |&(_, len)| len) < 3700 {
-        s.append(T0 + i, aor, b"sip:a@x", b"text/plain", &body(i as usize), None)
-            .unwrap();
+        s.append(
+            T0 + i,
+            aor,
+            b"sip:a@x",
+            b"text/plain",
+            &body(i as usize),
+            None,
+        )
+        .unwrap();
         i += 1;
     }
     let big: Vec<u8> = (0..6000u32).map(|i| (i * 31) as u8).collect();
     let up = upload(&mut s, aor, &big, 500);
     for j in 0..20 {
-        s.append(T0 + i + j, aor, b"sip:a@x", b"text/plain", &body(j as usize), None)
-            .unwrap();
+        s.append(
+            T0 + i + j,
+            aor,
+            b"sip:a@x",
+            b"text/plain",
+            &body(j as usize),
+            None,
+        )
+        .unwrap();
     }
     let first_files = walk(dir.path()).len();
     // Deliver everything but the chunked message and the last three.
@@ -604,7 +618,10 @@ fn upkeep_copies_live_messages_out_of_a_mostly_dead_segment_and_deletes_it() {
     assert_eq!(before[0], 1);
     s.expire(T0 + 200);
     let after = s.core().find(aor, up).unwrap().segments();
-    assert!(after[0] > *before.last().unwrap(), "{before:?} -> {after:?}");
+    assert!(
+        after[0] > *before.last().unwrap(),
+        "{before:?} -> {after:?}"
+    );
     assert!(walk(dir.path()).len() < first_files);
     assert_eq!(s.with_message(aor, up, |_, b| b.to_vec()).unwrap(), big);
     let expected = bodies(&mut s, aor);
@@ -614,4 +631,66 @@ fn upkeep_copies_live_messages_out_of_a_mostly_dead_segment_and_deletes_it() {
     assert_eq!(r.pending_messages, 4);
     assert_eq!(bodies(&mut s, aor), expected);
     assert_eq!(expected[0], big);
+}
+
+#[test]
+fn partitions_hold_their_own_recipients_and_any_number_of_them_reopens_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let aors: Vec<Vec<u8>> = (0..12)
+        .map(|i| format!("sip:user{i}@example.com").into_bytes())
+        .collect();
+    {
+        let _held = prepare(dir.path()).unwrap();
+        // A second process cannot open the store meanwhile.
+        assert!(FsStore::open(dir.path(), policy(), 1).is_err());
+        let mut parts: Vec<FsStore> = (0..2)
+            .map(|index| {
+                FsStore::open_partition(dir.path(), Partition { index, count: 2 }, policy(), 1)
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        for (i, aor) in aors.iter().enumerate() {
+            let owner = crate::store::shard_of(aor, 2);
+            parts[owner]
+                .append(T0, aor, b"s", b"t", &body(i), None)
+                .unwrap();
+        }
+        for (index, p) in parts.iter().enumerate() {
+            assert!(p
+                .core()
+                .recipients()
+                .all(|(aor, ..)| crate::store::shard_of(aor, 2) == index));
+        }
+    }
+    // The segments' own bytes were never synced: lose them all; both partitions' journals
+    // bring them back, whatever the number of partitions now.
+    for (_, segs) in list_segments(&dir.path().join("store")).unwrap() {
+        for (_, path) in segs {
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+    }
+    let prepared = prepare(dir.path()).unwrap();
+    assert!(prepared.journal_entries >= aors.len());
+    let mut seen = 0;
+    for index in 0..3 {
+        let (mut p, r) =
+            FsStore::open_partition(dir.path(), Partition { index, count: 3 }, policy(), 1)
+                .unwrap();
+        assert_eq!(r.torn_tails, 0, "{r:?}");
+        for (i, aor) in aors.iter().enumerate() {
+            if crate::store::shard_of(aor, 3) == index {
+                assert_eq!(bodies(&mut p, aor), vec![body(i)]);
+                seen += 1;
+            } else {
+                assert_eq!(p.core().pending(aor).count(), 0);
+            }
+        }
+    }
+    assert_eq!(seen, aors.len());
 }
