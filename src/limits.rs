@@ -145,6 +145,10 @@ pub const STORE_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 /// Corrupt regions a scan of one segment reports individually; more are counted only.
 pub const STORE_SCAN_CORRUPT_REPORTS_MAX: usize = 64;
 
+/// How often a shard runs its store's upkeep (expiry, idle uploads, compaction), in
+/// milliseconds.
+pub const STORE_UPKEEP_INTERVAL_MS: u64 = 1000;
+
 // ---------------------------------------------------------------------------------------------
 // Runtime.
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,10 @@
 //! ordered pair of shards). A cross-core hop costs tens of microseconds here (see
 //! ARCHITECTURE.md), so hot paths stay on one shard and only ownership crossings use this.
 
+use crate::runtime::store::{AppendRequest, StoreStats};
 use crate::shard::ShardStats;
+use crate::store::core::StoreError;
+use crate::store::record::MessageId;
 use crate::transport::Transmit;
 
 /// What one shard asks of another.
@@ -17,6 +20,18 @@ pub enum ShardMsg {
     Stats {
         shard: usize,
         stats: ShardStats,
+        store: StoreStats,
+    },
+    /// Store this message for a recipient the receiving shard owns; answer `token` to
+    /// shard `from` with [`ShardMsg::StoreAppended`] once it is durable or refused.
+    StoreAppend {
+        from: usize,
+        token: u64,
+        req: AppendRequest,
+    },
+    StoreAppended {
+        token: u64,
+        result: Result<MessageId, StoreError>,
     },
     /// A liveness probe; the receiver answers with [`ShardMsg::Pong`] (startup self-check).
     Ping {

@@ -11,6 +11,7 @@ pub mod mesh;
 pub mod sd_notify;
 mod shard_task;
 pub mod sockets;
+pub mod store;
 pub mod system;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +38,8 @@ pub struct ServeReport {
     pub totals: ShardStats,
     /// Counters of each shard, in shard order.
     pub per_shard: Vec<ShardStats>,
+    /// The store's counters summed over every shard.
+    pub store: store::StoreStats,
 }
 
 /// What every shard gets from the supervisor.
@@ -55,6 +58,8 @@ pub(crate) struct ShardSetup {
         mesh::ShardMsg,
         glommio::channels::channel_mesh::Full,
     >,
+    /// This shard's partition of the deferred store, recovered on the main thread.
+    pub store: crate::store::fs::FsStore,
 }
 
 /// Something the running server says on stdout (the loopback tests read these lines).
@@ -78,6 +83,7 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
         path: cfg.server.state_dir.clone(),
         error,
     })?;
+    let (_store_lock, mut stores) = open_store(cfg, cpus.len())?;
     let udp = cfg.server.transports.contains(&SipTransport::Udp);
     let tcp = cfg.server.transports.contains(&SipTransport::Tcp);
     let (sockets, bound) = sockets::bind_sip(cfg.server.sip_addr, cpus.len(), udp, tcp)?;
@@ -103,6 +109,9 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
     let mut readies = Vec::with_capacity(cpus.len());
     let mut failure: Option<StartError> = None;
     for (index, (&cpu, socks)) in cpus.iter().zip(sockets).enumerate() {
+        let Some(store) = stores.next() else {
+            break;
+        };
         let (ready_tx, ready_rx) = crossbeam::channel::bounded(1);
         let setup = ShardSetup {
             index,
@@ -116,6 +125,7 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
             grace,
             ready: ready_tx,
             mesh: mesh.clone(),
+            store,
         };
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("imrelay-shard-{index}"))
@@ -225,18 +235,71 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
                 if let Some(t) = r.totals {
                     report.totals = t;
                 }
+                if let Some(t) = r.store_totals {
+                    report.store = t;
+                }
             }
             Err(e) => tracing::error!(shard = index, cpu, error = %e, "shard ended with an error"),
         }
     }
     announce(&format!(
-        "stopped: {} requests, {} responses sent, {} malformed, {} retransmissions absorbed",
+        "stopped: {} requests, {} responses sent, {} malformed, {} retransmissions absorbed, \
+         {} messages stored",
         report.totals.requests,
         report.totals.responses_sent,
         report.totals.malformed,
-        report.totals.retransmissions_absorbed
+        report.totals.retransmissions_absorbed,
+        report.store.stored
     ));
     Ok(report)
+}
+
+/// Takes the store's lock, replays every journal, and recovers one partition per shard (on
+/// this thread, before any shard starts); announces what was found.
+fn open_store(
+    cfg: &Config,
+    shards: usize,
+) -> Result<
+    (
+        crate::store::fs::Prepared,
+        impl Iterator<Item = crate::store::fs::FsStore>,
+    ),
+    StartError,
+> {
+    use crate::store::fs::{prepare, FsStore, Partition};
+    let dir = &cfg.server.state_dir;
+    let err = |error| StartError::Store {
+        path: dir.clone(),
+        error,
+    };
+    let prepared = prepare(dir).map_err(err)?;
+    let mut parts = Vec::with_capacity(shards);
+    let mut total = crate::store::fs::RecoveryReport {
+        journal_entries: prepared.journal_entries,
+        ..Default::default()
+    };
+    for index in 0..shards {
+        let part = Partition {
+            index,
+            count: shards,
+        };
+        let (store, r) =
+            FsStore::open_partition(dir, part, cfg.store.policy(), random_seed()).map_err(err)?;
+        total.add(&r);
+        parts.push(store);
+    }
+    announce(&format!(
+        "store: {} messages pending in {} segments ({} bytes), {} torn tails cut, {} corrupt \
+         regions skipped, {} journal entries redone, recovered in {} ms",
+        total.pending_messages,
+        total.segments,
+        total.bytes,
+        total.torn_tails,
+        total.corrupt,
+        total.journal_entries,
+        total.elapsed.as_millis()
+    ));
+    Ok((prepared, parts.into_iter()))
 }
 
 /// Waits for the stop flag; meanwhile pings systemd's watchdog only while every shard's

@@ -23,6 +23,7 @@ use crate::limits::{
     SIP_TCP_CONNECTIONS_PER_SHARD_MAX, SIP_TCP_IDLE_SECS_MAX, UDP_DATAGRAM_BYTES_MAX,
 };
 use crate::runtime::mesh::ShardMsg;
+use crate::runtime::store::{ShardStore, StoreRouter, StoreStats};
 use crate::runtime::ShardSetup;
 use crate::shard::{Shard, ShardStats, StreamState};
 use crate::transport::{ConnId, Transmit, Transport};
@@ -33,6 +34,8 @@ const HEARTBEAT: Duration = Duration::from_millis(50);
 /// What a shard hands back when it stops.
 pub(crate) struct ShardResult {
     pub own: ShardStats,
+    /// Shard 0 only: every shard's store counters summed.
+    pub store_totals: Option<StoreStats>,
     /// Shard 0 only: every shard's counters summed, gathered over the mesh.
     pub totals: Option<ShardStats>,
 }
@@ -65,7 +68,9 @@ struct Local {
     /// Connections whose tasks have not finished (writers may still be draining).
     live_conns: Cell<usize>,
     next_conn: Cell<u64>,
-    senders: Senders<ShardMsg>,
+    senders: Rc<Senders<ShardMsg>>,
+    /// This shard's store partition, and the way to the others'.
+    store: Rc<StoreRouter>,
     /// Closed when the shard stops: every pending `acquire` returns at once.
     stopping: Semaphore,
     /// Signalled when new input may have moved the next timer earlier.
@@ -73,7 +78,7 @@ struct Local {
     armed: Cell<Option<Instant>>,
     pongs: Cell<usize>,
     pong_wait: Semaphore,
-    stats_in: RefCell<Vec<ShardStats>>,
+    stats_in: RefCell<Vec<(ShardStats, StoreStats)>>,
     stats_wait: Semaphore,
 }
 
@@ -90,11 +95,13 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         grace,
         ready,
         mesh,
+        store,
     } = setup;
 
     let nothing = ShardResult {
         own: ShardStats::default(),
         totals: None,
+        store_totals: None,
     };
     // Joining waits for every shard; one that never starts must not hold the others forever.
     let joined = future::or(async { Some(mesh.join().await) }, wait_for_stop(&stop)).await;
@@ -119,7 +126,8 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         conns: RefCell::new(HashMap::new()),
         live_conns: Cell::new(0),
         next_conn: Cell::new(0),
-        senders,
+        senders: Rc::new(senders),
+        store: Rc::new(StoreRouter::new(index, shards, ShardStore::new(store))),
         stopping: Semaphore::new(0),
         timer_wake: Semaphore::new(0),
         armed: Cell::new(None),
@@ -165,6 +173,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         tasks.push(glommio::spawn_local(accept_loop(Rc::clone(&local), l)).detach());
     }
     tasks.push(glommio::spawn_local(timer_loop(Rc::clone(&local))).detach());
+    local.store.local().start();
     let _ = ready.send(Ok(()));
 
     // Heartbeat until told to stop.
@@ -182,8 +191,12 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
     for t in tasks {
         t.cancel();
     }
+    // Whatever was queued for the store is written (or refused) before the shard ends.
+    local.store.local().close(grace).await;
+    local.store.abandon_calls();
 
     let own = local.shard.borrow().stats();
+    let own_store = local.store.local().stats();
     let totals = if index == 0 {
         // Gather every other shard's counters (bounded by the grace period).
         let deadline = Instant::now() + grace.max(Duration::from_millis(200));
@@ -198,10 +211,12 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
             .await;
         }
         let mut t = own;
-        for s in local.stats_in.borrow().iter() {
+        let mut st = own_store;
+        for (s, ss) in local.stats_in.borrow().iter() {
             t.add(s);
+            st.add(ss);
         }
-        Some(t)
+        Some((t, st))
     } else {
         let _ = local
             .senders
@@ -210,12 +225,17 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
                 ShardMsg::Stats {
                     shard: index,
                     stats: own,
+                    store: own_store,
                 },
             )
             .await;
         None
     };
-    ShardResult { own, totals }
+    ShardResult {
+        own,
+        store_totals: totals.map(|(_, st)| st),
+        totals: totals.map(|(t, _)| t),
+    }
 }
 
 /// Resolves once the process is told to stop (checked every heartbeat).
@@ -231,6 +251,9 @@ fn spawn_mesh_receivers(local: &Rc<Local>, mut receivers: Receivers<ShardMsg>) {
         let local = Rc::clone(local);
         glommio::spawn_local(async move {
             while let Some(msg) = rx.recv().await {
+                let Some(msg) = local.store.handle(&local.senders, msg) else {
+                    continue;
+                };
                 match msg {
                     ShardMsg::Ping { from, seq } => {
                         let _ = local
@@ -249,10 +272,12 @@ fn spawn_mesh_receivers(local: &Rc<Local>, mut receivers: Receivers<ShardMsg>) {
                         local.pong_wait.signal(1);
                     }
                     ShardMsg::Transmit(t) => send(&local, t).await,
-                    ShardMsg::Stats { stats, .. } => {
-                        local.stats_in.borrow_mut().push(stats);
+                    ShardMsg::Stats { stats, store, .. } => {
+                        local.stats_in.borrow_mut().push((stats, store));
                         local.stats_wait.signal(1);
                     }
+                    // Taken by the store router above.
+                    ShardMsg::StoreAppend { .. } | ShardMsg::StoreAppended { .. } => {}
                 }
             }
         })

@@ -45,6 +45,11 @@ pub enum StartError {
         path: std::path::PathBuf,
         error: std::io::Error,
     },
+    /// The deferred store under the state directory cannot be opened or recovered.
+    Store {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
     Cpus(std::io::Error),
     Signals(std::io::Error),
     Notify(String),
@@ -90,6 +95,13 @@ impl fmt::Display for StartError {
             StateDir { path, error } => write!(
                 f,
                 "cannot create the state directory {}: {error} (choose one with --state-dir)",
+                path.display()
+            ),
+            Store { path, error } => write!(
+                f,
+                "cannot open the message store under {}: {error} (`imrelay store verify \
+                 --state-dir {}` checks it without changing it)",
+                path.display(),
                 path.display()
             ),
             Cpus(e) => write!(f, "cannot read the CPUs this process may use: {e}"),

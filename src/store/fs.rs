@@ -46,6 +46,21 @@ pub struct RecoveryReport {
     pub elapsed: Duration,
 }
 
+impl RecoveryReport {
+    /// Adds another partition's report (elapsed times add: partitions recover one by one).
+    pub fn add(&mut self, o: &RecoveryReport) {
+        self.segments += o.segments;
+        self.bytes += o.bytes;
+        self.records += o.records;
+        self.corrupt += o.corrupt;
+        self.torn_tails += o.torn_tails;
+        self.truncated_bytes += o.truncated_bytes;
+        self.pending_messages += o.pending_messages;
+        self.journal_entries += o.journal_entries;
+        self.elapsed += o.elapsed;
+    }
+}
+
 /// A store on disk, driven synchronously.
 pub struct FsStore {
     root: PathBuf,
@@ -400,6 +415,13 @@ pub struct JobDone {
     deletes_left: Vec<SegmentRef>,
 }
 
+impl JobDone {
+    /// Whether the job's batch failed (its appends are refused).
+    pub fn batch_failed(&self) -> bool {
+        matches!(&self.batch, Some((_, _, Err(_))))
+    }
+}
+
 /// The store's open files and its journal: the part of a store that blocks. It moves to
 /// whichever thread runs a job and back.
 pub struct Files {
@@ -675,6 +697,16 @@ impl FsStore {
             .map_or(Err(StoreError::Io("append lost".into())), |a| a.result)
     }
 
+    /// Marks a message delivered; the mark becomes durable with the next job's batch.
+    pub fn mark_delivered(
+        &mut self,
+        now_ms: u64,
+        aor: &[u8],
+        id: MessageId,
+    ) -> Result<(), StoreError> {
+        self.core.mark_delivered(aor, id, now_ms)
+    }
+
     /// Marks a message delivered and makes the mark durable.
     pub fn deliver(&mut self, now_ms: u64, aor: &[u8], id: MessageId) -> Result<(), StoreError> {
         self.core.mark_delivered(aor, id, now_ms)?;
@@ -812,6 +844,27 @@ impl FsStore {
         id: MessageId,
         f: impl FnOnce(&Meta<'_>, &[u8]) -> R,
     ) -> Result<R, StoreError> {
+        let m = self.message(aor, id)?;
+        let meta = Meta {
+            id: m.id,
+            stored_at_ms: m.stored_at_ms,
+            expires_at_ms: m.expires_at_ms,
+            total_len: m.body.len() as u64,
+            sender: &m.sender,
+            recipient: aor,
+            content_type: &m.content_type,
+        };
+        Ok(match m.body.0.as_slice() {
+            [] => f(&meta, &[]),
+            [(map, range)] => f(&meta, &map[range.clone()]),
+            _ => f(&meta, &m.body.slices().collect::<Vec<&[u8]>>().concat()),
+        })
+    }
+
+    /// A stored message: its metadata, and its body as slices of read-only maps of the
+    /// segments' durable prefixes (no copy: a sender writes them to the network as they
+    /// are). Every record is verified as it is found.
+    pub fn message(&mut self, aor: &[u8], id: MessageId) -> Result<StoredMessage, StoreError> {
         let entry = self
             .core
             .find(aor, id)
@@ -829,29 +882,78 @@ impl FsStore {
         for c in &entry.chunks {
             self.ensure_map(seg(c.segment), c.offset + u64::from(c.record_len))?;
         }
-        let head = self.record_at(seg(entry.segment), entry.offset, id)?;
-        match head {
-            Record::Message { meta, body } if meta.id == id => Ok(f(&meta, body)),
-            Record::Begin { meta } if meta.id == id => {
-                let mut body = Vec::with_capacity(entry.body_len as usize);
-                for c in &entry.chunks {
-                    match self.record_at(seg(c.segment), c.offset, id)? {
-                        Record::Chunk { id: cid, data, .. } if cid == id => {
-                            body.extend_from_slice(data)
-                        }
-                        _ => {
-                            return Err(StoreError::Io(format!(
-                                "a piece of {id} is not where it was stored"
-                            )))
-                        }
-                    }
-                }
-                Ok(f(&meta, &body))
+        let lost = || StoreError::Io(format!("a piece of {id} is not where it was stored"));
+        let head_map = self.map_of(seg(entry.segment))?;
+        let head = record_at(&head_map, entry.offset, id)?;
+        let (meta, body) = match head {
+            Record::Message { meta, body } if meta.id == id => (meta, Some(body)),
+            Record::Begin { meta } if meta.id == id => (meta, None),
+            _ => {
+                return Err(StoreError::Io(format!(
+                    "record of {id} is not that message"
+                )))
             }
-            _ => Err(StoreError::Io(format!(
-                "record of {id} is not that message"
-            ))),
+        };
+        let mut parts = Vec::with_capacity(entry.chunks.len().max(1));
+        if let Some(body) = body {
+            parts.push((Arc::clone(&head_map), range_in(&head_map, body)));
         }
+        for c in &entry.chunks {
+            let m = self.map_of(seg(c.segment))?;
+            let range = match record_at(&m, c.offset, id)? {
+                Record::Chunk {
+                    id: cid,
+                    offset,
+                    data,
+                } if cid == id && offset == c.body_offset => range_in(&m, data),
+                _ => return Err(lost()),
+            };
+            parts.push((m, range));
+        }
+        Ok(StoredMessage {
+            id,
+            stored_at_ms: meta.stored_at_ms,
+            expires_at_ms: meta.expires_at_ms,
+            sender: meta.sender.to_vec(),
+            content_type: meta.content_type.to_vec(),
+            body: Pages(parts),
+        })
+    }
+
+    /// The records of a stored message as they lie in the maps, not read yet (nothing is
+    /// verified, so no page is touched): what a reader prefetches before [`FsStore::message`]
+    /// reads and verifies them.
+    pub fn records(&mut self, aor: &[u8], id: MessageId) -> Result<Pages, StoreError> {
+        let entry = self
+            .core
+            .find(aor, id)
+            .cloned()
+            .ok_or(StoreError::UnknownMessage)?;
+        let key = RecipientKey::of(aor);
+        let places = std::iter::once((entry.segment, entry.offset, entry.record_len)).chain(
+            entry
+                .chunks
+                .iter()
+                .map(|c| (c.segment, c.offset, c.record_len)),
+        );
+        let mut out = Vec::with_capacity(entry.chunks.len() + 1);
+        for (seq, offset, len) in places {
+            let seg = SegmentRef {
+                recipient: key,
+                seq,
+            };
+            let end = offset + u64::from(len);
+            self.ensure_map(seg, end)?;
+            out.push((self.map_of(seg)?, offset as usize..end as usize));
+        }
+        Ok(Pages(out))
+    }
+
+    fn map_of(&self, seg: SegmentRef) -> Result<Arc<MapOrEmpty>, StoreError> {
+        self.maps
+            .get(&seg)
+            .cloned()
+            .ok_or_else(|| StoreError::Io("segment not mapped".into()))
     }
 
     /// Makes sure the segment is mapped up to at least `end` (within its durable length).
@@ -872,21 +974,112 @@ impl FsStore {
         }
         Ok(())
     }
+}
 
-    /// The verified record at `offset` of a mapped segment.
-    fn record_at(
-        &self,
-        seg: SegmentRef,
-        offset: u64,
-        id: MessageId,
-    ) -> Result<Record<'_>, StoreError> {
-        self.maps
-            .get(&seg)
-            .and_then(|m| m.get(offset as usize..))
-            .and_then(|b| decode(b).ok())
-            .map(|(r, _)| r)
-            .ok_or_else(|| StoreError::Io(format!("record of {id} does not verify")))
+/// The verified record at `offset` of a map.
+fn record_at(map: &MapOrEmpty, offset: u64, id: MessageId) -> Result<Record<'_>, StoreError> {
+    map.get(offset as usize..)
+        .and_then(|b| decode(b).ok())
+        .map(|(r, _)| r)
+        .ok_or_else(|| StoreError::Io(format!("record of {id} does not verify")))
+}
+
+/// Where `part` (a slice of `map`) lies in it.
+fn range_in(map: &MapOrEmpty, part: &[u8]) -> std::ops::Range<usize> {
+    let start = part.as_ptr() as usize - map.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// Ranges of shared read-only maps: a stored message's records or its body.
+#[derive(Clone, Default)]
+pub struct Pages(Vec<(Arc<MapOrEmpty>, std::ops::Range<usize>)>);
+
+impl Pages {
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|(_, r)| r.len()).sum()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pieces in order.
+    pub fn slices(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.0.iter().map(|(m, r)| &m[r.clone()])
+    }
+
+    /// Asks the kernel to start reading the pages in (`madvise(MADV_WILLNEED)`); it does not
+    /// wait for them.
+    pub fn prefetch(&self) {
+        for (m, r) in &self.0 {
+            if let MapOrEmpty::Map(map) = &**m {
+                let _ = map.advise_range(memmap2::Advice::WillNeed, r.start, r.len());
+            }
+        }
+    }
+
+    /// Whether every page is in memory (`mincore`): reading them then cannot fault to the
+    /// disk.
+    pub fn resident(&self) -> bool {
+        self.slices().all(resident)
+    }
+
+    /// Reads one byte of every page, faulting in what is not in memory: run it off the shard
+    /// threads (it blocks on the disk).
+    pub fn touch(&self) {
+        let page = page_size();
+        for s in self.slices() {
+            for i in (0..s.len()).step_by(page) {
+                // SAFETY: `i` is within `s`; a volatile read keeps the load from being elided.
+                unsafe { std::ptr::read_volatile(s.as_ptr().add(i)) };
+            }
+        }
+    }
+}
+
+/// A message read from the store: metadata, and the body as slices of shared read-only
+/// maps. It keeps its maps alive; the store never shrinks a file below a durable prefix, so
+/// the slices stay valid for as long as it is held.
+#[derive(Clone)]
+pub struct StoredMessage {
+    pub id: MessageId,
+    pub stored_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub sender: Vec<u8>,
+    pub content_type: Vec<u8>,
+    pub body: Pages,
+}
+
+impl std::fmt::Debug for StoredMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredMessage")
+            .field("id", &self.id)
+            .field("body_len", &self.body.len())
+            .field("parts", &self.body.0.len())
+            .finish()
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// Whether every page under `s` (a slice of a file map) is resident.
+fn resident(s: &[u8]) -> bool {
+    if s.is_empty() {
+        return true;
+    }
+    let page = page_size();
+    let start = s.as_ptr() as usize & !(page - 1);
+    let end = s.as_ptr() as usize + s.len();
+    let pages = (end - start).div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: [start, end) lies within one live mapping (page-aligned start, as mincore
+    // requires) and `vec` has one byte per page of it.
+    let rc = unsafe { libc::mincore(start as *mut libc::c_void, end - start, vec.as_mut_ptr()) };
+    rc == 0 && vec.iter().all(|b| b & 1 == 1)
 }
 
 /// A read-only map of the first `len` bytes of `file` (an empty slice for an empty file).

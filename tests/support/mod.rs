@@ -21,13 +21,21 @@ pub struct Server {
     pub sip: SocketAddr,
     pub state: tempfile::TempDir,
     lines: mpsc::Receiver<String>,
+    /// Lines read while waiting for another one.
+    pub passed: Vec<String>,
+    /// The ready line.
+    pub ready: String,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
     /// Starts `imrelay serve` with `args` added, on a free port, and waits until it is ready.
     pub fn start(args: &[&str]) -> Server {
-        let state = tempfile::tempdir().expect("temp dir");
+        Server::start_in(tempfile::tempdir().expect("temp dir"), args)
+    }
+
+    /// [`Server::start`] on a state directory prepared by the test.
+    pub fn start_in(state: tempfile::TempDir, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_imrelay"))
             .arg("serve")
             .args([
@@ -73,6 +81,8 @@ impl Server {
             sip: "0.0.0.0:0".parse().unwrap(),
             state,
             lines,
+            passed: Vec::new(),
+            ready: String::new(),
             stderr,
         };
         let ready = server.wait_line("imrelay: ready: ");
@@ -83,6 +93,7 @@ impl Server {
             .and_then(|a| a.trim_end_matches(',').parse().ok())
             .unwrap_or_else(|| panic!("cannot read the address from {ready:?}"));
         server.sip = addr;
+        server.ready = ready;
         server
     }
 
@@ -93,7 +104,7 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.starts_with(prefix) => return line,
-                Ok(_) => continue,
+                Ok(line) => self.passed.push(line),
                 Err(_) => panic!(
                     "no line {prefix:?} within {WAIT:?}; stderr: {}",
                     self.stderr.lock().unwrap()

@@ -1,0 +1,356 @@
+//! A shard's partition of the deferred store, driven asynchronously.
+//!
+//! The shard thread keeps the bookkeeping and the read maps ([`FsStore`]); every blocking
+//! step — writing a batch, `fdatasync`, cutting back a failed batch, deleting segments, and
+//! faulting in pages of a cold message — runs on the executor's blocking thread
+//! (`spawn_blocking`), so a slow disk delays acknowledgements, never the shard's sockets.
+//! One job is out at a time; appends arriving meanwhile queue in the bookkeeping and form
+//! the next batch (group commit without a timer).
+//!
+//! Recipients are owned by `store::shard_of(aor, shards)`; an append for a recipient another
+//! shard owns travels there over the mesh ([`crate::runtime::mesh::ShardMsg::StoreAppend`]).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use glommio::channels::channel_mesh::Senders;
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::sync::Semaphore;
+
+use crate::limits::STORE_UPKEEP_INTERVAL_MS;
+use crate::runtime::mesh::ShardMsg;
+use crate::store::core::{StoreError, Ticket};
+use crate::store::fs::{FsStore, StoredMessage};
+use crate::store::record::MessageId;
+
+/// A message to store, owned (it may cross to the owning shard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRequest {
+    pub aor: Vec<u8>,
+    pub sender: Vec<u8>,
+    pub content_type: Vec<u8>,
+    pub body: Vec<u8>,
+    /// What the sender asked for (`Expires`), capped by the policy.
+    pub retention_ms: Option<u64>,
+}
+
+/// What a shard's store did, for the counters printed at stop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub stored: u64,
+    pub refused: u64,
+    pub batches: u64,
+    pub failed_batches: u64,
+    /// Reads whose pages were not all in memory and were faulted in off the shard.
+    pub cold_reads: u64,
+}
+
+impl StoreStats {
+    pub fn add(&mut self, o: &StoreStats) {
+        self.stored += o.stored;
+        self.refused += o.refused;
+        self.batches += o.batches;
+        self.failed_batches += o.failed_batches;
+        self.cold_reads += o.cold_reads;
+    }
+}
+
+type Reply = LocalSender<Result<MessageId, StoreError>>;
+
+/// One shard's store partition.
+pub struct ShardStore {
+    fs: RefCell<FsStore>,
+    waiting: RefCell<HashMap<Ticket, Reply>>,
+    /// Signalled when something was queued; closed at stop.
+    work: Semaphore,
+    /// Set once the driver has written everything and ended.
+    drained: Semaphore,
+    closed: Cell<bool>,
+    stats: Cell<StoreStats>,
+}
+
+/// Unix time in milliseconds (the store's clock).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl ShardStore {
+    pub fn new(fs: FsStore) -> Rc<ShardStore> {
+        Rc::new(ShardStore {
+            fs: RefCell::new(fs),
+            waiting: RefCell::new(HashMap::new()),
+            work: Semaphore::new(0),
+            drained: Semaphore::new(0),
+            closed: Cell::new(false),
+            stats: Cell::new(StoreStats::default()),
+        })
+    }
+
+    /// Starts the driver and the upkeep timer on the current executor.
+    pub fn start(self: &Rc<Self>) {
+        glommio::spawn_local(drive(Rc::clone(self))).detach();
+        glommio::spawn_local(upkeep(Rc::clone(self))).detach();
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        self.stats.get()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut StoreStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    /// Stores a message of a recipient this shard owns; resolves once it is durable (or
+    /// refused: policy, quota, a failed write, or the store stopping).
+    pub async fn append(&self, now_ms: u64, req: &AppendRequest) -> Result<MessageId, StoreError> {
+        if self.closed.get() {
+            return Err(StoreError::Io("the store is stopping".into()));
+        }
+        let ticket = self.fs.borrow_mut().submit(
+            now_ms,
+            &req.aor,
+            &req.sender,
+            &req.content_type,
+            &req.body,
+            req.retention_ms,
+        );
+        let ticket = match ticket {
+            Ok(t) => t,
+            Err(e) => {
+                self.count(|s| s.refused += 1);
+                return Err(e);
+            }
+        };
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.waiting.borrow_mut().insert(ticket, tx);
+        self.work.signal(1);
+        rx.recv()
+            .await
+            .unwrap_or_else(|| Err(StoreError::Io("the store stopped".into())))
+    }
+
+    /// Marks a message delivered; the mark is durable with the next batch.
+    pub fn deliver(&self, now_ms: u64, aor: &[u8], id: MessageId) -> Result<(), StoreError> {
+        self.fs.borrow_mut().mark_delivered(now_ms, aor, id)?;
+        self.work.signal(1);
+        Ok(())
+    }
+
+    /// Pending messages of `aor`, oldest first.
+    pub fn pending(&self, aor: &[u8]) -> Vec<MessageId> {
+        self.fs.borrow().core().pending(aor).map(|e| e.id).collect()
+    }
+
+    /// Reads a stored message for sending. When some pages of its records are not in
+    /// memory, they are asked for at once (`MADV_WILLNEED`) and faulted in on the blocking
+    /// thread before the records are read and verified here, so the shard does not wait on
+    /// the disk inside a page fault.
+    pub async fn read(&self, aor: &[u8], id: MessageId) -> Result<StoredMessage, StoreError> {
+        let records = self.fs.borrow_mut().records(aor, id)?;
+        if !records.resident() {
+            self.count(|s| s.cold_reads += 1);
+            records.prefetch();
+            glommio::executor()
+                .spawn_blocking(move || records.touch())
+                .await;
+        }
+        // Delivered or expired meanwhile: then it is gone, and this says so.
+        self.fs.borrow_mut().message(aor, id)
+    }
+
+    /// Hands out every acknowledgement the bookkeeping has.
+    fn answer(&self) {
+        loop {
+            let ack = self.fs.borrow_mut().poll_ack();
+            let Some(ack) = ack else { break };
+            self.count(|s| match ack.result {
+                Ok(_) => s.stored += 1,
+                Err(_) => s.refused += 1,
+            });
+            if let Some(tx) = self.waiting.borrow_mut().remove(&ack.ticket) {
+                let _ = tx.try_send(ack.result);
+            }
+        }
+    }
+
+    /// Stops taking appends and waits (at most `grace`) until everything queued is
+    /// written; what is still waiting then is refused.
+    pub async fn close(&self, grace: Duration) {
+        self.closed.set(true);
+        self.work.close();
+        let _ = futures_lite::future::or(
+            async {
+                let _ = self.drained.acquire(1).await;
+            },
+            glommio::timer::sleep(grace),
+        )
+        .await;
+        for (_, tx) in self.waiting.borrow_mut().drain() {
+            let _ = tx.try_send(Err(StoreError::Io("the store stopped".into())));
+        }
+    }
+}
+
+/// Routes a shard's store calls: to its own partition, or over the mesh to the shard that
+/// owns the recipient.
+pub struct StoreRouter {
+    index: usize,
+    shards: usize,
+    store: Rc<ShardStore>,
+    /// Appends sent to other shards, by token, waiting for their answer.
+    calls: RefCell<HashMap<u64, Reply>>,
+    next_call: Cell<u64>,
+}
+
+impl StoreRouter {
+    pub fn new(index: usize, shards: usize, store: Rc<ShardStore>) -> StoreRouter {
+        StoreRouter {
+            index,
+            shards,
+            store,
+            calls: RefCell::new(HashMap::new()),
+            next_call: Cell::new(0),
+        }
+    }
+
+    /// This shard's own partition.
+    pub fn local(&self) -> &Rc<ShardStore> {
+        &self.store
+    }
+
+    /// The shard that owns `aor`'s messages.
+    pub fn owner(&self, aor: &[u8]) -> usize {
+        crate::store::shard_of(aor, self.shards)
+    }
+
+    /// Stores a message durably wherever its recipient is owned.
+    pub async fn append(
+        &self,
+        senders: &Senders<ShardMsg>,
+        req: AppendRequest,
+    ) -> Result<MessageId, StoreError> {
+        let owner = self.owner(&req.aor);
+        if owner == self.index {
+            return self.store.append(now_ms(), &req).await;
+        }
+        let token = self.next_call.get();
+        self.next_call.set(token + 1);
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.calls.borrow_mut().insert(token, tx);
+        let sent = senders
+            .send_to(
+                owner,
+                ShardMsg::StoreAppend {
+                    from: self.index,
+                    token,
+                    req,
+                },
+            )
+            .await;
+        if let Err(e) = sent {
+            self.calls.borrow_mut().remove(&token);
+            return Err(StoreError::Io(format!("cannot reach shard {owner}: {e:?}")));
+        }
+        rx.recv()
+            .await
+            .unwrap_or_else(|| Err(StoreError::Io("the store stopped".into())))
+    }
+
+    /// Handles a store message from the mesh; gives back any other message.
+    pub fn handle(
+        self: &Rc<Self>,
+        senders: &Rc<Senders<ShardMsg>>,
+        msg: ShardMsg,
+    ) -> Option<ShardMsg> {
+        match msg {
+            ShardMsg::StoreAppend { from, token, req } => {
+                // The append waits for its batch; the mesh receiver must not.
+                let me = Rc::clone(self);
+                let senders = Rc::clone(senders);
+                glommio::spawn_local(async move {
+                    let result = me.store.append(now_ms(), &req).await;
+                    let _ = senders
+                        .send_to(from, ShardMsg::StoreAppended { token, result })
+                        .await;
+                })
+                .detach();
+                None
+            }
+            ShardMsg::StoreAppended { token, result } => {
+                if let Some(tx) = self.calls.borrow_mut().remove(&token) {
+                    let _ = tx.try_send(result);
+                }
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    /// Refuses every append still waiting on another shard (this shard is stopping).
+    pub fn abandon_calls(&self) {
+        for (_, tx) in self.calls.borrow_mut().drain() {
+            let _ = tx.try_send(Err(StoreError::Io("the store stopped".into())));
+        }
+    }
+}
+
+/// Runs jobs while there are any; returns when only retries are left.
+async fn run_jobs(store: &ShardStore) {
+    loop {
+        let job = store.fs.borrow_mut().next_job();
+        let Some(job) = job else { return };
+        let had_batch = job.has_batch();
+        let files = store.fs.borrow_mut().take_files();
+        let Some(mut files) = files else { return };
+        let (files, done) = glommio::executor()
+            .spawn_blocking(move || {
+                let done = files.run(job);
+                (files, done)
+            })
+            .await;
+        let failed = done.batch_failed();
+        store.fs.borrow_mut().finish_job(files, done);
+        if had_batch {
+            store.count(|s| {
+                s.batches += 1;
+                s.failed_batches += u64::from(failed);
+            });
+        }
+        store.answer();
+        if !had_batch {
+            // Only cuts or deletions: tried again at the next append or upkeep.
+            return;
+        }
+    }
+}
+
+async fn drive(store: Rc<ShardStore>) {
+    while store.work.acquire(1).await.is_ok() {
+        // Everything signalled so far is covered by this round.
+        while store.work.try_acquire(1).unwrap_or(false) {}
+        run_jobs(&store).await;
+    }
+    // Closed: write what is queued, then say so.
+    run_jobs(&store).await;
+    store.drained.signal(1);
+}
+
+async fn upkeep(store: Rc<ShardStore>) {
+    loop {
+        glommio::timer::sleep(Duration::from_millis(STORE_UPKEEP_INTERVAL_MS)).await;
+        if store.closed.get() {
+            return;
+        }
+        store.fs.borrow_mut().upkeep(now_ms());
+        store.work.signal(1);
+    }
+}
+
+#[cfg(test)]
+mod tests;
