@@ -1024,11 +1024,20 @@ impl Pages {
         self.slices().all(resident)
     }
 
-    /// Reads one byte of every page, faulting in what is not in memory: run it off the shard
-    /// threads (it blocks on the disk).
+    /// Faults in every page not in memory (`MADV_POPULATE_READ`, one call per range; on a
+    /// kernel without it, a read of one byte per page): run it off the shard threads (it
+    /// blocks on the disk).
     pub fn touch(&self) {
         let page = page_size();
-        for s in self.slices() {
+        for (m, r) in &self.0 {
+            let MapOrEmpty::Map(map) = &**m else { continue };
+            if map
+                .advise_range(memmap2::Advice::PopulateRead, r.start, r.len())
+                .is_ok()
+            {
+                continue;
+            }
+            let s = &map[r.clone()];
             for i in (0..s.len()).step_by(page) {
                 // SAFETY: `i` is within `s`; a volatile read keeps the load from being elided.
                 unsafe { std::ptr::read_volatile(s.as_ptr().add(i)) };
