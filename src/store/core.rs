@@ -327,6 +327,8 @@ impl Relocations {
 struct OpenBatch {
     writes: Vec<FileWrite>,
     pending: Vec<Pending>,
+    /// Per segment, the write of this batch that ends where the segment's next bytes go.
+    tails: HashMap<SegmentRef, usize>,
 }
 
 /// What a finished append tells its caller.
@@ -501,9 +503,10 @@ impl Store {
     fn write(&mut self, segment: SegmentRef, offset: u64, bytes: &[u8]) {
         if let Some(w) = self
             .open
-            .writes
-            .iter_mut()
-            .find(|w| w.segment == segment && w.offset + w.bytes.len() as u64 == offset)
+            .tails
+            .get(&segment)
+            .and_then(|&i| self.open.writes.get_mut(i))
+            .filter(|w| w.offset + w.bytes.len() as u64 == offset)
         {
             w.bytes.extend_from_slice(bytes);
             return;
@@ -516,6 +519,7 @@ impl Store {
                 }
             }
         }
+        self.open.tails.insert(segment, self.open.writes.len());
         self.open.writes.push(FileWrite {
             segment,
             offset,

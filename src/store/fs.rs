@@ -426,8 +426,78 @@ impl JobDone {
 /// whichever thread runs a job and back.
 pub struct Files {
     root: PathBuf,
-    files: HashMap<SegmentRef, File>,
+    files: HashMap<SegmentRef, Arc<File>>,
     journal: Journal,
+    /// Started at the first batch that writes several files.
+    writer: Option<SegmentWriter>,
+}
+
+/// A batch writing at least this many files has its segment writes done on the segment
+/// writer thread, beside the journal's sync; below it the hand-off costs more than it saves.
+const SEGMENT_WRITER_MIN_FILES: usize = 4;
+
+fn clone_err(e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), e.to_string())
+}
+
+fn write_segments(writes: &[crate::store::core::FileWrite], files: &[Arc<File>]) -> io::Result<()> {
+    writes
+        .iter()
+        .zip(files)
+        .try_for_each(|(w, f)| f.write_all_at(&w.bytes, w.offset))
+}
+
+type SegmentWork = (Vec<crate::store::core::FileWrite>, Vec<Arc<File>>);
+
+/// A thread that writes a batch's segment bytes (to the page cache; nothing is synced
+/// there) while the batch's journal entry is synced. It ends when its `Files` is dropped.
+struct SegmentWriter {
+    work: crossbeam::channel::Sender<SegmentWork>,
+    done: crossbeam::channel::Receiver<io::Result<()>>,
+}
+
+/// A batch's segment writes under way; [`Pending::wait`] for their outcome.
+struct Pending(crossbeam::channel::Receiver<io::Result<()>>);
+
+impl Pending {
+    fn wait(&self) -> io::Result<()> {
+        self.0
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("segment writer thread ended")))
+    }
+}
+
+impl SegmentWriter {
+    fn start() -> SegmentWriter {
+        let (work, rx) = crossbeam::channel::bounded::<SegmentWork>(1);
+        let (tx, done) = crossbeam::channel::bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("imrelay-segments".into())
+            .spawn(move || {
+                while let Ok((writes, files)) = rx.recv() {
+                    if tx.send(write_segments(&writes, &files)).is_err() {
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            // Without the thread, `submit` reports the failure and the batch fails cleanly.
+            tracing::error!(error = %e, "cannot start the segment writer thread");
+        }
+        SegmentWriter { work, done }
+    }
+
+    /// Hands the writes over; the answer comes through the returned [`Pending`].
+    fn submit(
+        &self,
+        writes: Vec<crate::store::core::FileWrite>,
+        files: Vec<Arc<File>>,
+    ) -> io::Result<Pending> {
+        self.work
+            .send((writes, files))
+            .map_err(|_| io::Error::other("segment writer thread is not running"))?;
+        Ok(Pending(self.done.clone()))
+    }
 }
 
 impl Files {
@@ -444,13 +514,13 @@ impl Files {
             }
         });
         let batch = job.batch.map(|b| {
-            let result = ready.and_then(|()| self.run_batch(&b.writes));
+            let mut segs: Vec<SegmentRef> = b.writes.iter().map(|w| w.segment).collect();
+            segs.dedup();
+            let result = ready.and_then(|()| self.run_batch(b.writes));
             if result.is_err() {
                 // None of its entries may ever be replayed: a new generation first.
                 self.journal.needs_checkpoint = true;
             }
-            let mut segs: Vec<SegmentRef> = b.writes.iter().map(|w| w.segment).collect();
-            segs.dedup();
             (b.id, segs, result.map_err(|e| e.to_string()))
         });
         let mut deletes = job.deletes;
@@ -469,9 +539,13 @@ impl Files {
     /// Makes one batch durable: its bytes go to the segment files (not synced) and, as
     /// entries, to the journal, which alone is synced — one `fdatasync` per batch whatever the
     /// number of recipients. A batch too large for the journal is synced file by file instead.
-    fn run_batch(&mut self, writes: &[crate::store::core::FileWrite]) -> io::Result<()> {
-        let mut touched: Vec<SegmentRef> = Vec::new();
-        for w in writes {
+    ///
+    /// When the batch writes several files, their writes run on the segment writer thread
+    /// while this one writes and syncs the journal (the page-cache copies and the device
+    /// flush overlap); the batch is done when both are.
+    fn run_batch(&mut self, writes: Vec<crate::store::core::FileWrite>) -> io::Result<()> {
+        let mut targets: Vec<Arc<File>> = Vec::with_capacity(writes.len());
+        for w in &writes {
             if w.offset == 0 {
                 let dir = seg_dir(&self.root, w.segment.recipient);
                 if !dir.exists() {
@@ -488,29 +562,44 @@ impl Files {
                     .write(true)
                     .create_new(true)
                     .open(seg_path(&self.root, w.segment))?;
-                self.files.insert(w.segment, f);
+                self.files.insert(w.segment, Arc::new(f));
                 self.journal.new_dirs.insert(dir);
             }
-            let f = self.file(w.segment)?;
-            f.write_all_at(&w.bytes, w.offset)?;
-            if !touched.contains(&w.segment) {
-                touched.push(w.segment);
-            }
+            targets.push(Arc::clone(self.file(w.segment)?));
+            self.journal.unsynced.insert(w.segment);
         }
-        self.journal.unsynced.extend(touched.iter().copied());
 
         let mut buf = std::mem::take(&mut self.journal.buf);
         buf.clear();
-        let encoded = journal::encode_entries(self.journal.generation, writes, &mut buf)
+        let encoded = journal::encode_entries(self.journal.generation, &writes, &mut buf)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()));
-        let result = encoded.and_then(|len| {
-            let room = STORE_JOURNAL_BYTES - journal::header_len() as u64;
-            if len as u64 > room {
-                // Larger than the whole journal: make it durable the direct way.
-                return self.checkpoint();
+        // The segment writes: done here, or under way on the writer thread.
+        let mut segments: io::Result<()> = Ok(());
+        let mut pending: Option<Pending> = None;
+        if writes.len() >= SEGMENT_WRITER_MIN_FILES {
+            let writer = self.writer.get_or_insert_with(SegmentWriter::start);
+            match writer.submit(writes, targets) {
+                Ok(p) => pending = Some(p),
+                Err(e) => segments = Err(e),
             }
-            if self.journal.pos + len as u64 > STORE_JOURNAL_BYTES {
+        } else {
+            segments = write_segments(&writes, &targets);
+        }
+        let mut finish = |pending: &mut Option<Pending>| {
+            if let Some(p) = pending.take() {
+                segments = segments.as_ref().map_err(clone_err).and(p.wait());
+            }
+        };
+        let journal = encoded.and_then(|len| {
+            let room = STORE_JOURNAL_BYTES - journal::header_len() as u64;
+            if len as u64 > room || self.journal.pos + len as u64 > STORE_JOURNAL_BYTES {
+                // A checkpoint syncs the segment files: their bytes must be there first.
+                finish(&mut pending);
                 self.checkpoint()?;
+                if len as u64 > room {
+                    // Larger than the whole journal: durable the direct way.
+                    return Ok(());
+                }
             }
             self.journal.file.write_all_at(&buf, self.journal.pos)?;
             self.journal.file.sync_data()?;
@@ -518,7 +607,9 @@ impl Files {
             Ok(())
         });
         self.journal.buf = buf;
-        result
+        // Never return while the writer may still be writing: a failed batch is cut next.
+        finish(&mut pending);
+        journal.and(segments)
     }
 
     /// Syncs every segment written since the last checkpoint (in parallel) and the
@@ -533,7 +624,10 @@ impl Files {
                 self.file(seg)?;
             }
         }
-        let files: Vec<&File> = segs.iter().filter_map(|s| self.files.get(s)).collect();
+        let files: Vec<&File> = segs
+            .iter()
+            .filter_map(|s| self.files.get(s).map(|f| &**f))
+            .collect();
         sync_all_data(&files)?;
         for d in &self.journal.new_dirs {
             if d.exists() {
@@ -547,13 +641,13 @@ impl Files {
         Ok(())
     }
 
-    fn file(&mut self, seg: SegmentRef) -> io::Result<&File> {
+    fn file(&mut self, seg: SegmentRef) -> io::Result<&Arc<File>> {
         if !self.files.contains_key(&seg) {
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(seg_path(&self.root, seg))?;
-            self.files.insert(seg, f);
+            self.files.insert(seg, Arc::new(f));
         }
         self.files
             .get(&seg)
@@ -649,6 +743,7 @@ impl FsStore {
                 root,
                 files: HashMap::new(),
                 journal,
+                writer: None,
             }),
             dirty: Vec::new(),
             to_delete: Vec::new(),

@@ -1,11 +1,16 @@
-//! Cold reads of stored messages on a shard: with the pages faulted in on the shard thread
-//! (the plain path), and through `ShardStore::read` (prefetch, and faults taken on the
-//! executor's blocking thread). For each: read latency, how late a 1 ms timer on the same
-//! shard fires while the reads run (what every other task of the shard would see), and how
-//! many stalls glommio's stall detector reports.
+//! The store as a shard drives it (`runtime::store::ShardStore`), on a glommio executor.
 //!
-//! `cargo bench --bench store_stalls` — the page cache is emptied for the store's files
-//! before each run with `posix_fadvise(DONTNEED)` (no privileges needed).
+//! 1. Durable appends with group commit, offered open-loop: a new append as soon as fewer
+//!    than `window` wait for their acknowledgement; batches form from whatever queues while
+//!    the previous one is being synced on the blocking thread. Appends/s, mean batch size,
+//!    batches/s (against this machine's fdatasync rate), acknowledgement latency.
+//! 2. Cold reads: with the pages faulted in on the shard thread (the plain path), and through
+//!    `ShardStore::read` (prefetch, faults taken on the blocking thread). For each: read
+//!    latency, how late a 1 ms timer on the same shard fires meanwhile (what every other task
+//!    of the shard would see), and how many stalls glommio's stall detector reports. The page
+//!    cache is emptied for the store's files before each run (`posix_fadvise(DONTNEED)`).
+//!
+//! `cargo bench --bench store_runtime` (runs on the disk under `target/`).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -14,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement, StallDetectionHandler, TaskQueueHandle};
 use hdrhistogram::Histogram;
-use imrelay::runtime::store::ShardStore;
+use imrelay::runtime::store::{AppendRequest, ShardStore};
 use imrelay::store::core::Policy;
 use imrelay::store::fs::{list_segments, FsStore};
 use imrelay::store::record::MessageId;
@@ -149,17 +154,104 @@ fn run(dir: &std::path::Path, msgs: &[(Vec<u8>, MessageId)], off_shard: bool) ->
     }
 }
 
+/// How long each group-commit case runs.
+const APPEND_RUN: Duration = Duration::from_secs(4);
+
+fn group_commit(root: &std::path::Path, window: usize, recipients: usize, size: usize) {
+    let dir = tempfile::tempdir_in(root).expect("temp dir");
+    let policy = Policy {
+        quota_bytes: u64::MAX,
+        quota_messages: u32::MAX,
+        ..Policy::default()
+    };
+    let (fs, _) = FsStore::open(dir.path(), policy, 1).expect("open");
+    let (lat, stats, elapsed) = LocalExecutorBuilder::new(Placement::Unbound)
+        .spawn(move || async move {
+            let store = ShardStore::new(fs);
+            store.start();
+            let lat = Rc::new(RefCell::new(Histogram::<u64>::new(3).expect("histogram")));
+            let reqs: Rc<Vec<AppendRequest>> = Rc::new(
+                (0..recipients)
+                    .map(|r| AppendRequest {
+                        aor: format!("sip:user{r}@example.com").into_bytes(),
+                        sender: b"sip:bench@example.com".to_vec(),
+                        content_type: b"text/plain".to_vec(),
+                        body: vec![0x5a; size],
+                        retention_ms: None,
+                    })
+                    .collect(),
+            );
+            // Open loop: a new append is offered as soon as fewer than `window` are waiting
+            // for their acknowledgement, whatever the batch they fall into.
+            let room = Rc::new(glommio::sync::Semaphore::new(window as u64));
+            let started = Instant::now();
+            let mut n = 0usize;
+            while started.elapsed() < APPEND_RUN {
+                room.acquire(1).await.expect("semaphore");
+                let (store, lat, reqs, room) = (
+                    Rc::clone(&store),
+                    Rc::clone(&lat),
+                    Rc::clone(&reqs),
+                    Rc::clone(&room),
+                );
+                glommio::spawn_local(async move {
+                    let t = Instant::now();
+                    store
+                        .append(1, &reqs[n % reqs.len()])
+                        .await
+                        .expect("stored");
+                    let _ = lat.borrow_mut().record(t.elapsed().as_micros() as u64);
+                    room.signal(1);
+                })
+                .detach();
+                n += 1;
+                if n % 64 == 0 {
+                    glommio::yield_if_needed().await;
+                }
+            }
+            room.acquire(window as u64).await.expect("semaphore");
+            let elapsed = started.elapsed();
+            store.close(Duration::from_secs(10)).await;
+            let lat = lat.borrow().clone();
+            (lat, store.stats(), elapsed)
+        })
+        .expect("executor")
+        .join()
+        .expect("join");
+    println!(
+        "{size:>6} B  window {window:>5}  {recipients:>5} rcpt  {:>8.0} appends/s  {:>7.1}/batch  {:>6.0} batches/s  ack p50 {:>6}µs p99 {:>6}µs max {:>7}µs",
+        stats.stored as f64 / elapsed.as_secs_f64(),
+        stats.stored as f64 / stats.batches.max(1) as f64,
+        stats.batches as f64 / elapsed.as_secs_f64(),
+        lat.value_at_quantile(0.5),
+        lat.value_at_quantile(0.99),
+        lat.max()
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         // `cargo bench -- --list` (and `cargo test --benches`) ask what is here.
-        println!("store_stalls: bench");
+        println!("store_runtime: bench");
         return;
     }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::create_dir_all(&root).expect("target dir");
+    println!("durable appends through ShardStore ({APPEND_RUN:?} each)");
+    for (window, recipients, size) in [
+        (32, 1, 200),
+        (32, 32, 200),
+        (1024, 1, 200),
+        (1024, 32, 200),
+        (1024, 1024, 200),
+        (16, 16, 65_536),
+    ] {
+        group_commit(&root, window, recipients, size);
+    }
+    println!();
     log::set_logger(&StallCounter).expect("logger");
     log::set_max_level(log::LevelFilter::Warn);
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    std::fs::create_dir_all(&target).expect("target dir");
-    let dir = tempfile::tempdir_in(&target).expect("temp dir");
+    let dir = tempfile::tempdir_in(&root).expect("temp dir");
     let mut msgs = Vec::with_capacity(MESSAGES);
     {
         let (mut s, _) = FsStore::open(dir.path(), Policy::default(), 1).expect("open");
