@@ -14,9 +14,11 @@
 //!  shard   one core's state machine: handle_* in,       runtime/sockets.rs  SO_REUSEPORT binds
 //!          poll_transmit / poll_timeout out             runtime/sd_notify.rs  systemd protocol
 //!  config, limits, transport                             runtime/mesh.rs  cross-shard messages
-//!  store/  record format, segment scan, journal,
-//!          bookkeeping (quotas, batches, recovery)      store/fs.rs  std::fs driver (offline
-//!                                                        tools, tests; never on a shard)
+//!  store/  record format, segment scan, journal,         runtime/store.rs  a shard's store
+//!          bookkeeping (quotas, batches, recovery,       partition: jobs on the blocking
+//!          compaction)                                    thread, routing to the owner shard
+//!                                                        store/fs.rs  std::fs driver: jobs,
+//!                                                        maps (blocking parts off the shards)
 //!                                                        admin.rs  `imrelay store …`
 //! ```
 //!

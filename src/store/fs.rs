@@ -1,17 +1,19 @@
-//! A synchronous driver for the store on `std::fs`: recovery at open, group commit with
-//! `fdatasync`, reads through a memory map, deletion of reclaimed segments.
+//! The store's driver on `std::fs`: recovery at open, group commit through a journal with
+//! `fdatasync`, reads through shared memory maps, deletion of reclaimed segments.
 //!
-//! It runs the same [`Store`] bookkeeping as the server's shards, and is what the admin
-//! commands (`imrelay store …`), the crash test's writer process and the benches use. It
-//! blocks, so it is never called on a shard thread.
+//! [`FsStore`] holds the [`Store`] bookkeeping and the read maps; its blocking part,
+//! [`Files`] (open segment files and the journal), runs [`Job`]s. Tools, tests and the crash
+//! test's writer run jobs in place ([`FsStore::commit`]); a shard runs them on its executor's
+//! blocking thread (`runtime::store`), so no blocking call happens on a shard thread.
 //!
 //! Durability rules it keeps:
-//! - a batch's acknowledgements are released only after every file it wrote is
-//!   `fdatasync`ed, and, for a file it created, after its directory (and a new recipient
-//!   directory's parent) is `fsync`ed, so the file's name is durable too;
+//! - a batch's acknowledgements are released only after its journal entry is `fdatasync`ed
+//!   (or, for a batch too large for the journal, after every file it wrote is); a segment
+//!   file's name is made durable (its directory `fsync`ed) at the next checkpoint, before any
+//!   journal entry that could recreate it is dropped, and the journal is replayed at start;
 //! - a failed batch is rolled back by truncating each file to its durable length; until that
-//!   succeeds (e.g. once space returns on a full disk) every append is refused, so bytes of a
-//!   failed batch can never be followed by newer records and read back as stored;
+//!   succeeds (e.g. once space returns on a full disk) every batch fails unwritten, so bytes of
+//!   a failed batch can never be followed by newer records and read back as stored;
 //! - a torn tail found at open is truncated before any mapping is made for reading.
 
 use std::collections::HashMap;

@@ -3,7 +3,8 @@
 //! - [`record`]: the on-disk record format (framed, checksummed, versioned).
 //! - [`scan`]: reading a segment back, skipping corrupt records, finding a torn tail.
 //! - [`core`]: bookkeeping without I/O — segments, index, quotas, group-commit batches.
-//! - [`fs`]: a synchronous driver on `std::fs` for the admin commands, tests and tools.
+//! - [`fs`]: the driver on `std::fs`: blocking jobs (run in place by tools and tests, on the
+//!   blocking thread by a shard), recovery, memory-mapped reads.
 //!
 //! On disk: `<state>/store/<h[0..2]>/<h>/<seq:016x>.seg`, where `h` is the recipient's
 //! [`RecipientKey`] in hex. Recipient URIs never become file names: any URI, of any length,
