@@ -32,6 +32,7 @@
 pub mod admin;
 pub mod config;
 pub mod limits;
+pub mod registrar;
 pub mod runtime;
 pub mod shard;
 pub mod sip;

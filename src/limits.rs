@@ -145,6 +145,26 @@ pub const STORE_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 /// Corrupt regions a scan of one segment reports individually; more are counted only.
 pub const STORE_SCAN_CORRUPT_REPORTS_MAX: usize = 64;
 
+/// Shortest registration a registrar accepts, in seconds; shorter (non-zero) ones are
+/// answered `423 Interval Too Brief` with this as `Min-Expires` (RFC 3261 §10.3 step 7). One
+/// minute keeps refresh traffic bounded, as Kamailio's default `min_expires` does.
+pub const REGISTRAR_EXPIRES_MIN_SECS: u32 = 60;
+
+/// Registration granted when neither the contact nor the request asks for a time, in seconds
+/// (RFC 3261 §10.2.1.1 suggests one hour).
+pub const REGISTRAR_EXPIRES_DEFAULT_SECS: u32 = 3600;
+
+/// Longest registration granted, in seconds; longer requests are shortened to it.
+pub const REGISTRAR_EXPIRES_MAX_SECS: u32 = 24 * 3600;
+
+/// Most contacts bound to one address of record; a registration that would pass it is
+/// answered `403`. Enough for a user's phones, desktops and web clients.
+pub const REGISTRAR_CONTACTS_PER_AOR_MAX: usize = 16;
+
+/// Most bindings one shard holds; past it new registrations are answered `503` with
+/// `Retry-After`. About 1 KiB each.
+pub const REGISTRAR_BINDINGS_PER_SHARD_MAX: usize = 1 << 20;
+
 /// How often a shard runs its store's upkeep (expiry, idle uploads, compaction), in
 /// milliseconds.
 pub const STORE_UPKEEP_INTERVAL_MS: u64 = 1000;
