@@ -185,7 +185,7 @@ impl Registrar {
                 ContactList::Contacts(list) => {
                     for c in list {
                         let c = c.map_err(bad_value)?;
-                        let Uri::Sip(uri) = c.uri().clone() else {
+                        let Uri::Sip(uri) = *c.uri() else {
                             return Err(bad("Contact: only sip: and sips: contacts are bound"));
                         };
                         let requested = c
@@ -280,7 +280,7 @@ impl Registrar {
         {
             return Err(RegisterError::Full);
         }
-        next.sort_by(|a, b| b.q.cmp(&a.q));
+        next.sort_by_key(|b| std::cmp::Reverse(b.q));
         self.bindings = self.bindings + next.len() - before;
         if let Some(first) = next.iter().map(|b| b.expires_at_ms).min() {
             self.lapses.push(Reverse((first, aor.into())));
