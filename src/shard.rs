@@ -22,6 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::config::Identity;
+use crate::registrar::{self, Binding, RegisterError, RegisterRequest, Registrar};
 use crate::sip::error::SipError;
 use crate::sip::header::HeaderName;
 use crate::sip::message::{Framing, Message, Method, ParseError, StartLine};
@@ -33,7 +34,7 @@ use crate::transport::{ConnId, Peer, Transmit, Transport};
 use crate::wire::XorShift64;
 
 /// Methods this server implements (the `Allow` header).
-pub const ALLOW: &[u8] = b"OPTIONS, ACK, CANCEL";
+pub const ALLOW: &[u8] = b"OPTIONS, ACK, CANCEL, REGISTER";
 /// Body types this server accepts (the `Accept` header of an `OPTIONS` answer).
 pub const ACCEPT: &[u8] = b"application/sdp";
 /// Option tags this server supports (`Supported`; empty: no extension yet).
@@ -49,6 +50,9 @@ pub struct ShardStats {
     pub malformed: u64,
     pub keepalives: u64,
     pub dropped: u64,
+    /// Requests handed to the shard that owns their state, and received that way.
+    pub handoffs_out: u64,
+    pub handoffs_in: u64,
 }
 
 impl ShardStats {
@@ -60,6 +64,8 @@ impl ShardStats {
         self.malformed += o.malformed;
         self.keepalives += o.keepalives;
         self.dropped += o.dropped;
+        self.handoffs_out += o.handoffs_out;
+        self.handoffs_in += o.handoffs_in;
     }
 }
 
@@ -103,7 +109,15 @@ pub struct Shard {
 /// rest is mutated).
 struct Core {
     id: usize,
+    /// How many shards share the work (recipients and AORs are owned by `shard_of`).
+    shards: usize,
     identity: Identity,
+    registrar: Registrar,
+    /// A monotonic instant and the Unix time in milliseconds it stands for (the runtime
+    /// sets it; the shard never reads a clock).
+    clock: (Instant, u64),
+    /// Requests for state another shard owns, to be handed to it.
+    handoffs: VecDeque<Handoff>,
     txns: ServerTransactions,
     out: VecDeque<Transmit>,
     pool: Vec<Vec<u8>>,
@@ -122,7 +136,11 @@ impl Shard {
             msg: Message::new(),
             core: Core {
                 id,
+                shards: 1,
                 identity,
+                registrar: Registrar::new(),
+                clock: (Instant::now(), 0),
+                handoffs: VecDeque::new(),
                 txns: ServerTransactions::default(),
                 out: VecDeque::new(),
                 pool: Vec::new(),
@@ -136,6 +154,47 @@ impl Shard {
         self.core.id
     }
 
+    /// Tells the shard how many shards there are (1 until told).
+    pub fn set_shards(&mut self, shards: usize) {
+        self.core.shards = shards.max(1);
+    }
+
+    /// Tells the shard that the monotonic instant `at` is Unix time `unix_ms` (for bindings'
+    /// expiry and `Date`); later instants are reckoned from it.
+    pub fn set_clock(&mut self, at: Instant, unix_ms: u64) {
+        self.core.clock = (at, unix_ms);
+    }
+
+    /// Handles a request another shard handed over (it is for state this shard owns); `from`
+    /// is where it came from, on the other shard's socket.
+    pub fn handle_handoff(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
+        match self.msg.parse_datagram(bytes) {
+            Ok(Framing::Complete(_)) => {
+                self.core.stats.handoffs_in += 1;
+                self.core.on_message(now, from, &self.msg, bytes, true)
+            }
+            // The sender framed it already; anything else is dropped.
+            _ => self.core.stats.dropped += 1,
+        }
+    }
+
+    /// The next request to hand to the shard that owns its state.
+    #[must_use]
+    pub fn poll_handoff(&mut self) -> Option<Handoff> {
+        self.core.handoffs.pop_front()
+    }
+
+    /// The next registrar event (an AOR became reachable or unreachable).
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<registrar::Event> {
+        self.core.registrar.poll_event()
+    }
+
+    /// Bindings held by this shard's registrar.
+    pub fn bindings(&self) -> usize {
+        self.core.registrar.len()
+    }
+
     /// Handles one UDP datagram from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         let peer = Peer {
@@ -144,7 +203,7 @@ impl Shard {
         };
         match self.msg.parse_datagram(bytes) {
             Ok(Framing::KeepAlive(_)) => self.core.stats.keepalives += 1,
-            Ok(_) => self.core.on_message(now, peer, &self.msg, bytes),
+            Ok(_) => self.core.on_message(now, peer, &self.msg, bytes, false),
             Err(e) => self.core.on_malformed(peer, &self.msg, bytes, &e),
         }
     }
@@ -190,7 +249,8 @@ impl Shard {
                 }
                 Ok(Framing::Complete(n)) => {
                     state.crlf_run = 0;
-                    self.core.on_message(now, peer, &self.msg, &rest[..n]);
+                    self.core
+                        .on_message(now, peer, &self.msg, &rest[..n], false);
                     pos += n;
                 }
                 Err(e) => match e.frame_len {
@@ -240,13 +300,23 @@ impl Shard {
     /// When [`Shard::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.core.txns.poll_timeout()
+        let lapse = self
+            .core
+            .registrar
+            .poll_timeout()
+            .map(|ms| self.core.instant_of(ms));
+        match (self.core.txns.poll_timeout(), lapse) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.core.txns.handle_timeout(now);
         self.core.drain_tx_outputs();
+        let ms = self.core.unix_ms(now);
+        self.core.registrar.handle_timeout(ms);
     }
 
     pub fn stats(&self) -> ShardStats {
@@ -260,6 +330,26 @@ impl Shard {
 }
 
 impl Core {
+    /// Unix time in milliseconds at `now`.
+    fn unix_ms(&self, now: Instant) -> u64 {
+        let (at, ms) = self.clock;
+        match now.checked_duration_since(at) {
+            Some(d) => ms.saturating_add(d.as_millis() as u64),
+            None => ms.saturating_sub(at.duration_since(now).as_millis() as u64),
+        }
+    }
+
+    /// The instant of Unix time `ms`.
+    fn instant_of(&self, ms: u64) -> Instant {
+        let (at, base) = self.clock;
+        if ms >= base {
+            at + std::time::Duration::from_millis(ms - base)
+        } else {
+            at.checked_sub(std::time::Duration::from_millis(base - ms))
+                .unwrap_or(at)
+        }
+    }
+
     fn buffer(&mut self) -> Vec<u8> {
         self.pool.pop().unwrap_or_else(|| Vec::with_capacity(1024))
     }
@@ -288,7 +378,14 @@ impl Core {
         }
     }
 
-    fn on_message(&mut self, now: Instant, peer: Peer, msg: &Message, buf: &[u8]) {
+    fn on_message(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        handed_off: bool,
+    ) {
         if !msg.is_request() {
             // No client transactions exist yet, so every response is stray (§18.1.2: drop).
             self.stats.responses_received += 1;
@@ -296,7 +393,7 @@ impl Core {
             return;
         }
         self.stats.requests += 1;
-        if let Err(e) = self.on_request(now, peer, msg, buf) {
+        if let Err(e) = self.on_request(now, peer, msg, buf, handed_off) {
             self.stats.malformed += 1;
             self.reject(peer, msg, buf, &e);
         }
@@ -400,6 +497,7 @@ impl Core {
         peer: Peer,
         msg: &Message,
         buf: &[u8],
+        handed_off: bool,
     ) -> Result<(), SipError> {
         msg.check_mandatory()?;
         let StartLine::Request { method, uri, .. } = msg.start() else {
@@ -423,6 +521,25 @@ impl Core {
         };
         if cseq.method != method_token {
             return Err(SipError::CSeqMethodMismatch);
+        }
+
+        // A REGISTER is handled by the shard that owns its address of record; a request
+        // handed over is handled here whatever the count says.
+        if method == Method::Register && !handed_off && self.shards > 1 {
+            let owner = msg
+                .value(buf, HeaderName::To)
+                .and_then(|to| NameAddr::parse("To", to).ok())
+                .and_then(|to| registrar::canonical_aor(to.uri().as_bytes()).ok())
+                .map_or(self.id, |aor| crate::store::shard_of(&aor, self.shards));
+            if owner != self.id {
+                self.stats.handoffs_out += 1;
+                self.handoffs.push_back(Handoff {
+                    shard: owner,
+                    from: peer,
+                    bytes: buf.to_vec(),
+                });
+                return Ok(());
+            }
         }
 
         let kind = if matches!(method, Method::Invite | Method::Ack) {
@@ -483,6 +600,12 @@ impl Core {
             }
         };
 
+        if method == Method::Register {
+            let outcome = self.register(now, peer, msg, buf, uri);
+            self.answer_register(now, id, peer, msg, buf, &via, outcome);
+            return Ok(());
+        }
+
         let (code, reason, extra): (u16, &str, &[(&str, &[u8])]) =
             match self.decide(msg, buf, method, uri, &key) {
                 Ok(answer) => answer,
@@ -527,25 +650,8 @@ impl Core {
                 None => (481, "Call/Transaction Does Not Exist", &[]),
             });
         }
-        let uri_bytes = uri.of(buf);
-        let uri = SipUri::parse(uri_bytes).map_err(|e| match e {
-            // A well-formed URI of another scheme (tel:, im:, …): §8.2.2.1 says 416.
-            UriError::UnsupportedScheme => SipError::UnsupportedUriScheme,
-            _ => SipError::BadUri { reason: e.reason() },
-        })?;
-        if !self.identity.is_myself(uri.host_bytes(), uri.port()) {
-            let mf = msg
-                .value(buf, HeaderName::MaxForwards)
-                .map(MaxForwards::parse);
-            if let Some(Ok(MaxForwards(0))) = mf {
-                return Err(SipError::TooManyHops);
-            }
-            return Ok((404, "Not Found", &[]));
-        }
-        if let Some(r) = msg.header(HeaderName::Require) {
-            if !r.value.of(buf).is_empty() {
-                return Err(SipError::BadExtension);
-            }
+        if let Some(refusal) = self.check_target(msg, buf, uri)? {
+            return Ok(refusal);
         }
         Ok(match method {
             Method::Options => (
@@ -562,6 +668,214 @@ impl Core {
             _ => (501, "Not Implemented", &[("Allow", ALLOW)]),
         })
     }
+}
+
+/// A request for another shard: the message as received, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handoff {
+    pub shard: usize,
+    pub from: Peer,
+    pub bytes: Vec<u8>,
+}
+
+/// What a REGISTER comes to, before it is printed.
+enum RegisterOutcome {
+    Bound(Vec<Binding>),
+    Refused(RegisterError),
+    /// The Request-URI or the AOR is not ours, or another check failed.
+    Other(Result<Answer, SipError>),
+}
+
+impl Core {
+    /// The checks every request for this server passes: its Request-URI is ours (else `404`,
+    /// or `483` when it could not be forwarded anyway) and it requires no extension (`420`).
+    fn check_target(
+        &self,
+        msg: &Message,
+        buf: &[u8],
+        uri: crate::wire::Span,
+    ) -> Result<Option<Answer>, SipError> {
+        let uri = SipUri::parse(uri.of(buf)).map_err(|e| match e {
+            // A well-formed URI of another scheme (tel:, im:, …): §8.2.2.1 says 416.
+            UriError::UnsupportedScheme => SipError::UnsupportedUriScheme,
+            _ => SipError::BadUri { reason: e.reason() },
+        })?;
+        if !self.identity.is_myself(uri.host_bytes(), uri.port()) {
+            let mf = msg
+                .value(buf, HeaderName::MaxForwards)
+                .map(MaxForwards::parse);
+            if let Some(Ok(MaxForwards(0))) = mf {
+                return Err(SipError::TooManyHops);
+            }
+            return Ok(Some((404, "Not Found", &[])));
+        }
+        if let Some(r) = msg.header(HeaderName::Require) {
+            if !r.value.of(buf).is_empty() {
+                return Err(SipError::BadExtension);
+            }
+        }
+        Ok(None)
+    }
+
+    /// RFC 3261 §10.3: the registrar's processing of a REGISTER this shard owns.
+    fn register(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        uri: crate::wire::Span,
+    ) -> RegisterOutcome {
+        match self.check_target(msg, buf, uri) {
+            Ok(None) => {}
+            Ok(Some(a)) => return RegisterOutcome::Other(Ok(a)),
+            Err(e) => return RegisterOutcome::Other(Err(e)),
+        }
+        let to = msg.value(buf, HeaderName::To).unwrap_or_default();
+        let aor = match NameAddr::parse("To", to) {
+            Ok(to) => registrar::canonical_aor(to.uri().as_bytes()),
+            Err(e) => Err(RegisterError::BadRequest(format!("To: {}", e.reason()))),
+        };
+        let aor = match aor {
+            Ok(aor) => aor,
+            Err(e) => return RegisterOutcome::Refused(e),
+        };
+        // §10.3 step 5: an AOR outside our domains is not ours to bind.
+        let host = aor.rsplit(|&b| b == b'@').next().unwrap_or_default();
+        if !self.identity.is_myself(host, None) {
+            return RegisterOutcome::Other(Ok((404, "Not Found", &[])));
+        }
+        let cseq = msg
+            .value(buf, HeaderName::CSeq)
+            .and_then(|v| CSeq::parse(v).ok())
+            .map_or(0, |c| c.seq);
+        let expires = match msg.value(buf, HeaderName::Expires) {
+            None => None,
+            Some(v) => match parse_delta_seconds(v) {
+                Some(n) => Some(n),
+                None => {
+                    return RegisterOutcome::Refused(RegisterError::BadRequest(
+                        "Expires: not a number of seconds".into(),
+                    ))
+                }
+            },
+        };
+        let contacts: Vec<&[u8]> = msg
+            .headers_named(HeaderName::Contact)
+            .map(|h| h.value.of(buf))
+            .collect();
+        let req = RegisterRequest {
+            to_uri: to,
+            call_id: msg.value(buf, HeaderName::CallId).unwrap_or_default(),
+            cseq,
+            expires,
+            contacts: &contacts,
+            source: peer,
+        };
+        let now_ms = self.unix_ms(now);
+        match self.registrar.register(now_ms, &aor, &req) {
+            Ok(list) => RegisterOutcome::Bound(list),
+            Err(e) => RegisterOutcome::Refused(e),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn answer_register(
+        &mut self,
+        now: Instant,
+        id: crate::sip::transaction::TxId,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        via: &Via<'_>,
+        outcome: RegisterOutcome,
+    ) {
+        let now_ms = self.unix_ms(now);
+        let mut contacts: Vec<Vec<u8>> = Vec::new();
+        let mut min = Vec::new();
+        let mut date = Vec::new();
+        let text;
+        let answer = match &outcome {
+            RegisterOutcome::Bound(list) => {
+                // §10.3 step 8: every current binding, with the time it has left.
+                for b in list {
+                    let mut v = Vec::with_capacity(b.uri.len() + 24);
+                    v.push(b'<');
+                    v.extend_from_slice(&b.uri);
+                    v.extend_from_slice(b">;expires=");
+                    crate::wire::push_decimal(&mut v, b.remaining_secs(now_ms));
+                    contacts.push(v);
+                }
+                crate::wire::push_http_date(&mut date, now_ms);
+                Answering {
+                    code: 200,
+                    reason: "OK",
+                    headers: &[],
+                    warning: None,
+                }
+            }
+            RegisterOutcome::Refused(e) => {
+                let (code, reason) = e.status();
+                text = e.to_string();
+                Answering {
+                    code,
+                    reason,
+                    headers: &[],
+                    warning: Some(&text),
+                }
+            }
+            RegisterOutcome::Other(Ok((code, reason, headers))) => Answering {
+                code: *code,
+                reason,
+                headers,
+                warning: None,
+            },
+            RegisterOutcome::Other(Err(e)) => {
+                let (code, reason) = e.response();
+                text = e.to_string();
+                Answering {
+                    code,
+                    reason,
+                    headers: &[],
+                    warning: Some(&text),
+                }
+            }
+        };
+        let mut headers: Vec<(&str, &[u8])> =
+            contacts.iter().map(|c| ("Contact", &c[..])).collect();
+        if !date.is_empty() {
+            headers.push(("Date", &date));
+        }
+        match &outcome {
+            RegisterOutcome::Refused(RegisterError::IntervalTooBrief { min_secs }) => {
+                crate::wire::push_decimal(&mut min, u64::from(*min_secs));
+                headers.push(("Min-Expires", &min));
+            }
+            RegisterOutcome::Refused(RegisterError::Full) => headers.push(("Retry-After", b"5")),
+            _ => {}
+        }
+        headers.extend_from_slice(answer.headers);
+        let answer = Answering {
+            headers: &headers,
+            ..answer
+        };
+        self.answer(peer, msg, buf, Some(via), &answer, Some((now, id)));
+    }
+}
+
+/// `delta-seconds` (RFC 3261 §25.1), saturating at `u32::MAX` as §20.19 allows.
+fn parse_delta_seconds(v: &[u8]) -> Option<u32> {
+    let v = v.trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        v.iter()
+            .try_fold(0u32, |n, d| {
+                n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+            })
+            .unwrap_or(u32::MAX),
+    )
 }
 
 /// Where a response goes (RFC 3261 §18.2.2, RFC 3581 §4), and the `received` value to add.

@@ -24,6 +24,12 @@ pub enum ShardMsg {
     },
     /// Store this message for a recipient the receiving shard owns; answer `token` to
     /// shard `from` with [`ShardMsg::StoreAppended`] once it is durable or refused.
+    /// A request for state the receiving shard owns (a REGISTER for one of its addresses of
+    /// record), as it arrived from `from` on the sending shard's socket.
+    Handoff {
+        from: crate::transport::Peer,
+        bytes: Vec<u8>,
+    },
     StoreAppend {
         from: usize,
         token: u64,

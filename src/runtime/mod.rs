@@ -244,11 +244,12 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
     }
     announce(&format!(
         "stopped: {} requests, {} responses sent, {} malformed, {} retransmissions absorbed, \
-         {} messages stored",
+         {} handed to their owner shard, {} messages stored",
         report.totals.requests,
         report.totals.responses_sent,
         report.totals.malformed,
         report.totals.retransmissions_absorbed,
+        report.totals.handoffs_out,
         report.store.stored
     ));
     Ok(report)

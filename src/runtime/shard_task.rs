@@ -121,7 +121,12 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
 
     let local = Rc::new(Local {
         index,
-        shard: RefCell::new(Shard::new(index, identity, seed)),
+        shard: RefCell::new({
+            let mut s = Shard::new(index, identity, seed);
+            s.set_shards(shards);
+            s.set_clock(Instant::now(), crate::runtime::store::now_ms());
+            s
+        }),
         udp,
         conns: RefCell::new(HashMap::new()),
         live_conns: Cell::new(0),
@@ -272,6 +277,13 @@ fn spawn_mesh_receivers(local: &Rc<Local>, mut receivers: Receivers<ShardMsg>) {
                         local.pong_wait.signal(1);
                     }
                     ShardMsg::Transmit(t) => send(&local, t).await,
+                    ShardMsg::Handoff { from, bytes } => {
+                        local
+                            .shard
+                            .borrow_mut()
+                            .handle_handoff(Instant::now(), from, &bytes);
+                        flush(&local).await;
+                    }
                     ShardMsg::Stats { stats, store, .. } => {
                         local.stats_in.borrow_mut().push((stats, store));
                         local.stats_wait.signal(1);
@@ -285,8 +297,33 @@ fn spawn_mesh_receivers(local: &Rc<Local>, mut receivers: Receivers<ShardMsg>) {
     }
 }
 
-/// Sends everything the shard queued, then re-arms the timer if it moved earlier.
+/// Sends everything the shard queued — answers, and requests for other shards — then
+/// re-arms the timer if it moved earlier.
 async fn flush(local: &Rc<Local>) {
+    loop {
+        let next = local.shard.borrow_mut().poll_handoff();
+        let Some(h) = next else { break };
+        let sent = local
+            .senders
+            .send_to(
+                h.shard,
+                ShardMsg::Handoff {
+                    from: h.from,
+                    bytes: h.bytes,
+                },
+            )
+            .await;
+        if let Err(e) = sent {
+            tracing::debug!(error = ?e, "handoff to shard {} failed", h.shard);
+        }
+    }
+    loop {
+        // Reachability changes feed the deferred delivery path; until it listens they are
+        // only logged.
+        let ev = local.shard.borrow_mut().poll_event();
+        let Some(ev) = ev else { break };
+        tracing::debug!(?ev, "registrar");
+    }
     loop {
         let next = local.shard.borrow_mut().poll_transmit();
         match next {

@@ -120,10 +120,7 @@ fn retransmission_gets_the_identical_response() {
 #[test]
 fn unimplemented_methods_get_501_with_allow() {
     let mut s = shard();
-    for (i, m) in ["MESSAGE", "REGISTER", "SUBSCRIBE", "FOO"]
-        .iter()
-        .enumerate()
-    {
+    for (i, m) in ["MESSAGE", "SUBSCRIBE", "FOO"].iter().enumerate() {
         s.handle_datagram(
             Instant::now(),
             client(),
@@ -529,4 +526,150 @@ fn rfc2543_requests_are_matched_on_call_id_and_cseq_together() {
     // And the real retransmission of CSeq 1 gets the first answer again.
     s.handle_datagram(Instant::now(), client(), r1.as_bytes());
     assert_eq!(drain(&mut s)[0].2, first[0].2);
+}
+
+fn register(branch: &str, cseq: u32, extra: &str) -> Vec<u8> {
+    format!(
+        "REGISTER sip:localhost SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:40000;branch={branch};rport\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:bob@localhost>\r\n\
+From: <sip:bob@localhost>;tag=b1\r\n\
+Call-ID: reg-1\r\n\
+CSeq: {cseq} REGISTER\r\n\
+{extra}Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+const UNIX_T0: u64 = 1_764_158_400_000;
+
+#[test]
+fn register_binds_lists_and_lapses() {
+    let mut s = shard();
+    let t0 = Instant::now();
+    s.set_clock(t0, UNIX_T0);
+    s.handle_datagram(
+        t0,
+        client(),
+        &register(
+            "z9hG4bKr1",
+            1,
+            "Contact: <sip:bob@127.0.0.1:40000>;+g.oma.sip-im\r\nExpires: 120\r\n",
+        ),
+    );
+    let out = drain(&mut s);
+    assert_eq!(out[0].1, 200);
+    assert_eq!(
+        header(&out[0].2, HeaderName::Contact),
+        Some(&b"<sip:bob@127.0.0.1:40000>;expires=120"[..])
+    );
+    assert_eq!(
+        header(&out[0].2, HeaderName::Date),
+        Some(&b"Wed, 26 Nov 2025 12:00:00 GMT"[..])
+    );
+    assert_eq!(s.bindings(), 1);
+    assert_eq!(
+        s.poll_event(),
+        Some(registrar::Event::Reachable {
+            aor: b"sip:bob@localhost"[..].into()
+        })
+    );
+    // A retransmission is absorbed by the transaction: same answer, no second binding.
+    s.handle_datagram(
+        t0,
+        client(),
+        &register(
+            "z9hG4bKr1",
+            1,
+            "Contact: <sip:bob@127.0.0.1:40000>;+g.oma.sip-im\r\nExpires: 120\r\n",
+        ),
+    );
+    assert_eq!(drain(&mut s)[0].1, 200);
+    assert_eq!(s.poll_event(), None);
+    // The binding lapses when its time is up, through the shard's timer.
+    let due = s.poll_timeout().unwrap();
+    assert!(due <= t0 + Duration::from_secs(120));
+    s.handle_timeout(t0 + Duration::from_secs(120));
+    assert_eq!(s.bindings(), 0);
+    assert_eq!(
+        s.poll_event(),
+        Some(registrar::Event::Unreachable {
+            aor: b"sip:bob@localhost"[..].into()
+        })
+    );
+}
+
+#[test]
+fn register_refusals_name_their_reason() {
+    let mut s = shard();
+    let t0 = Instant::now();
+    s.set_clock(t0, UNIX_T0);
+    s.handle_datagram(
+        t0,
+        client(),
+        &register(
+            "z9hG4bKb1",
+            1,
+            "Contact: <sip:bob@127.0.0.1>\r\nExpires: 5\r\n",
+        ),
+    );
+    let out = drain(&mut s);
+    assert_eq!(out[0].1, 423);
+    assert_eq!(header(&out[0].2, HeaderName::MinExpires), Some(&b"60"[..]));
+    s.handle_datagram(
+        t0,
+        client(),
+        &register("z9hG4bKb2", 2, "Contact: *\r\nExpires: 60\r\n"),
+    );
+    let out = drain(&mut s);
+    assert_eq!(out[0].1, 400);
+    assert!(header(&out[0].2, HeaderName::Warning).is_some());
+    s.handle_datagram(
+        t0,
+        client(),
+        &register(
+            "z9hG4bKb3",
+            3,
+            "Contact: <sip:bob@127.0.0.1>\r\nExpires: soon\r\n",
+        ),
+    );
+    assert_eq!(drain(&mut s)[0].1, 400);
+    // An AOR of another domain is not bound here.
+    let other = String::from_utf8(register("z9hG4bKb4", 4, "Contact: <sip:bob@127.0.0.1>\r\n"))
+        .unwrap()
+        .replace("To: <sip:bob@localhost>", "To: <sip:bob@example.org>");
+    s.handle_datagram(t0, client(), other.as_bytes());
+    assert_eq!(drain(&mut s)[0].1, 404);
+    assert_eq!(s.bindings(), 0);
+}
+
+#[test]
+fn a_register_for_an_aor_of_another_shard_is_handed_to_it() {
+    let mut id = Config::embedded().identity();
+    id.addr = "127.0.0.1:5060".parse().unwrap();
+    let t0 = Instant::now();
+    let mut shards: Vec<Shard> = (0..2)
+        .map(|i| {
+            let mut s = Shard::new(i, id.clone(), 7);
+            s.set_shards(2);
+            s.set_clock(t0, UNIX_T0);
+            s
+        })
+        .collect();
+    let owner = crate::store::shard_of(b"sip:bob@localhost", 2);
+    let other = 1 - owner;
+    let req = register("z9hG4bKh1", 1, "Contact: <sip:bob@127.0.0.1:40000>\r\n");
+    shards[other].handle_datagram(t0, client(), &req);
+    assert!(drain(&mut shards[other]).is_empty());
+    let h = shards[other].poll_handoff().unwrap();
+    assert_eq!(h.shard, owner);
+    assert_eq!(h.bytes, req);
+    shards[owner].handle_handoff(t0, h.from, &h.bytes);
+    let out = drain(&mut shards[owner]);
+    assert_eq!(out[0].1, 200);
+    // The answer goes to the client, from the owner's socket.
+    assert_eq!(out[0].0.addr, client());
+    assert_eq!(shards[owner].bindings(), 1);
+    assert_eq!(shards[other].bindings(), 0);
 }

@@ -171,6 +171,48 @@ pub fn digest128(domains: (u8, u8), parts: &[&[u8]]) -> u128 {
     (u128::from(half(domains.0)) << 64) | u128::from(half(domains.1))
 }
 
+/// Appends Unix time `ms` as an RFC 1123 date in GMT (`Sun, 06 Nov 1994 08:49:37 GMT`), the
+/// form of SIP's `Date` header (RFC 3261 §20.17).
+pub fn push_http_date(out: &mut Vec<u8>, ms: u64) {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let secs = ms / 1000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian): count in 400-year eras
+    // starting on March 1st, so that the leap day ends a year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let two = |out: &mut Vec<u8>, n: u64| {
+        out.push(b'0' + (n / 10) as u8);
+        out.push(b'0' + (n % 10) as u8);
+    };
+    out.extend_from_slice(DAYS[(days % 7) as usize]);
+    out.extend_from_slice(b", ");
+    two(out, day);
+    out.push(b' ');
+    out.extend_from_slice(MONTHS[(month - 1) as usize]);
+    out.push(b' ');
+    push_decimal(out, year);
+    out.push(b' ');
+    two(out, rem / 3600);
+    out.push(b':');
+    two(out, rem / 60 % 60);
+    out.push(b':');
+    two(out, rem % 60);
+    out.extend_from_slice(b" GMT");
+}
+
 /// Appends the decimal form of `n` to `out` without going through `fmt`.
 #[inline]
 pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
@@ -189,6 +231,22 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn http_dates() {
+        for (ms, text) in [
+            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
+            (784_111_777_000, "Sun, 06 Nov 1994 08:49:37 GMT"),
+            (951_782_400_000, "Tue, 29 Feb 2000 00:00:00 GMT"),
+            (1_764_158_400_999, "Wed, 26 Nov 2025 12:00:00 GMT"),
+            (4_107_542_399_000, "Sun, 28 Feb 2100 23:59:59 GMT"),
+            (4_133_980_799_000, "Fri, 31 Dec 2100 23:59:59 GMT"),
+        ] {
+            let mut out = Vec::new();
+            super::push_http_date(&mut out, ms);
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+    }
+
     use super::*;
 
     #[test]
