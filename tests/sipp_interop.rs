@@ -1,5 +1,6 @@
-//! Interop with a real SIP tool: SIPp (Debian package `sip-tester`) sends OPTIONS over UDP
-//! and over TCP and must get `200` for every one. `.ci/run` installs SIPp.
+//! Interop with a real SIP tool: SIPp (Debian package `sip-tester`) sends OPTIONS, and
+//! registers and unregisters users, over UDP and over TCP; every transaction must succeed.
+//! `.ci/run` installs SIPp.
 
 mod support;
 
@@ -16,15 +17,15 @@ fn free_port() -> u16 {
     port
 }
 
-fn sipp(server: std::net::SocketAddr, transport: &str, calls: u32) {
-    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/options.xml");
+fn sipp(server: std::net::SocketAddr, scenario: &str, transport: &str, calls: u32) {
+    let scenario = format!("{}/tests/sipp/{scenario}", env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new("sipp")
         .current_dir(dir.path())
         .arg(server.to_string())
         .args([
             "-sf",
-            scenario,
+            &scenario,
             "-t",
             transport,
             "-i",
@@ -64,8 +65,8 @@ fn sipp(server: std::net::SocketAddr, transport: &str, calls: u32) {
 #[test]
 fn sipp_options_over_udp_and_tcp_all_get_200() {
     let mut srv = Server::start(&["--cores", "2"]);
-    sipp(srv.sip, "u1", 100);
-    sipp(srv.sip, "t1", 100);
+    sipp(srv.sip, "options.xml", "u1", 100);
+    sipp(srv.sip, "options.xml", "t1", 100);
     assert!(srv.terminate().success());
     let stopped = srv.wait_line("imrelay: stopped: ");
     // "imrelay: stopped: N requests, M responses sent, …" (N > 200 only if SIPp retransmitted).
@@ -74,4 +75,14 @@ fn sipp_options_over_udp_and_tcp_all_get_200() {
         .filter_map(|n| n.parse().ok())
         .collect();
     assert!(numbers[0] >= 200 && numbers[1] >= 200, "{stopped}");
+}
+
+#[test]
+fn sipp_registers_and_unregisters_over_udp_and_tcp() {
+    let mut srv = Server::start(&[]);
+    sipp(srv.sip, "register.xml", "u1", 100);
+    sipp(srv.sip, "register.xml", "t1", 100);
+    assert!(srv.terminate().success());
+    let stopped = srv.wait_line("imrelay: stopped: ");
+    assert!(stopped.contains(" 0 malformed"), "{stopped}");
 }
