@@ -145,6 +145,11 @@ pub const STORE_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 /// Corrupt regions a scan of one segment reports individually; more are counted only.
 pub const STORE_SCAN_CORRUPT_REPORTS_MAX: usize = 64;
 
+/// Most client transactions one shard keeps open (requests it sent and has not finished
+/// with: relayed `MESSAGE`s, deliveries of stored messages). Past it new ones are refused, and
+/// the request they serve gets a `503`. Each lives at most 64 × T1 = 32 s (Timer F).
+pub const CLIENT_TRANSACTIONS_PER_SHARD_MAX: usize = 65_536;
+
 /// Shortest registration a registrar accepts, in seconds; shorter (non-zero) ones are
 /// answered `423 Interval Too Brief` with this as `Min-Expires` (RFC 3261 §10.3 step 7). One
 /// minute keeps refresh traffic bounded, as Kamailio's default `min_expires` does.

@@ -1,0 +1,348 @@
+//! Client non-INVITE transactions (RFC 3261 §17.1.2), without I/O.
+//!
+//! A shard sends requests of its own — a `MESSAGE` relayed to a registered contact, a stored
+//! message delivered — through this table. Each request carries a branch minted by
+//! [`branch`]: the `z9hG4bK` cookie, the shard's number and the transaction's number, so a
+//! response arriving on any shard can be handed to the one that sent the request
+//! ([`owner_of_branch`]) and matched here by number ([`ClientTransactions::on_response`]).
+//!
+//! States and timers as §17.1.2.2 names them: `Trying` (Timer E retransmits on unreliable
+//! transports, from T1 doubling to T2; Timer F gives up after 64 × T1), `Proceeding` (a
+//! provisional arrived: Timer E at T2), `Completed` (a final arrived: Timer K absorbs
+//! retransmitted responses for T4 on unreliable transports, none on reliable ones).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::limits::CLIENT_TRANSACTIONS_PER_SHARD_MAX;
+use crate::sip::transaction::{T1, T2, T4};
+use crate::transport::Peer;
+
+/// The branch prefix of requests this server sends: the RFC 3261 cookie and a mark.
+const BRANCH_PREFIX: &[u8] = b"z9hG4bK.i";
+
+/// Writes the branch of client transaction `id` of shard `shard`:
+/// `z9hG4bK.i<shard:2 hex><id:16 hex>`.
+pub fn branch(shard: usize, id: u64, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(BRANCH_PREFIX);
+    out.push(HEX[(shard >> 4) & 15]);
+    out.push(HEX[shard & 15]);
+    for i in (0..16).rev() {
+        out.push(HEX[((id >> (i * 4)) & 15) as usize]);
+    }
+}
+
+/// The shard and transaction number of a branch minted by [`branch`], if it is one.
+pub fn owner_of_branch(b: &[u8]) -> Option<(usize, u64)> {
+    let rest = b.strip_prefix(BRANCH_PREFIX)?;
+    if rest.len() != 18 {
+        return None;
+    }
+    let hex = |s: &[u8]| -> Option<u64> {
+        s.iter().try_fold(0u64, |n, &c| {
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => return None,
+            };
+            Some((n << 4) | u64::from(d))
+        })
+    };
+    Some((hex(&rest[..2])? as usize, hex(&rest[2..])?))
+}
+
+/// A client transaction's state (§17.1.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    Trying,
+    Proceeding,
+    Completed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    E,
+    F,
+    K,
+}
+
+struct Tx {
+    state: ClientState,
+    to: Peer,
+    request: Vec<u8>,
+    /// The next Timer E interval.
+    interval: Duration,
+    /// Generation of the timers that are current (older ones are skipped when they fire).
+    armed: u32,
+}
+
+/// What the table asks of its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientOutput {
+    /// Send the request again (Timer E).
+    Retransmit { to: Peer, request: Vec<u8> },
+    /// No final response within 64 × T1 (Timer F): the request failed (as a `408`).
+    Timeout { id: u64 },
+}
+
+/// What became of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMatch {
+    /// Pass it to the transaction user (the first final, or a provisional).
+    Deliver,
+    /// A retransmitted final, or a response for no live transaction: drop it.
+    Absorbed,
+}
+
+/// The table is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// One shard's client transactions.
+#[derive(Default)]
+pub struct ClientTransactions {
+    txs: HashMap<u64, Tx>,
+    next: u64,
+    timers: BinaryHeap<Reverse<(Instant, u64, Timer, u32)>>,
+    out: VecDeque<ClientOutput>,
+}
+
+impl ClientTransactions {
+    pub fn new() -> ClientTransactions {
+        ClientTransactions::default()
+    }
+
+    /// Reserves the number of the next transaction (its branch is minted from it before the
+    /// request is written).
+    pub fn next_id(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    /// Starts transaction `id` for `request` (already sent once by the caller to `to`).
+    pub fn start(&mut self, now: Instant, id: u64, to: Peer, request: Vec<u8>) -> Result<(), Full> {
+        if self.txs.len() >= CLIENT_TRANSACTIONS_PER_SHARD_MAX {
+            return Err(Full);
+        }
+        let reliable = to.transport.is_reliable();
+        self.txs.insert(
+            id,
+            Tx {
+                state: ClientState::Trying,
+                to,
+                request,
+                interval: T1,
+                armed: 0,
+            },
+        );
+        if !reliable {
+            self.timers.push(Reverse((now + T1, id, Timer::E, 0)));
+        }
+        self.timers.push(Reverse((now + 64 * T1, id, Timer::F, 0)));
+        Ok(())
+    }
+
+    /// A response for transaction `id` with `status`.
+    pub fn on_response(&mut self, now: Instant, id: u64, status: u16) -> ResponseMatch {
+        let Some(tx) = self.txs.get_mut(&id) else {
+            return ResponseMatch::Absorbed;
+        };
+        match (tx.state, status) {
+            (ClientState::Completed, _) => ResponseMatch::Absorbed,
+            (_, 100..=199) => {
+                if tx.state == ClientState::Trying {
+                    tx.state = ClientState::Proceeding;
+                    // §17.1.2.2: in Proceeding, Timer E fires every T2.
+                    tx.interval = T2;
+                }
+                ResponseMatch::Deliver
+            }
+            _ => {
+                tx.state = ClientState::Completed;
+                tx.armed += 1;
+                tx.request = Vec::new();
+                if tx.to.transport.is_reliable() {
+                    self.txs.remove(&id);
+                } else {
+                    self.timers
+                        .push(Reverse((now + T4, id, Timer::K, tx.armed)));
+                }
+                ResponseMatch::Deliver
+            }
+        }
+    }
+
+    /// The state of transaction `id`, if it is live.
+    pub fn state(&self, id: u64) -> Option<ClientState> {
+        self.txs.get(&id).map(|t| t.state)
+    }
+
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, ..))| *at)
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, id, timer, gen))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(tx) = self.txs.get_mut(&id) else {
+                continue;
+            };
+            if gen != tx.armed {
+                continue;
+            }
+            match (timer, tx.state) {
+                (Timer::E, ClientState::Trying | ClientState::Proceeding) => {
+                    self.out.push_back(ClientOutput::Retransmit {
+                        to: tx.to,
+                        request: tx.request.clone(),
+                    });
+                    if tx.state == ClientState::Trying {
+                        tx.interval = (tx.interval * 2).min(T2);
+                    }
+                    self.timers
+                        .push(Reverse((at + tx.interval, id, Timer::E, tx.armed)));
+                }
+                (Timer::F, ClientState::Trying | ClientState::Proceeding) => {
+                    self.txs.remove(&id);
+                    self.out.push_back(ClientOutput::Timeout { id });
+                }
+                (Timer::K, ClientState::Completed) => {
+                    self.txs.remove(&id);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<ClientOutput> {
+        self.out.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{ConnId, Transport};
+
+    fn udp() -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:5070".parse().unwrap(),
+        }
+    }
+
+    fn outputs(c: &mut ClientTransactions) -> Vec<ClientOutput> {
+        std::iter::from_fn(|| c.poll_output()).collect()
+    }
+
+    #[test]
+    fn branches_name_their_shard_and_transaction() {
+        let mut b = Vec::new();
+        branch(3, 0xdead_beef, &mut b);
+        assert_eq!(b, b"z9hG4bK.i0300000000deadbeef");
+        assert_eq!(owner_of_branch(&b), Some((3, 0xdead_beef)));
+        assert_eq!(owner_of_branch(b"z9hG4bK776asdhds"), None);
+        assert_eq!(owner_of_branch(b"z9hG4bK.i03"), None);
+        assert_eq!(owner_of_branch(b"z9hG4bK.i0300000000deadbeeX"), None);
+    }
+
+    #[test]
+    fn timer_e_doubles_to_t2_then_timer_f_gives_up() {
+        let mut c = ClientTransactions::new();
+        let t0 = Instant::now();
+        let id = c.next_id();
+        c.start(t0, id, udp(), b"MESSAGE".to_vec()).unwrap();
+        let mut sends = Vec::new();
+        let mut gave_up = None;
+        // (A timer left behind by a finished transaction may still wake the caller once.)
+        while let Some(at) = c.poll_timeout() {
+            c.handle_timeout(at);
+            for o in outputs(&mut c) {
+                match o {
+                    ClientOutput::Retransmit { request, .. } => {
+                        assert_eq!(request, b"MESSAGE");
+                        sends.push(at - t0);
+                    }
+                    ClientOutput::Timeout { id: gone } => {
+                        assert_eq!(gone, id);
+                        gave_up = Some(at - t0);
+                    }
+                }
+            }
+        }
+        let ms: Vec<u128> = sends.iter().map(|d| d.as_millis()).collect();
+        // 0.5, 1.5, 3.5, 7.5, then every 4 s until 32 s.
+        assert_eq!(&ms[..5], &[500, 1500, 3500, 7500, 11500]);
+        assert!(ms.windows(2).skip(3).all(|w| w[1] - w[0] == 4000));
+        assert_eq!(gave_up, Some(64 * T1));
+        assert!(sends.iter().all(|&d| d < 64 * T1));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_provisional_slows_retransmissions_and_a_final_completes() {
+        let mut c = ClientTransactions::new();
+        let t0 = Instant::now();
+        let id = c.next_id();
+        c.start(t0, id, udp(), b"M".to_vec()).unwrap();
+        assert_eq!(c.on_response(t0, id, 100), ResponseMatch::Deliver);
+        assert_eq!(c.state(id), Some(ClientState::Proceeding));
+        c.handle_timeout(t0 + T1);
+        assert_eq!(outputs(&mut c).len(), 1);
+        // Next retransmission is T2 later.
+        c.handle_timeout(t0 + T1 + T2 - Duration::from_millis(1));
+        assert!(outputs(&mut c).is_empty());
+        c.handle_timeout(t0 + T1 + T2);
+        assert_eq!(outputs(&mut c).len(), 1);
+        let t = t0 + T1 + T2;
+        assert_eq!(c.on_response(t, id, 200), ResponseMatch::Deliver);
+        assert_eq!(c.on_response(t, id, 200), ResponseMatch::Absorbed);
+        // No retransmission after the final; Timer K ends it after T4.
+        c.handle_timeout(t + T4 - Duration::from_millis(1));
+        assert!(outputs(&mut c).is_empty());
+        assert_eq!(c.state(id), Some(ClientState::Completed));
+        c.handle_timeout(t + T4);
+        assert!(c.is_empty());
+        assert!(outputs(&mut c).is_empty());
+    }
+
+    #[test]
+    fn reliable_transports_get_no_retransmissions_and_no_timer_k() {
+        let mut c = ClientTransactions::new();
+        let t0 = Instant::now();
+        let id = c.next_id();
+        let tcp = Peer {
+            transport: Transport::Tcp(ConnId::new(0, 1)),
+            addr: "127.0.0.1:5070".parse().unwrap(),
+        };
+        c.start(t0, id, tcp, b"M".to_vec()).unwrap();
+        c.handle_timeout(t0 + 10 * T1);
+        assert!(outputs(&mut c).is_empty());
+        assert_eq!(c.on_response(t0, id, 480), ResponseMatch::Deliver);
+        assert!(c.is_empty());
+        assert_eq!(c.on_response(t0, id, 480), ResponseMatch::Absorbed);
+    }
+
+    #[test]
+    fn an_unknown_response_is_absorbed() {
+        let mut c = ClientTransactions::new();
+        assert_eq!(
+            c.on_response(Instant::now(), 99, 200),
+            ResponseMatch::Absorbed
+        );
+    }
+}
