@@ -285,7 +285,8 @@ fn open_store(
             count: shards,
         };
         let (store, r) =
-            FsStore::open_partition(dir, part, cfg.store.policy(), random_seed()).map_err(err)?;
+            FsStore::open_partition(dir, &prepared, part, cfg.store.policy(), random_seed())
+                .map_err(err)?;
         total.add(&r);
         parts.push(store);
     }

@@ -2,7 +2,8 @@
 //!
 //! The shard thread keeps the bookkeeping and the read maps ([`FsStore`]); every blocking
 //! step — writing a batch, `fdatasync`, cutting back a failed batch, deleting segments, and
-//! faulting in pages of a cold message — runs on the executor's blocking thread
+//! faulting in pages of a cold message or of records compaction will move — runs on the
+//! executor's blocking thread
 //! (`spawn_blocking`), so a slow disk delays acknowledgements, never the shard's sockets.
 //! One job is out at a time; appends arriving meanwhile queue in the bookkeeping and form
 //! the next batch (group commit without a timer).
@@ -68,6 +69,11 @@ pub struct ShardStore {
     /// Set once the driver has written everything and ended.
     drained: Semaphore,
     closed: Cell<bool>,
+    /// A job is running on the blocking thread; `job_done` is signalled when it returns.
+    job_out: Cell<bool>,
+    job_done: Semaphore,
+    /// Stopping after the grace period: run no job after the current one.
+    stop_taking: Cell<bool>,
     stats: Cell<StoreStats>,
 }
 
@@ -86,6 +92,9 @@ impl ShardStore {
             work: Semaphore::new(0),
             drained: Semaphore::new(0),
             closed: Cell::new(false),
+            job_out: Cell::new(false),
+            job_done: Semaphore::new(0),
+            stop_taking: Cell::new(false),
             stats: Cell::new(StoreStats::default()),
         })
     }
@@ -180,17 +189,23 @@ impl ShardStore {
     }
 
     /// Stops taking appends and waits (at most `grace`) until everything queued is
-    /// written; what is still waiting then is refused.
+    /// written. Past the grace period the job on the blocking thread, if any, is still
+    /// waited for (its appends get their true outcome); what was never written is refused.
     pub async fn close(&self, grace: Duration) {
         self.closed.set(true);
         self.work.close();
-        let _ = futures_lite::future::or(
-            async {
-                let _ = self.drained.acquire(1).await;
-            },
-            glommio::timer::sleep(grace),
-        )
-        .await;
+        let drained =
+            futures_lite::future::or(async { self.drained.acquire(1).await.is_ok() }, async {
+                glommio::timer::sleep(grace).await;
+                false
+            })
+            .await;
+        if !drained {
+            self.stop_taking.set(true);
+            while self.job_out.get() {
+                let _ = self.job_done.acquire(1).await;
+            }
+        }
         for (_, tx) in self.waiting.borrow_mut().drain() {
             let _ = tx.try_send(Err(StoreError::Io("the store stopped".into())));
         }
@@ -303,17 +318,23 @@ impl StoreRouter {
 /// Runs jobs while there are any; returns when only retries are left.
 async fn run_jobs(store: &ShardStore) {
     loop {
+        if store.stop_taking.get() {
+            return;
+        }
         let job = store.fs.borrow_mut().next_job();
         let Some(job) = job else { return };
         let had_batch = job.has_batch();
         let files = store.fs.borrow_mut().take_files();
         let Some(mut files) = files else { return };
+        store.job_out.set(true);
         let (files, done) = glommio::executor()
             .spawn_blocking(move || {
                 let done = files.run(job);
                 (files, done)
             })
             .await;
+        store.job_out.set(false);
+        store.job_done.signal(1);
         let failed = done.batch_failed();
         store.fs.borrow_mut().finish_job(files, done);
         if had_batch {
@@ -346,6 +367,14 @@ async fn upkeep(store: Rc<ShardStore>) {
         glommio::timer::sleep(Duration::from_millis(STORE_UPKEEP_INTERVAL_MS)).await;
         if store.closed.get() {
             return;
+        }
+        // Compaction reads and verifies the records it moves: fault them in off the shard.
+        let records = store.fs.borrow_mut().compaction_records();
+        if let Some(records) = records.filter(|r| !r.resident()) {
+            records.prefetch();
+            glommio::executor()
+                .spawn_blocking(move || records.touch())
+                .await;
         }
         store.fs.borrow_mut().upkeep(now_ms());
         store.work.signal(1);

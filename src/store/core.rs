@@ -6,7 +6,8 @@
 //!
 //! ```text
 //!   append_message(..) -> Ticket          (encoded into the open batch; nothing is visible)
-//!   poll_batch() -> IoBatch               (writes to perform, then fdatasync each file)
+//!   poll_batch() -> IoBatch               (writes to perform and make durable; the driver
+//!                                          journals them and syncs the journal)
 //!   on_batch_done(id, Ok | Err)           (durable: entries become readable, tickets acked;
 //!                                          failed: entries dropped, files to be truncated)
 //!   poll_ack() -> (Ticket, Result)        (what to tell each appender)
@@ -357,8 +358,8 @@ pub struct Store {
     last_id: u128,
     /// Chunked messages being received.
     uploads: HashMap<UploadId, Upload>,
-    /// Per recipient, the highest segment number left on disk unused (skipped at recovery):
-    /// new segments are numbered above it and never overwrite it.
+    /// Per recipient, the highest segment number ever used (made, recovered, or left on disk
+    /// unused because recovery skipped it): new segments are numbered above it.
     seq_floor: HashMap<RecipientKey, u64>,
     /// Chunked messages met during recovery and not yet committed (dropped at the end).
     recovering: HashMap<MessageId, (RecipientKey, Entry, u32)>,
@@ -466,6 +467,10 @@ impl Store {
         if needs_new {
             let floor = self.seq_floor.get(&key).copied().unwrap_or(0);
             let seq = log.segments.back().map_or(1, |s| s.seq + 1).max(floor + 1);
+            // Numbers are never reused, even after the segments above them were reclaimed
+            // or rolled back: a deletion still queued for an old number must not hit a new
+            // file.
+            self.seq_floor.insert(key, seq);
             log.segments.push_back(Segment {
                 seq,
                 durable_len: 0,
@@ -1272,6 +1277,11 @@ impl Store {
             .map(|s| s.durable_len)
     }
 
+    /// The address of record of a recipient known by its key.
+    pub fn aor_of(&self, key: RecipientKey) -> Option<&[u8]> {
+        self.logs.get(&key).map(|l| &l.aor[..])
+    }
+
     /// Pending messages of `aor`, oldest first.
     pub fn pending(&self, aor: &[u8]) -> impl Iterator<Item = &Entry> + '_ {
         self.logs
@@ -1404,6 +1414,8 @@ impl Store {
         if RecipientKey::of(&aor) != key {
             return Err(format!("segment {seq} belongs to another recipient"));
         }
+        let floor = self.seq_floor.entry(key).or_insert(0);
+        *floor = (*floor).max(seq);
         let log = self
             .logs
             .entry(key)

@@ -87,6 +87,8 @@ pub struct FsStore {
 /// The journal file and what the driver knows of it.
 struct Journal {
     file: File,
+    /// Bytes of the file in use ([`STORE_JOURNAL_BYTES`]; smaller in tests).
+    capacity: u64,
     generation: u64,
     /// Where the next entry goes.
     pos: u64,
@@ -139,21 +141,28 @@ fn lock_store(root: &Path) -> io::Result<File> {
 const JOURNAL_EXT: &str = "jnl";
 
 impl Journal {
-    /// Creates (or reuses) the journal file, pre-allocated so that overwriting it changes no
-    /// metadata, and starts `generation` in it.
+    /// Creates the journal file — never over an existing one, whose entries may not have
+    /// been replayed ([`prepare`] removes them) — pre-allocated so that overwriting it
+    /// changes no metadata, and starts `generation` in it.
     fn create(root: &Path, path: &Path, generation: u64) -> io::Result<Journal> {
-        let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        if file.metadata()?.len() < STORE_JOURNAL_BYTES {
-            preallocate(&file, STORE_JOURNAL_BYTES)?;
-        }
+            .create_new(true)
+            .open(path)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "journal {}: {e} (is this partition open twice?)",
+                        path.display()
+                    ),
+                )
+            })?;
+        preallocate(&file, STORE_JOURNAL_BYTES)?;
         let mut j = Journal {
             file,
+            capacity: STORE_JOURNAL_BYTES,
             generation,
             pos: 0,
             unsynced: Default::default(),
@@ -162,9 +171,7 @@ impl Journal {
             buf: Vec::new(),
         };
         j.restart(generation)?;
-        if !existed {
-            fsync_dir(root)?;
-        }
+        fsync_dir(root)?;
         Ok(j)
     }
 
@@ -311,17 +318,28 @@ fn sync_all_data(files: &[&File]) -> io::Result<()> {
     }
     for group in files.chunks(SYNC_THREADS_MAX) {
         std::thread::scope(|scope| {
-            let handles: Vec<_> = group
-                .iter()
-                .map(|f| scope.spawn(move || f.sync_data()))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(io::Error::other("sync thread panicked")))
-                })
-                .collect::<io::Result<Vec<()>>>()
+            let mut handles = Vec::with_capacity(group.len());
+            let mut first_err = None;
+            for f in group {
+                match std::thread::Builder::new().spawn_scoped(scope, move || f.sync_data()) {
+                    Ok(h) => handles.push(h),
+                    // No thread to spare: sync this one here.
+                    Err(_) => {
+                        if let Err(e) = f.sync_data() {
+                            first_err.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+            for h in handles {
+                let r = h
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("sync thread panicked")));
+                if let Err(e) = r {
+                    first_err.get_or_insert(e);
+                }
+            }
+            first_err.map_or(Ok(()), Err)
         })?;
     }
     Ok(())
@@ -438,10 +456,6 @@ pub struct Files {
 /// writer thread, beside the journal's sync; below it the hand-off costs more than it saves.
 const SEGMENT_WRITER_MIN_FILES: usize = 4;
 
-fn clone_err(e: &io::Error) -> io::Error {
-    io::Error::new(e.kind(), e.to_string())
-}
-
 fn write_segments(writes: &[crate::store::core::FileWrite], files: &[Arc<File>]) -> io::Result<()> {
     writes
         .iter()
@@ -489,23 +503,25 @@ impl SegmentWriter {
         SegmentWriter { work, done }
     }
 
-    /// Hands the writes over; the answer comes through the returned [`Pending`].
+    /// Hands the writes over; the answer comes through the returned [`Pending`]. When the
+    /// thread is not running, the work comes back.
     fn submit(
         &self,
         writes: Vec<crate::store::core::FileWrite>,
         files: Vec<Arc<File>>,
-    ) -> io::Result<Pending> {
+    ) -> Result<Pending, SegmentWork> {
         self.work
             .send((writes, files))
-            .map_err(|_| io::Error::other("segment writer thread is not running"))?;
-        Ok(Pending(self.done.clone()))
+            .map(|()| Pending(self.done.clone()))
+            .map_err(|crossbeam::channel::SendError(work)| work)
     }
 }
 
 impl Files {
     /// Runs a job: cuts first (nothing is written while a rollback is unfinished: its cut
     /// would later destroy newer data), a checkpoint if a failed batch left entries in the
-    /// journal, the batch, then deletions (after a checkpoint).
+    /// journal, the batch, then deletions (after a checkpoint) when the cuts and the batch
+    /// succeeded.
     pub fn run(&mut self, job: Job) -> JobDone {
         let mut cuts = job.cuts;
         let ready = self.cut(&mut cuts).and_then(|()| {
@@ -526,7 +542,10 @@ impl Files {
             (b.id, segs, result.map_err(|e| e.to_string()))
         });
         let mut deletes = job.deletes;
-        if !deletes.is_empty() {
+        // Deleting checkpoints first, which would sync the bytes of a failed batch (or of a
+        // rollback not done yet) into the segments: only after a clean job.
+        let clean = cuts.is_empty() && !matches!(&batch, Some((_, _, Err(_))));
+        if clean && !deletes.is_empty() {
             if let Err(e) = self.delete(&mut deletes) {
                 tracing::warn!(error = %e, "store segments not deleted yet");
             }
@@ -571,47 +590,91 @@ impl Files {
             self.journal.unsynced.insert(w.segment);
         }
 
+        let capacity = self.journal.capacity;
+        let room = capacity - journal::header_len() as u64;
         let mut buf = std::mem::take(&mut self.journal.buf);
-        buf.clear();
-        let encoded = journal::encode_entries(self.journal.generation, &writes, &mut buf)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()));
-        // The segment writes: done here, or under way on the writer thread.
-        let mut segments: io::Result<()> = Ok(());
+        let result = self.write_batch(writes, targets, &mut buf, room, capacity);
+        self.journal.buf = buf;
+        result
+    }
+
+    /// The rest of [`Files::run_batch`]: the journal entry and the segment writes, in an
+    /// order that never leaves a refused batch replayable.
+    fn write_batch(
+        &mut self,
+        writes: Vec<crate::store::core::FileWrite>,
+        targets: Vec<Arc<File>>,
+        buf: &mut Vec<u8>,
+        room: u64,
+        capacity: u64,
+    ) -> io::Result<()> {
+        let encode = |generation: u64, buf: &mut Vec<u8>| {
+            buf.clear();
+            journal::encode_entries(generation, &writes, buf)
+                .map(|n| n as u64)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+        };
+        let mut len = encode(self.journal.generation, buf)?;
+        if len > room {
+            // Larger than the whole journal: written, then made durable the direct way.
+            write_segments(&writes, &targets)?;
+            return self.checkpoint();
+        }
+        if self.journal.pos + len > capacity {
+            // The journal is full: sync what it protects, start a new generation, and stamp
+            // this batch's entries with it (entries of the old one would never be replayed).
+            self.checkpoint()?;
+            // The checkpoint synced these files before this batch's bytes were in them:
+            // they stay to be synced by the next one.
+            self.journal
+                .unsynced
+                .extend(writes.iter().map(|w| w.segment));
+            len = encode(self.journal.generation, buf)?;
+        }
+        // The segment writes: here, or on the writer thread while the journal is synced.
         let mut pending: Option<Pending> = None;
         if writes.len() >= SEGMENT_WRITER_MIN_FILES {
             let writer = self.writer.get_or_insert_with(SegmentWriter::start);
             match writer.submit(writes, targets) {
                 Ok(p) => pending = Some(p),
-                Err(e) => segments = Err(e),
-            }
-        } else {
-            segments = write_segments(&writes, &targets);
-        }
-        let mut finish = |pending: &mut Option<Pending>| {
-            if let Some(p) = pending.take() {
-                segments = segments.as_ref().map_err(clone_err).and(p.wait());
-            }
-        };
-        let journal = encoded.and_then(|len| {
-            let room = STORE_JOURNAL_BYTES - journal::header_len() as u64;
-            if len as u64 > room || self.journal.pos + len as u64 > STORE_JOURNAL_BYTES {
-                // A checkpoint syncs the segment files: their bytes must be there first.
-                finish(&mut pending);
-                self.checkpoint()?;
-                if len as u64 > room {
-                    // Larger than the whole journal: durable the direct way.
-                    return Ok(());
+                Err((writes, targets)) => {
+                    // The thread is gone (or never started): write here, and start a new
+                    // one next time.
+                    tracing::warn!("segment writer thread unavailable; writing in place");
+                    self.writer = None;
+                    write_segments(&writes, &targets)?;
                 }
             }
-            self.journal.file.write_all_at(&buf, self.journal.pos)?;
-            self.journal.file.sync_data()?;
-            self.journal.pos += len as u64;
-            Ok(())
-        });
-        self.journal.buf = buf;
+        } else {
+            // A failed write stops the batch before its journal entry exists.
+            write_segments(&writes, &targets)?;
+        }
+        let at = self.journal.pos;
+        let journal = self
+            .journal
+            .file
+            .write_all_at(buf, at)
+            .and_then(|()| self.journal.file.sync_data());
         // Never return while the writer may still be writing: a failed batch is cut next.
-        finish(&mut pending);
-        journal.and(segments)
+        let segments = pending.map_or(Ok(()), |p| p.wait());
+        match journal.and(segments) {
+            Ok(()) => {
+                self.journal.pos += len;
+                Ok(())
+            }
+            Err(e) => {
+                // The entry may be durable although the batch is refused: make it
+                // unreplayable (replay stops at the first entry that does not verify).
+                // Should this fail too, the next job checkpoints (a new generation) before
+                // writing anything.
+                let _ = self
+                    .journal
+                    .file
+                    .write_all_at(&[0u8; 64], at)
+                    .and_then(|()| self.journal.file.sync_data());
+                Err(e)
+            }
+        }
     }
 
     /// Syncs every segment written since the last checkpoint (in parallel) and the
@@ -704,20 +767,19 @@ impl FsStore {
         seed: u64,
     ) -> io::Result<(FsStore, RecoveryReport)> {
         let prepared = prepare(state_dir)?;
-        let entries = prepared.journal_entries;
-        let (store, mut report) =
-            FsStore::open_partition(state_dir, Partition::WHOLE, policy, seed)?;
-        let mut store = store;
+        let (mut store, mut report) =
+            FsStore::open_partition(state_dir, &prepared, Partition::WHOLE, policy, seed)?;
+        report.journal_entries = prepared.journal_entries;
         store._lock = Some(prepared.lock);
-        report.journal_entries = entries;
         Ok((store, report))
     }
 
     /// Opens one partition of a [`prepare`]d store and recovers its recipients' segments;
-    /// the partition writes its own journal (`journal-<index>.jnl`). The caller holds the
-    /// store's lock for as long as any partition is open.
+    /// the partition writes its own journal (`journal-<index>.jnl`). The caller keeps
+    /// `prepared` (the store's lock) for as long as any partition is open.
     pub fn open_partition(
         state_dir: &Path,
+        _prepared: &Prepared,
         part: Partition,
         policy: Policy,
         seed: u64,
@@ -850,6 +912,24 @@ impl FsStore {
             m.get(offset as usize..(offset as usize).checked_add(len as usize)?)
         };
         self.core.compact(seg, now_ms, read)
+    }
+
+    /// The records the next compaction would read (every live message of the candidate
+    /// segment), so that a shard can fault them in off its thread first.
+    pub fn compaction_records(&mut self) -> Option<Pages> {
+        let seg = self.core.compaction_candidate()?;
+        let aor = self.core.aor_of(seg.recipient)?.to_vec();
+        let ids: Vec<MessageId> = self
+            .core
+            .pending(&aor)
+            .filter(|e| e.segments().contains(&seg.seq))
+            .map(|e| e.id)
+            .collect();
+        let mut all = Vec::new();
+        for id in ids {
+            all.extend(self.records(&aor, id).ok()?.0);
+        }
+        Some(Pages(all))
     }
 
     /// The next unit of blocking work, if there is any and no job is out: the files of

@@ -10,10 +10,11 @@
 //! the file are ignored, so stale bytes (of a failed batch, or of the previous round) can never
 //! be replayed.
 //!
-//! At start the driver replays the current generation's entries into the segment files (the
-//! writes are idempotent: same bytes at the same offsets), syncs them, and checkpoints; then the
-//! segments are recovered as usual. Replay stops at the first record that does not verify: a
-//! torn journal tail is a batch that was never acknowledged.
+//! At start the driver replays the current generation's entries of every journal into the
+//! segment files (the writes are idempotent: same bytes at the same offsets), syncs them, and
+//! removes the journals; then the segments are recovered as usual. Replay stops at the first
+//! record that does not verify: a torn journal tail is a batch that was never acknowledged,
+//! and the driver zeroes the entry of a batch it refused after writing it.
 //!
 //! This module is pure: it encodes entries and plans a replay; `store::fs` does the I/O.
 

@@ -32,6 +32,7 @@ fn run_shards(dir: &std::path::Path, appends_per_shard: usize) -> Vec<Outcome> {
         .map(|index| {
             let (fs, _) = FsStore::open_partition(
                 dir,
+                &prepared,
                 Partition {
                     index,
                     count: SHARDS,
