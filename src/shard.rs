@@ -34,7 +34,7 @@ use crate::transport::{ConnId, Peer, Transmit, Transport};
 use crate::wire::XorShift64;
 
 /// Methods this server implements (the `Allow` header).
-pub const ALLOW: &[u8] = b"OPTIONS, ACK, CANCEL, REGISTER";
+pub const ALLOW: &[u8] = b"OPTIONS, ACK, CANCEL, REGISTER, MESSAGE";
 /// Body types this server accepts (the `Accept` header of an `OPTIONS` answer).
 pub const ACCEPT: &[u8] = b"application/sdp";
 /// Option tags this server supports (`Supported`; empty: no extension yet).
@@ -53,6 +53,11 @@ pub struct ShardStats {
     /// Requests handed to the shard that owns their state, and received that way.
     pub handoffs_out: u64,
     pub handoffs_in: u64,
+    /// MESSAGEs relayed to a registered contact, stored for an offline recipient (answered
+    /// `202`), and relayed ones stored after all because the contact failed.
+    pub relayed: u64,
+    pub messages_stored: u64,
+    pub relay_fallbacks: u64,
 }
 
 impl ShardStats {
@@ -66,6 +71,9 @@ impl ShardStats {
         self.dropped += o.dropped;
         self.handoffs_out += o.handoffs_out;
         self.handoffs_in += o.handoffs_in;
+        self.relayed += o.relayed;
+        self.messages_stored += o.messages_stored;
+        self.relay_fallbacks += o.relay_fallbacks;
     }
 }
 
@@ -118,6 +126,11 @@ struct Core {
     clock: (Instant, u64),
     /// Requests for state another shard owns, to be handed to it.
     handoffs: VecDeque<Handoff>,
+    client: crate::sip::client::ClientTransactions,
+    relays: std::collections::HashMap<u64, pager::Relay>,
+    stores: VecDeque<StoreAsk>,
+    awaiting: std::collections::HashMap<u64, pager::Awaiting>,
+    next_token: u64,
     txns: ServerTransactions,
     out: VecDeque<Transmit>,
     pool: Vec<Vec<u8>>,
@@ -141,6 +154,11 @@ impl Shard {
                 registrar: Registrar::new(),
                 clock: (Instant::now(), 0),
                 handoffs: VecDeque::new(),
+                client: crate::sip::client::ClientTransactions::new(),
+                relays: std::collections::HashMap::new(),
+                stores: VecDeque::new(),
+                awaiting: std::collections::HashMap::new(),
+                next_token: 0,
                 txns: ServerTransactions::default(),
                 out: VecDeque::new(),
                 pool: Vec::new(),
@@ -305,16 +323,22 @@ impl Shard {
             .registrar
             .poll_timeout()
             .map(|ms| self.core.instant_of(ms));
-        match (self.core.txns.poll_timeout(), lapse) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.core.txns.poll_timeout(),
+            lapse,
+            self.core.client.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.core.txns.handle_timeout(now);
         self.core.drain_tx_outputs();
+        self.core.client.handle_timeout(now);
+        self.core.drain_client_outputs();
         let ms = self.core.unix_ms(now);
         self.core.registrar.handle_timeout(ms);
     }
@@ -387,9 +411,8 @@ impl Core {
         handed_off: bool,
     ) {
         if !msg.is_request() {
-            // No client transactions exist yet, so every response is stray (§18.1.2: drop).
             self.stats.responses_received += 1;
-            self.stats.dropped += 1;
+            self.on_response(now, peer, msg, buf, handed_off);
             return;
         }
         self.stats.requests += 1;
@@ -525,12 +548,20 @@ impl Core {
 
         // A REGISTER is handled by the shard that owns its address of record; a request
         // handed over is handled here whatever the count says.
-        if method == Method::Register && !handed_off && self.shards > 1 {
-            let owner = msg
-                .value(buf, HeaderName::To)
-                .and_then(|to| NameAddr::parse("To", to).ok())
-                .and_then(|to| registrar::canonical_aor(to.uri().as_bytes()).ok())
-                .map_or(self.id, |aor| crate::store::shard_of(&aor, self.shards));
+        let owned_by_aor = matches!(method, Method::Register | Method::Message);
+        if owned_by_aor && !handed_off && self.shards > 1 {
+            // REGISTER: the AOR in To. MESSAGE: the user in the Request-URI, when it is ours.
+            let aor = if method == Method::Register {
+                msg.value(buf, HeaderName::To)
+                    .and_then(|to| NameAddr::parse("To", to).ok())
+                    .and_then(|to| registrar::canonical_aor(to.uri().as_bytes()).ok())
+            } else {
+                SipUri::parse(uri.of(buf))
+                    .ok()
+                    .filter(|u| self.identity.is_myself(u.host_bytes(), u.port()))
+                    .and_then(|_| registrar::canonical_aor(uri.of(buf)).ok())
+            };
+            let owner = aor.map_or(self.id, |aor| crate::store::shard_of(&aor, self.shards));
             if owner != self.id {
                 self.stats.handoffs_out += 1;
                 self.handoffs.push_back(Handoff {
@@ -603,6 +634,10 @@ impl Core {
         if method == Method::Register {
             let outcome = self.register(now, peer, msg, buf, uri);
             self.answer_register(now, id, peer, msg, buf, &via, outcome);
+            return Ok(());
+        }
+        if method == Method::Message {
+            self.on_pager(now, id, peer, msg, buf, &via, uri);
             return Ok(());
         }
 
@@ -955,6 +990,9 @@ impl IpText {
         &self.buf[..n]
     }
 }
+
+mod pager;
+pub use pager::StoreAsk;
 
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,7 @@ fn options_gets_200_over_udp_and_tcp() {
     assert_eq!(status_of(&resp), 200, "{}", String::from_utf8_lossy(&resp));
     let text = String::from_utf8_lossy(&resp);
     assert!(
-        text.contains("\r\nAllow: OPTIONS, ACK, CANCEL, REGISTER\r\n"),
+        text.contains("\r\nAllow: OPTIONS, ACK, CANCEL, REGISTER, MESSAGE\r\n"),
         "{text}"
     );
     assert!(text.contains("\r\nSupported:"), "{text}");

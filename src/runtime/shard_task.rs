@@ -318,6 +318,28 @@ async fn flush(local: &Rc<Local>) {
         }
     }
     loop {
+        // Messages for offline users: stored by this shard's partition (the shard that owns
+        // the recipient handles its MESSAGEs), answered when durable.
+        let ask = local.shard.borrow_mut().poll_store();
+        let Some(ask) = ask else { break };
+        let l = Rc::clone(local);
+        glommio::spawn_local(async move {
+            let req = crate::runtime::store::AppendRequest {
+                aor: ask.aor,
+                sender: ask.sender,
+                content_type: ask.content_type,
+                body: ask.body,
+                retention_ms: ask.retention_ms,
+            };
+            let result = l.store.append(&l.senders, req).await.map(|_| ());
+            l.shard
+                .borrow_mut()
+                .on_stored(Instant::now(), ask.token, result);
+            flush(&l).await;
+        })
+        .detach();
+    }
+    loop {
         // Reachability changes feed the deferred delivery path; until it listens they are
         // only logged.
         let ev = local.shard.borrow_mut().poll_event();

@@ -4,6 +4,7 @@ use super::*;
 use crate::config::Config;
 use crate::sip::message::Message;
 use crate::sip::transaction::{T1, T4};
+use crate::store::core::StoreError;
 use std::time::Duration;
 
 fn shard() -> Shard {
@@ -120,7 +121,7 @@ fn retransmission_gets_the_identical_response() {
 #[test]
 fn unimplemented_methods_get_501_with_allow() {
     let mut s = shard();
-    for (i, m) in ["MESSAGE", "SUBSCRIBE", "FOO"].iter().enumerate() {
+    for (i, m) in ["SUBSCRIBE", "PUBLISH", "FOO"].iter().enumerate() {
         s.handle_datagram(
             Instant::now(),
             client(),
@@ -672,4 +673,179 @@ fn a_register_for_an_aor_of_another_shard_is_handed_to_it() {
     assert_eq!(out[0].0.addr, client());
     assert_eq!(shards[owner].bindings(), 1);
     assert_eq!(shards[other].bindings(), 0);
+}
+
+fn message(branch: &str, to_user: &str, body: &str) -> Vec<u8> {
+    format!(
+        "MESSAGE sip:{to_user}@localhost SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:40000;branch={branch};rport\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:{to_user}@localhost>\r\n\
+From: \"Alice\" <sip:alice@localhost>;tag=a1\r\n\
+Call-ID: msg-{branch}\r\n\
+CSeq: 1 MESSAGE\r\n\
+Content-Type: text/plain\r\n\
+Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+const BOB: &str = "127.0.0.1:40100";
+
+/// A shard with bob registered from BOB over UDP.
+fn shard_with_bob(t0: Instant) -> Shard {
+    let mut s = shard();
+    s.set_clock(t0, UNIX_T0);
+    s.handle_datagram(
+        t0,
+        BOB.parse().unwrap(),
+        &register(
+            "z9hG4bKreg",
+            1,
+            "Contact: <sip:bob@127.0.0.1:40100>\r\nExpires: 600\r\n",
+        ),
+    );
+    assert_eq!(drain(&mut s)[0].1, 200);
+    s
+}
+
+#[test]
+fn a_message_for_an_offline_user_is_stored_and_answered_202_once_durable() {
+    let mut s = shard();
+    let t0 = Instant::now();
+    s.set_clock(t0, UNIX_T0);
+    s.handle_datagram(t0, client(), &message("z9hG4bKm1", "carol", "hello carol"));
+    assert!(drain(&mut s).is_empty(), "no answer before the store says");
+    let ask = s.poll_store().unwrap();
+    assert_eq!(ask.aor, b"sip:carol@localhost");
+    assert_eq!(ask.sender, b"sip:alice@localhost");
+    assert_eq!(ask.content_type, b"text/plain");
+    assert_eq!(ask.body, b"hello carol");
+    // A retransmission meanwhile is absorbed; nothing is stored twice.
+    s.handle_datagram(t0, client(), &message("z9hG4bKm1", "carol", "hello carol"));
+    assert!(s.poll_store().is_none());
+    s.on_stored(t0, ask.token, Ok(()));
+    let out = drain(&mut s);
+    assert_eq!(out[0].1, 202);
+    assert_eq!(out[0].0.addr, client());
+    // Refusals carry their reason.
+    s.handle_datagram(t0, client(), &message("z9hG4bKm2", "carol", "more"));
+    let ask = s.poll_store().unwrap();
+    s.on_stored(
+        t0,
+        ask.token,
+        Err(StoreError::QuotaMessages {
+            used: 10,
+            quota: 10,
+        }),
+    );
+    let out = drain(&mut s);
+    assert_eq!(out[0].1, 480);
+    assert!(header(&out[0].2, HeaderName::Warning).is_some());
+}
+
+#[test]
+fn a_message_for_a_registered_user_is_relayed_and_the_answer_comes_back() {
+    let t0 = Instant::now();
+    let mut s = shard_with_bob(t0);
+    s.handle_datagram(t0, client(), &message("z9hG4bKm3", "bob", "hi bob"));
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1);
+    let (to, _, fwd) = &out[0];
+    assert_eq!(to.addr, BOB.parse().unwrap());
+    let text = String::from_utf8_lossy(fwd).to_string();
+    assert!(
+        text.starts_with("MESSAGE sip:bob@127.0.0.1:40100 SIP/2.0\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("\r\nMax-Forwards: 69\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nhi bob"), "{text}");
+    let top_via = header(fwd, HeaderName::Via).unwrap().to_vec();
+    let branch = String::from_utf8_lossy(&top_via)
+        .split("branch=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        crate::sip::client::owner_of_branch(branch.as_bytes()).map(|(s, _)| s),
+        Some(1)
+    );
+    // Bob's UA answers 200 with both Vias; the client gets it with ours removed.
+    let vias: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("Via: "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(vias.len(), 2);
+    let ok = format!(
+        "SIP/2.0 200 OK\r\n{}\r\n{}\r\nTo: <sip:bob@localhost>;tag=b9\r\nFrom: \"Alice\" <sip:alice@localhost>;tag=a1\r\nCall-ID: msg-z9hG4bKm3\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+        vias[0], vias[1]
+    );
+    s.handle_datagram(t0, BOB.parse().unwrap(), ok.as_bytes());
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1, 200);
+    assert_eq!(out[0].0.addr, client());
+    let back = String::from_utf8_lossy(&out[0].2);
+    assert_eq!(back.matches("Via: ").count(), 1, "{back}");
+    assert!(back.contains("branch=z9hG4bKm3"), "{back}");
+    // A retransmitted 200 is absorbed.
+    s.handle_datagram(t0, BOB.parse().unwrap(), ok.as_bytes());
+    assert!(drain(&mut s).is_empty());
+    assert!(s.poll_store().is_none());
+}
+
+#[test]
+fn a_relayed_message_is_stored_when_the_contact_is_unavailable_or_silent() {
+    let t0 = Instant::now();
+    let mut s = shard_with_bob(t0);
+    // 480 from the contact: stored instead.
+    s.handle_datagram(t0, client(), &message("z9hG4bKm4", "bob", "first"));
+    let fwd = drain(&mut s).remove(0).2;
+    let text = String::from_utf8_lossy(&fwd).to_string();
+    let vias: Vec<&str> = text.lines().filter(|l| l.starts_with("Via: ")).collect();
+    let busy = format!(
+        "SIP/2.0 480 Temporarily Unavailable\r\n{}\r\n{}\r\nTo: <sip:bob@localhost>;tag=b9\r\nFrom: <sip:alice@localhost>;tag=a1\r\nCall-ID: msg-z9hG4bKm4\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+        vias[0], vias[1]
+    );
+    s.handle_datagram(t0, BOB.parse().unwrap(), busy.as_bytes());
+    assert!(drain(&mut s).is_empty());
+    let ask = s.poll_store().unwrap();
+    assert_eq!(ask.body, b"first");
+    s.on_stored(t0, ask.token, Ok(()));
+    assert_eq!(drain(&mut s)[0].1, 202);
+
+    // No answer at all: retransmitted on UDP, then Timer F stores it.
+    s.handle_datagram(t0, client(), &message("z9hG4bKm5", "bob", "second"));
+    assert_eq!(drain(&mut s).len(), 1);
+    s.handle_timeout(t0 + T1);
+    let again = drain(&mut s);
+    assert_eq!(again.len(), 1, "Timer E retransmits");
+    assert!(String::from_utf8_lossy(&again[0].2).ends_with("second"));
+    s.handle_timeout(t0 + 64 * T1);
+    drain(&mut s);
+    let ask = s.poll_store().unwrap();
+    assert_eq!(ask.body, b"second");
+    s.on_stored(t0 + 64 * T1, ask.token, Ok(()));
+    assert_eq!(drain(&mut s)[0].1, 202);
+    assert_eq!(s.stats().relay_fallbacks, 2);
+}
+
+#[test]
+fn a_response_for_another_shards_request_is_handed_to_it() {
+    let mut s = shard();
+    let mut b = Vec::new();
+    crate::sip::client::branch(0, 7, &mut b);
+    let resp = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={}\r\nTo: <sip:x@localhost>;tag=1\r\nFrom: <sip:y@localhost>;tag=2\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+        String::from_utf8_lossy(&b)
+    );
+    s.handle_datagram(Instant::now(), BOB.parse().unwrap(), resp.as_bytes());
+    let h = s.poll_handoff().unwrap();
+    assert_eq!(h.shard, 0);
+    assert_eq!(h.bytes, resp.as_bytes());
 }

@@ -1,0 +1,398 @@
+//! Pager-mode `MESSAGE` (RFC 3428) at the shard that owns the recipient: relayed through a
+//! client transaction to the recipient's registered contact, or — when it has none, or the
+//! contact answers `408`/`480` or not at all — kept in the deferred store and answered
+//! `202 Accepted` once durable.
+//!
+//! The store itself is the runtime's: the shard asks with a [`StoreAsk`]
+//! ([`Shard::poll_store`]) and is told the outcome ([`Shard::on_stored`]).
+
+use std::time::Instant;
+
+use super::*;
+use crate::sip::client::{self, ClientOutput, ResponseMatch};
+use crate::sip::print::RequestEdits;
+use crate::sip::transaction::TxId;
+use crate::store::core::StoreError;
+
+/// A message to keep for an offline recipient, asked of the runtime's store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreAsk {
+    /// Quoted back in [`Shard::on_stored`].
+    pub token: u64,
+    pub aor: Vec<u8>,
+    /// The original sender (the From URI).
+    pub sender: Vec<u8>,
+    pub content_type: Vec<u8>,
+    pub body: Vec<u8>,
+    /// The sender's `Expires`, if any, in milliseconds.
+    pub retention_ms: Option<u64>,
+}
+
+/// A MESSAGE relayed to a contact, waiting for its final answer.
+pub(super) struct Relay {
+    server: TxId,
+    /// Where the request came from.
+    upstream: Peer,
+    /// The request as received (to answer it, or to store it if the contact fails).
+    request: Vec<u8>,
+    aor: Vec<u8>,
+}
+
+/// A MESSAGE being stored, waiting for the store's answer.
+pub(super) struct Awaiting {
+    server: TxId,
+    upstream: Peer,
+    request: Vec<u8>,
+}
+
+impl Shard {
+    /// The next message to store.
+    #[must_use]
+    pub fn poll_store(&mut self) -> Option<StoreAsk> {
+        self.core.stores.pop_front()
+    }
+
+    /// The store's answer to [`StoreAsk`] `token`: the MESSAGE is answered `202` when it is
+    /// durable, or with the refusal's status.
+    pub fn on_stored(&mut self, now: Instant, token: u64, result: Result<(), StoreError>) {
+        let Some(a) = self.core.awaiting.remove(&token) else {
+            return;
+        };
+        let (code, reason, warning): (u16, &str, Option<String>) = match &result {
+            Ok(()) => (202, "Accepted", None),
+            Err(StoreError::NotPermitted) => (403, "Forbidden", Some(result_text(&result))),
+            Err(StoreError::QuotaBytes { .. } | StoreError::QuotaMessages { .. }) => {
+                (480, "Temporarily Unavailable", Some(result_text(&result)))
+            }
+            Err(StoreError::Encode(_)) => {
+                (413, "Request Entity Too Large", Some(result_text(&result)))
+            }
+            Err(_) => (500, "Server Internal Error", Some(result_text(&result))),
+        };
+        if result.is_ok() {
+            self.core.stats.messages_stored += 1;
+        }
+        self.core.answer_saved(
+            now,
+            a.server,
+            a.upstream,
+            &a.request,
+            code,
+            reason,
+            warning.as_deref(),
+        );
+    }
+
+    /// Client transactions in flight (relayed requests).
+    pub fn client_transactions(&self) -> usize {
+        self.core.client.len()
+    }
+}
+
+fn result_text(r: &Result<(), StoreError>) -> String {
+    match r {
+        Ok(()) => String::new(),
+        Err(e) => format!("message not stored: {e}"),
+    }
+}
+
+impl Core {
+    /// A MESSAGE for a user of ours, at the shard that owns the user.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_pager(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        via: &Via<'_>,
+        uri: crate::wire::Span,
+    ) {
+        let refusal = match self.check_target(msg, buf, uri) {
+            Ok(None) => None,
+            Ok(Some((code, reason, headers))) => Some((code, reason, headers, None)),
+            Err(e) => {
+                let (code, reason) = e.response();
+                Some((code, reason, &[][..], Some(e.to_string())))
+            }
+        };
+        if let Some((code, reason, headers, warning)) = refusal {
+            let answer = Answering {
+                code,
+                reason,
+                headers,
+                warning: warning.as_deref(),
+            };
+            self.answer(peer, msg, buf, Some(via), &answer, Some((now, id)));
+            return;
+        }
+        let Ok(aor) = registrar::canonical_aor(uri.of(buf)) else {
+            let answer = Answering {
+                code: 404,
+                reason: "Not Found",
+                headers: &[],
+                warning: Some("no such user"),
+            };
+            self.answer(peer, msg, buf, Some(via), &answer, Some((now, id)));
+            return;
+        };
+        let max_forwards = match msg
+            .value(buf, HeaderName::MaxForwards)
+            .map(MaxForwards::parse)
+        {
+            None => 70,
+            Some(Ok(MaxForwards(n))) => n,
+            Some(Err(_)) => 0,
+        };
+        let now_ms = self.unix_ms(now);
+        let contact = self.registrar.lookup(now_ms, &aor).next().cloned();
+        match contact {
+            Some(b) if max_forwards > 0 => {
+                self.relay(now, id, peer, msg, buf, aor, &b, max_forwards - 1);
+            }
+            Some(_) => {
+                let answer = Answering {
+                    code: 483,
+                    reason: "Too Many Hops",
+                    headers: &[],
+                    warning: None,
+                };
+                self.answer(peer, msg, buf, Some(via), &answer, Some((now, id)));
+            }
+            None => self.ask_store(id, peer, msg, buf, aor),
+        }
+    }
+
+    /// Forwards the MESSAGE to `b` (RFC 3261 §16.6) through a new client transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn relay(
+        &mut self,
+        now: Instant,
+        server: TxId,
+        upstream: Peer,
+        msg: &Message,
+        buf: &[u8],
+        aor: Vec<u8>,
+        b: &Binding,
+        max_forwards: u8,
+    ) {
+        let cid = self.client.next_id();
+        let mut via = Vec::with_capacity(96);
+        via.extend_from_slice(match b.source.transport {
+            Transport::Udp => b"SIP/2.0/UDP ",
+            Transport::Tcp(_) => b"SIP/2.0/TCP ",
+        });
+        via.extend_from_slice(self.identity.addr.to_string().as_bytes());
+        via.extend_from_slice(b";branch=");
+        client::branch(self.id, cid, &mut via);
+        via.extend_from_slice(b";rport");
+        let mut out = self.buffer();
+        print::write_forwarded_request(
+            &mut out,
+            msg,
+            buf,
+            &RequestEdits {
+                request_uri: Some(&b.uri),
+                push_via: Some(&via),
+                record_route: None,
+                pop_route: false,
+            },
+            max_forwards,
+        );
+        out.extend_from_slice(msg.body().of(buf));
+        if self.client.start(now, cid, b.source, out.clone()).is_err() {
+            self.pool.push(out);
+            let answer = Answering {
+                code: 503,
+                reason: "Service Unavailable",
+                headers: &[("Retry-After", b"5")],
+                warning: Some("too many requests in progress"),
+            };
+            let via_value = msg.value(buf, HeaderName::Via).unwrap_or_default();
+            let top = first_via(via_value).ok();
+            self.answer(
+                upstream,
+                msg,
+                buf,
+                top.as_ref(),
+                &answer,
+                Some((now, server)),
+            );
+            return;
+        }
+        self.stats.relayed += 1;
+        self.out.push_back(Transmit {
+            to: b.source,
+            bytes: out,
+        });
+        self.relays.insert(
+            cid,
+            Relay {
+                server,
+                upstream,
+                request: buf.to_vec(),
+                aor,
+            },
+        );
+    }
+
+    /// Asks the store to keep the MESSAGE; it is answered when the store says.
+    fn ask_store(&mut self, server: TxId, upstream: Peer, msg: &Message, buf: &[u8], aor: Vec<u8>) {
+        let sender = msg
+            .value(buf, HeaderName::From)
+            .and_then(|f| NameAddr::parse("From", f).ok())
+            .map(|f| f.uri().as_bytes().to_vec())
+            .unwrap_or_default();
+        let content_type = msg
+            .value(buf, HeaderName::ContentType)
+            .unwrap_or(b"text/plain")
+            .to_vec();
+        let retention_ms = msg
+            .value(buf, HeaderName::Expires)
+            .and_then(super::parse_delta_seconds)
+            .map(|s| u64::from(s) * 1000);
+        self.next_token += 1;
+        let token = self.next_token;
+        self.stores.push_back(StoreAsk {
+            token,
+            aor,
+            sender,
+            content_type,
+            body: msg.body().of(buf).to_vec(),
+            retention_ms,
+        });
+        self.awaiting.insert(
+            token,
+            Awaiting {
+                server,
+                upstream,
+                request: buf.to_vec(),
+            },
+        );
+    }
+
+    /// A response to a request this server sent: matched by branch (handed to the shard that
+    /// sent the request when another received it), then relayed upstream — or, for a
+    /// MESSAGE the contact could not take (`408`, `480`), the message is stored instead.
+    pub(super) fn on_response(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        handed_off: bool,
+    ) {
+        let via_value = msg.value(buf, HeaderName::Via).unwrap_or_default();
+        let owner = first_via(via_value)
+            .ok()
+            .and_then(|v| v.branch())
+            .and_then(client::owner_of_branch);
+        let Some((shard, cid)) = owner else {
+            // §18.1.2: a response matching no transaction of ours is dropped.
+            self.stats.dropped += 1;
+            return;
+        };
+        if shard != self.id && !handed_off {
+            self.stats.handoffs_out += 1;
+            self.handoffs.push_back(Handoff {
+                shard,
+                from: peer,
+                bytes: buf.to_vec(),
+            });
+            return;
+        }
+        let Some(status) = msg.status() else { return };
+        if self.client.on_response(now, cid, status) == ResponseMatch::Absorbed || status < 200 {
+            return;
+        }
+        let Some(relay) = self.relays.remove(&cid) else {
+            return;
+        };
+        if matches!(status, 408 | 480) {
+            self.store_relay(relay);
+            return;
+        }
+        // §16.7: the response goes upstream without our Via, through the server transaction.
+        let mut out = self.buffer();
+        print::write_forwarded_response(&mut out, msg, buf);
+        out.extend_from_slice(msg.body().of(buf));
+        let mut m = Message::new();
+        if m.parse_datagram(&relay.request).is_err() {
+            self.pool.push(out);
+            return;
+        }
+        let via = m
+            .value(&relay.request, HeaderName::Via)
+            .and_then(|v| first_via(v).ok());
+        let (dest, _) = response_destination(relay.upstream, via.as_ref());
+        self.txns.on_response(now, relay.server, status, &out, dest);
+        self.stats.responses_sent += 1;
+        self.out.push_back(Transmit {
+            to: dest,
+            bytes: out,
+        });
+    }
+
+    /// The contact of a relayed MESSAGE failed: the message is stored for later delivery.
+    fn store_relay(&mut self, relay: Relay) {
+        let mut m = Message::new();
+        if m.parse_datagram(&relay.request).is_err() {
+            return;
+        }
+        self.stats.relay_fallbacks += 1;
+        self.ask_store(relay.server, relay.upstream, &m, &relay.request, relay.aor);
+    }
+
+    /// What the client transactions ask for: retransmissions, and timeouts (Timer F) of
+    /// relayed MESSAGEs, which are stored instead.
+    pub(super) fn drain_client_outputs(&mut self) {
+        while let Some(o) = self.client.poll_output() {
+            match o {
+                ClientOutput::Retransmit { to, request } => {
+                    self.out.push_back(Transmit { to, bytes: request })
+                }
+                ClientOutput::Timeout { id } => {
+                    if let Some(relay) = self.relays.remove(&id) {
+                        self.store_relay(relay);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a request kept as bytes (its answer was decided later).
+    #[allow(clippy::too_many_arguments)]
+    fn answer_saved(
+        &mut self,
+        now: Instant,
+        server: TxId,
+        upstream: Peer,
+        request: &[u8],
+        code: u16,
+        reason: &str,
+        warning: Option<&str>,
+    ) {
+        let mut m = Message::new();
+        if m.parse_datagram(request).is_err() {
+            return;
+        }
+        let via = m
+            .value(request, HeaderName::Via)
+            .and_then(|v| first_via(v).ok());
+        let answer = Answering {
+            code,
+            reason,
+            headers: &[],
+            warning,
+        };
+        self.answer(
+            upstream,
+            &m,
+            request,
+            via.as_ref(),
+            &answer,
+            Some((now, server)),
+        );
+    }
+}

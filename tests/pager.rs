@@ -1,0 +1,137 @@
+//! Pager-mode MESSAGE through the real binary on loopback: relayed to a registered user and
+//! the answer relayed back; kept for an offline user, answered 202 once durable, and found
+//! in the store after the server stops.
+
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+
+use support::{status_of, udp_client, udp_request, Server};
+
+fn register(local: SocketAddr, user: &str) -> Vec<u8> {
+    format!(
+        "REGISTER sip:localhost SIP/2.0\r\n\
+Via: SIP/2.0/UDP {local};branch=z9hG4bK-reg-{user};rport\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:{user}@localhost>\r\n\
+From: <sip:{user}@localhost>;tag=r-{user}\r\n\
+Call-ID: reg-{user}@{local}\r\n\
+CSeq: 1 REGISTER\r\n\
+Contact: <sip:{user}@{local}>;+g.oma.sip-im\r\n\
+Expires: 600\r\n\
+Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn message(local: SocketAddr, to: &str, n: u32, body: &str) -> Vec<u8> {
+    format!(
+        "MESSAGE sip:{to}@localhost SIP/2.0\r\n\
+Via: SIP/2.0/UDP {local};branch=z9hG4bK-msg-{n};rport\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:{to}@localhost>\r\n\
+From: \"Alice\" <sip:alice@localhost>;tag=a-{n}\r\n\
+Call-ID: msg-{n}@{local}\r\n\
+CSeq: {n} MESSAGE\r\n\
+Content-Type: text/plain;charset=utf-8\r\n\
+Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Receives one datagram.
+fn recv(sock: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = sock.recv_from(&mut buf).expect("a datagram");
+    buf.truncate(n);
+    (buf, from)
+}
+
+/// A UA's `200 OK` to a request it received: its Vias, From, To (tagged), Call-ID, CSeq.
+fn ok_for(request: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(request);
+    let mut out = String::from("SIP/2.0 200 OK\r\n");
+    for line in text.split("\r\n") {
+        let name = line.split(':').next().unwrap_or_default();
+        match name {
+            "Via" | "From" | "Call-ID" | "CSeq" => out.push_str(&format!("{line}\r\n")),
+            "To" => out.push_str(&format!("{line};tag=ua\r\n")),
+            _ => {}
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out.into_bytes()
+}
+
+#[test]
+fn messages_are_relayed_to_registered_users_and_kept_for_offline_ones() {
+    let mut server = Server::start(&[]);
+    let bob = udp_client();
+    let bob_addr = bob.local_addr().unwrap();
+    assert_eq!(
+        status_of(&udp_request(&bob, server.sip, &register(bob_addr, "bob"))),
+        200
+    );
+
+    let alice = udp_client();
+    let alice_addr = alice.local_addr().unwrap();
+    alice
+        .send_to(&message(alice_addr, "bob", 1, "hello bob"), server.sip)
+        .unwrap();
+    let (req, from) = recv(&bob);
+    let text = String::from_utf8_lossy(&req).to_string();
+    assert!(
+        text.starts_with(&format!("MESSAGE sip:bob@{bob_addr} SIP/2.0\r\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("From: \"Alice\" <sip:alice@localhost>;tag=a-1\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\nhello bob"), "{text}");
+    bob.send_to(&ok_for(&req), from).unwrap();
+    let (resp, _) = recv(&alice);
+    assert_eq!(status_of(&resp), 200, "{}", String::from_utf8_lossy(&resp));
+    assert!(String::from_utf8_lossy(&resp).contains("branch=z9hG4bK-msg-1"));
+
+    // Carol never registered: her messages are kept, in order.
+    for (n, body) in [(2, "first for carol"), (3, "second for carol")] {
+        let resp = udp_request(&alice, server.sip, &message(alice_addr, "carol", n, body));
+        assert_eq!(status_of(&resp), 202, "{}", String::from_utf8_lossy(&resp));
+    }
+    assert!(server.terminate().success());
+    let stopped = server.wait_line("imrelay: stopped: ");
+    assert!(stopped.ends_with(", 2 messages stored"), "{stopped}");
+
+    let list = Command::new(env!("CARGO_BIN_EXE_imrelay"))
+        .args(["store", "list", "sip:carol@localhost", "--state-dir"])
+        .arg(server.state.path())
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    let rows: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.contains("sip:alice@localhost"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{listed}");
+    let first_id = rows[0].split_whitespace().next().unwrap();
+    let show = Command::new(env!("CARGO_BIN_EXE_imrelay"))
+        .args([
+            "store",
+            "show",
+            "sip:carol@localhost",
+            first_id,
+            "--state-dir",
+        ])
+        .arg(server.state.path())
+        .output()
+        .unwrap();
+    assert_eq!(show.stdout, b"first for carol");
+}
