@@ -58,6 +58,8 @@ pub struct ShardStats {
     pub relayed: u64,
     pub messages_stored: u64,
     pub relay_fallbacks: u64,
+    /// Stored messages sent to their recipient (attempts).
+    pub deliveries: u64,
 }
 
 impl ShardStats {
@@ -74,6 +76,7 @@ impl ShardStats {
         self.relayed += o.relayed;
         self.messages_stored += o.messages_stored;
         self.relay_fallbacks += o.relay_fallbacks;
+        self.deliveries += o.deliveries;
     }
 }
 
@@ -131,6 +134,9 @@ struct Core {
     stores: VecDeque<StoreAsk>,
     awaiting: std::collections::HashMap<u64, pager::Awaiting>,
     next_token: u64,
+    /// Deliveries of stored messages in flight (client transaction → token), and outcomes.
+    deliveries: std::collections::HashMap<u64, u64>,
+    delivered: VecDeque<(u64, u16)>,
     txns: ServerTransactions,
     out: VecDeque<Transmit>,
     pool: Vec<Vec<u8>>,
@@ -159,6 +165,8 @@ impl Shard {
                 stores: VecDeque::new(),
                 awaiting: std::collections::HashMap::new(),
                 next_token: 0,
+                deliveries: std::collections::HashMap::new(),
+                delivered: VecDeque::new(),
                 txns: ServerTransactions::default(),
                 out: VecDeque::new(),
                 pool: Vec::new(),
@@ -992,7 +1000,7 @@ impl IpText {
 }
 
 mod pager;
-pub use pager::StoreAsk;
+pub use pager::{Delivery, NotReachable, StoreAsk};
 
 #[cfg(test)]
 mod tests;

@@ -135,3 +135,90 @@ fn messages_are_relayed_to_registered_users_and_kept_for_offline_ones() {
         .unwrap();
     assert_eq!(show.stdout, b"first for carol");
 }
+
+/// Reads MESSAGEs arriving at `ua` until `n` came, answering each `200`; returns them.
+fn take_messages(ua: &UdpSocket, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let (req, from) = recv(ua);
+        let text = String::from_utf8_lossy(&req).to_string();
+        if !text.starts_with("MESSAGE ") {
+            continue;
+        }
+        ua.send_to(&ok_for(&req), from).unwrap();
+        got.push(text);
+    }
+    got
+}
+
+#[test]
+fn kept_messages_survive_a_restart_and_arrive_once_in_order_when_the_user_registers() {
+    let state = tempfile::tempdir().unwrap();
+    let state_path = state.path().to_path_buf();
+    let mut first = Server::start_in(state, &[]);
+    let alice = udp_client();
+    let alice_addr = alice.local_addr().unwrap();
+    for (n, body) in [(1, "one"), (2, "two"), (3, "three")] {
+        let resp = udp_request(&alice, first.sip, &message(alice_addr, "dave", n, body));
+        assert_eq!(status_of(&resp), 202);
+    }
+    assert!(first.terminate().success());
+    // A new server on the same state directory.
+    let keep = tempfile::TempDir::new().unwrap();
+    let moved = std::mem::replace(&mut first.state, keep);
+    drop(first);
+    assert_eq!(moved.path(), state_path);
+    let mut second = Server::start_in(moved, &[]);
+    let store_line = second
+        .passed
+        .iter()
+        .find(|l| l.starts_with("imrelay: store: "))
+        .cloned()
+        .unwrap_or_default();
+    assert!(store_line.contains("3 messages pending"), "{store_line}");
+
+    let dave = udp_client();
+    let dave_addr = dave.local_addr().unwrap();
+    dave.send_to(&register(dave_addr, "dave"), second.sip)
+        .unwrap();
+    let got = take_messages(&dave, 3);
+    let bodies: Vec<&str> = got
+        .iter()
+        .map(|t| t.rsplit("\r\n\r\n").next().unwrap())
+        .collect();
+    assert_eq!(bodies, vec!["one", "two", "three"]);
+    for t in &got {
+        assert!(t.contains("\r\nFrom: <sip:alice@localhost>;tag="), "{t}");
+        assert!(t.contains("\r\nTo: <sip:dave@localhost>\r\n"), "{t}");
+        assert!(t.contains("\r\nDate: "), "{t}");
+        assert!(
+            t.contains("\r\nContent-Type: text/plain;charset=utf-8\r\n"),
+            "{t}"
+        );
+    }
+    // Registering again (a refresh) brings nothing more: each was delivered once.
+    let mut again = register(dave_addr, "dave");
+    let text = String::from_utf8(again.clone())
+        .unwrap()
+        .replace("CSeq: 1 REGISTER", "CSeq: 2 REGISTER");
+    again = text.into_bytes();
+    dave.send_to(&again, second.sip).unwrap();
+    dave.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 65536];
+    while let Ok((n, _)) = dave.recv_from(&mut buf) {
+        assert!(
+            !buf[..n].starts_with(b"MESSAGE "),
+            "delivered twice: {}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+    assert!(second.terminate().success());
+    let list = Command::new(env!("CARGO_BIN_EXE_imrelay"))
+        .args(["store", "list", "sip:dave@localhost", "--state-dir"])
+        .arg(&state_path)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(!listed.contains("sip:alice@localhost"), "{listed}");
+}

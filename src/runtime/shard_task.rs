@@ -80,6 +80,11 @@ struct Local {
     pong_wait: Semaphore,
     stats_in: RefCell<Vec<(ShardStats, StoreStats)>>,
     stats_wait: Semaphore,
+    /// Deliveries of stored messages waiting for their outcome, by token.
+    deliveries: RefCell<HashMap<u64, LocalSender<u16>>>,
+    next_delivery: Cell<u64>,
+    /// Recipients whose stored messages are being delivered (one task each, in order).
+    delivering: RefCell<std::collections::HashSet<Vec<u8>>>,
 }
 
 pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
@@ -140,6 +145,9 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         pong_wait: Semaphore::new(0),
         stats_in: RefCell::new(Vec::new()),
         stats_wait: Semaphore::new(0),
+        deliveries: RefCell::new(HashMap::new()),
+        next_delivery: Cell::new(0),
+        delivering: RefCell::new(std::collections::HashSet::new()),
     });
 
     spawn_mesh_receivers(&local, receivers);
@@ -340,11 +348,27 @@ async fn flush(local: &Rc<Local>) {
         .detach();
     }
     loop {
-        // Reachability changes feed the deferred delivery path; until it listens they are
-        // only logged.
+        let outcome = local.shard.borrow_mut().poll_delivered();
+        let Some((token, status)) = outcome else {
+            break;
+        };
+        if let Some(tx) = local.deliveries.borrow_mut().remove(&token) {
+            let _ = tx.try_send(status);
+        }
+    }
+    loop {
+        // A recipient that registers gets what was kept for it.
         let ev = local.shard.borrow_mut().poll_event();
         let Some(ev) = ev else { break };
-        tracing::debug!(?ev, "registrar");
+        if let crate::registrar::Event::Reachable { aor } = ev {
+            let aor = aor.to_vec();
+            let idle = local.delivering.borrow_mut().insert(aor.clone());
+            if idle && !local.store.local().pending(&aor).is_empty() {
+                glommio::spawn_local(deliver_pending(Rc::clone(local), aor)).detach();
+            } else if idle {
+                local.delivering.borrow_mut().remove(&aor);
+            }
+        }
     }
     loop {
         let next = local.shard.borrow_mut().poll_transmit();
@@ -361,6 +385,57 @@ async fn flush(local: &Rc<Local>) {
             local.timer_wake.signal(1);
         }
     }
+}
+
+/// Delivers the messages kept for `aor`, oldest first, one at a time: each is marked
+/// delivered only once the recipient's UA answered `2xx`. Any other outcome (or the binding
+/// going away) stops the round; the next registration of the recipient — at the latest its
+/// refresh — starts another, so retries follow the client's own registration interval.
+async fn deliver_pending(local: Rc<Local>, aor: Vec<u8>) {
+    let store = Rc::clone(local.store.local());
+    while let Some(&id) = store.pending(&aor).first() {
+        let m = match store.read(&aor, id).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "stored message unreadable; delivery stopped");
+                break;
+            }
+        };
+        let token = local.next_delivery.get();
+        local.next_delivery.set(token + 1);
+        let (tx, rx) = local_channel::new_bounded(1);
+        local.deliveries.borrow_mut().insert(token, tx);
+        let asked = local.shard.borrow_mut().deliver(
+            Instant::now(),
+            crate::shard::Delivery {
+                token,
+                aor: aor.clone(),
+                sender: m.sender.clone(),
+                content_type: m.content_type.clone(),
+                stored_at_ms: m.stored_at_ms,
+                body: m.body.slices().collect::<Vec<_>>().concat(),
+            },
+        );
+        if asked.is_err() {
+            local.deliveries.borrow_mut().remove(&token);
+            break;
+        }
+        flush(&local).await;
+        // Timer F bounds the wait (32 s).
+        let status = rx.recv().await.unwrap_or(408);
+        if !(200..300).contains(&status) {
+            tracing::debug!(
+                status,
+                "delivery of a stored message failed; kept for later"
+            );
+            break;
+        }
+        if let Err(e) = store.deliver(crate::runtime::store::now_ms(), &aor, id) {
+            // Expired or delivered meanwhile: nothing to mark.
+            tracing::debug!(error = %e, "delivered message no longer pending");
+        }
+    }
+    local.delivering.borrow_mut().remove(&aor);
 }
 
 /// Puts one transmit on the wire: UDP directly, a stream through its writer task, a stream

@@ -28,6 +28,24 @@ pub struct StoreAsk {
     pub retention_ms: Option<u64>,
 }
 
+/// A stored message to deliver to its recipient, now reachable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Quoted back with the outcome ([`Shard::poll_delivered`]).
+    pub token: u64,
+    pub aor: Vec<u8>,
+    /// The original sender's URI: the `From` of the delivered MESSAGE.
+    pub sender: Vec<u8>,
+    pub content_type: Vec<u8>,
+    /// When the store took it (Unix ms): the `Date` of the delivered MESSAGE.
+    pub stored_at_ms: u64,
+    pub body: Vec<u8>,
+}
+
+/// The recipient has no live binding (it went away again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotReachable;
+
 /// A MESSAGE relayed to a contact, waiting for its final answer.
 pub(super) struct Relay {
     server: TxId,
@@ -81,6 +99,19 @@ impl Shard {
             reason,
             warning.as_deref(),
         );
+    }
+
+    /// Sends a stored message to the recipient's contact as a new `MESSAGE` carrying the
+    /// original sender as `From`, the store time as `Date` and the body untouched. Its final
+    /// status (`408` on timeout) comes from [`Shard::poll_delivered`].
+    pub fn deliver(&mut self, now: Instant, d: Delivery) -> Result<(), NotReachable> {
+        self.core.deliver(now, d)
+    }
+
+    /// The outcome of a delivery: its token and the contact's final status.
+    #[must_use]
+    pub fn poll_delivered(&mut self) -> Option<(u64, u16)> {
+        self.core.delivered.pop_front()
     }
 
     /// Client transactions in flight (relayed requests).
@@ -306,6 +337,10 @@ impl Core {
         if self.client.on_response(now, cid, status) == ResponseMatch::Absorbed || status < 200 {
             return;
         }
+        if let Some(token) = self.deliveries.remove(&cid) {
+            self.delivered.push_back((token, status));
+            return;
+        }
         let Some(relay) = self.relays.remove(&cid) else {
             return;
         };
@@ -356,9 +391,69 @@ impl Core {
                     if let Some(relay) = self.relays.remove(&id) {
                         self.store_relay(relay);
                     }
+                    if let Some(token) = self.deliveries.remove(&id) {
+                        self.delivered.push_back((token, 408));
+                    }
                 }
             }
         }
+    }
+
+    fn deliver(&mut self, now: Instant, d: Delivery) -> Result<(), NotReachable> {
+        let now_ms = self.unix_ms(now);
+        let b = self
+            .registrar
+            .lookup(now_ms, &d.aor)
+            .next()
+            .cloned()
+            .ok_or(NotReachable)?;
+        let cid = self.client.next_id();
+        let mut out = self.buffer();
+        out.extend_from_slice(b"MESSAGE ");
+        out.extend_from_slice(&b.uri);
+        out.extend_from_slice(b" SIP/2.0\r\nVia: SIP/2.0/");
+        out.extend_from_slice(match b.source.transport {
+            Transport::Udp => b"UDP ",
+            Transport::Tcp(_) => b"TCP ",
+        });
+        out.extend_from_slice(self.identity.addr.to_string().as_bytes());
+        out.extend_from_slice(b";branch=");
+        client::branch(self.id, cid, &mut out);
+        out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\nFrom: <");
+        out.extend_from_slice(&d.sender);
+        out.extend_from_slice(b">;tag=");
+        let mut tag = [0u8; 16];
+        let tag = self.tag(&mut tag).to_vec();
+        out.extend_from_slice(&tag);
+        out.extend_from_slice(b"\r\nTo: <");
+        out.extend_from_slice(&d.aor);
+        out.extend_from_slice(b">\r\nCall-ID: ");
+        let mut call = [0u8; 16];
+        let call = self.tag(&mut call).to_vec();
+        out.extend_from_slice(&call);
+        out.push(b'@');
+        out.extend_from_slice(self.identity.addr.ip().to_string().as_bytes());
+        out.extend_from_slice(b"\r\nCSeq: 1 MESSAGE\r\nDate: ");
+        crate::wire::push_http_date(&mut out, d.stored_at_ms);
+        out.extend_from_slice(b"\r\nContent-Type: ");
+        out.extend_from_slice(&d.content_type);
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        crate::wire::push_decimal(&mut out, d.body.len() as u64);
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&d.body);
+        if self.client.start(now, cid, b.source, out.clone()).is_err() {
+            self.pool.push(out);
+            // Tried again later, like any failed delivery.
+            self.delivered.push_back((d.token, 503));
+            return Ok(());
+        }
+        self.stats.deliveries += 1;
+        self.deliveries.insert(cid, d.token);
+        self.out.push_back(Transmit {
+            to: b.source,
+            bytes: out,
+        });
+        Ok(())
     }
 
     /// Answers a request kept as bytes (its answer was decided later).

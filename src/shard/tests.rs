@@ -849,3 +849,43 @@ fn a_response_for_another_shards_request_is_handed_to_it() {
     assert_eq!(h.shard, 0);
     assert_eq!(h.bytes, resp.as_bytes());
 }
+
+#[test]
+fn a_stored_message_is_delivered_with_its_sender_and_store_time_and_its_outcome_reported() {
+    let t0 = Instant::now();
+    let mut s = shard_with_bob(t0);
+    let d = |token| Delivery {
+        token,
+        aor: b"sip:bob@localhost".to_vec(),
+        sender: b"sip:alice@localhost".to_vec(),
+        content_type: b"text/plain".to_vec(),
+        stored_at_ms: 784_111_777_000,
+        body: b"kept for you".to_vec(),
+    };
+    s.deliver(t0, d(7)).unwrap();
+    let out = drain(&mut s);
+    let text = String::from_utf8_lossy(&out[0].2).to_string();
+    assert_eq!(out[0].0.addr, BOB.parse().unwrap());
+    assert!(
+        text.starts_with("MESSAGE sip:bob@127.0.0.1:40100 SIP/2.0\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\r\nFrom: <sip:alice@localhost>;tag="),
+        "{text}"
+    );
+    assert!(
+        text.contains("\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\nkept for you"), "{text}");
+    let mut m = Message::new();
+    assert!(m.parse_datagram(&out[0].2).is_ok(), "well formed");
+    // No answer: Timer F reports it as 408, and the message stays stored (the caller's job).
+    s.handle_timeout(t0 + 64 * T1);
+    drain(&mut s);
+    assert_eq!(s.poll_delivered(), Some((7, 408)));
+    // Nobody to deliver to.
+    let mut lone = shard();
+    assert_eq!(lone.deliver(t0, d(8)), Err(NotReachable));
+}
