@@ -30,6 +30,7 @@
 //! See `ARCHITECTURE.md` for the decisions and their reasons, `limits.rs` for every bound.
 
 pub mod admin;
+pub mod client;
 pub mod config;
 pub mod limits;
 pub mod registrar;

@@ -24,6 +24,68 @@ enum Command {
     Serve(ServeArgs),
     /// Inspect the deferred store (run it while the server is stopped, or on a copy).
     Store(StoreArgs),
+    /// A small SIP user agent over UDP: register, send pager messages, listen for them.
+    Client(ClientArgs),
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// The server's SIP address.
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        default_value = "127.0.0.1:5060",
+        global = true
+    )]
+    server: std::net::SocketAddr,
+    /// The user this client acts as.
+    #[arg(
+        long,
+        value_name = "URI",
+        default_value = "sip:alice@localhost",
+        global = true
+    )]
+    user: String,
+    /// Local address to bind (port 0: any free port).
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        default_value = "127.0.0.1:0",
+        global = true
+    )]
+    bind: std::net::SocketAddr,
+    #[command(subcommand)]
+    command: ClientCommand,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register this client's address as the user's contact.
+    Register {
+        /// Seconds the binding should last.
+        #[arg(long, default_value_t = 600)]
+        expires: u32,
+    },
+    /// Remove the binding this client's address made.
+    Unregister,
+    /// Send a pager-mode MESSAGE.
+    Send {
+        /// The recipient, e.g. sip:bob@localhost.
+        to: String,
+        /// The text to send.
+        text: String,
+        #[arg(long, default_value = "text/plain;charset=utf-8")]
+        content_type: String,
+    },
+    /// Register, print each MESSAGE that arrives (sender, time, text), then unregister.
+    Listen {
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop after this many seconds.
+        #[arg(long = "for", default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 #[derive(Args)]
@@ -90,6 +152,65 @@ fn main() -> ExitCode {
                 StoreCommand::Verify => imrelay::admin::StoreCommand::Verify,
             },
         ),
+        Command::Client(args) => client(args),
+    }
+}
+
+fn client(args: ClientArgs) -> ExitCode {
+    use imrelay::client::Client;
+    let run = || -> Result<(), imrelay::client::ClientError> {
+        let mut c = Client::new(args.server, &args.user, args.bind)?;
+        match args.command {
+            ClientCommand::Register { expires } => {
+                let bindings = c.register(expires)?;
+                println!("registered {} at {}", args.user, c.local_addr()?);
+                for b in bindings {
+                    println!("  binding: {b}");
+                }
+            }
+            ClientCommand::Unregister => {
+                c.register(0)?;
+                println!("unregistered {} at {}", args.user, c.local_addr()?);
+            }
+            ClientCommand::Send {
+                to,
+                text,
+                content_type,
+            } => {
+                let a = c.send(&to, &content_type, text.as_bytes())?;
+                let what = if a.code == 202 {
+                    "kept for delivery when the recipient is back"
+                } else {
+                    "delivered"
+                };
+                println!("{} {}: {what}", a.code, a.reason);
+            }
+            ClientCommand::Listen { count, seconds } => {
+                c.register(600)?;
+                println!("listening as {} at {}", args.user, c.local_addr()?);
+                let got = c.listen(std::time::Duration::from_secs(seconds), count, |m| {
+                    println!(
+                        "from {}{}: {}",
+                        m.from,
+                        m.date
+                            .as_deref()
+                            .map(|d| format!(" (sent {d})"))
+                            .unwrap_or_default(),
+                        String::from_utf8_lossy(&m.body)
+                    );
+                })?;
+                c.register(0)?;
+                println!("{} message(s)", got.len());
+            }
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("imrelay client: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
