@@ -18,6 +18,16 @@ fn free_port() -> u16 {
 }
 
 fn sipp(server: std::net::SocketAddr, scenario: &str, transport: &str, calls: u32) {
+    sipp_with(server, scenario, transport, calls, &[]);
+}
+
+fn sipp_with(
+    server: std::net::SocketAddr,
+    scenario: &str,
+    transport: &str,
+    calls: u32,
+    extra: &[&str],
+) {
     let scenario = format!("{}/tests/sipp/{scenario}", env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new("sipp")
@@ -42,6 +52,7 @@ fn sipp(server: std::net::SocketAddr, scenario: &str, transport: &str, calls: u3
             "-timeout_error",
         ])
         .args(["-p", &free_port().to_string()])
+        .args(extra)
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| {
@@ -82,6 +93,65 @@ fn sipp_registers_and_unregisters_over_udp_and_tcp() {
     let mut srv = Server::start(&[]);
     sipp(srv.sip, "register.xml", "u1", 100);
     sipp(srv.sip, "register.xml", "t1", 100);
+    assert!(srv.terminate().success());
+    let stopped = srv.wait_line("imrelay: stopped: ");
+    assert!(stopped.contains(" 0 malformed"), "{stopped}");
+}
+
+#[test]
+fn sipp_messages_reach_a_registered_sipp_user_agent() {
+    let mut srv = Server::start(&[]);
+    let calls = 50;
+    // The user agent: a SIPp in server mode on its own port, answering every MESSAGE.
+    let uas_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let uas_scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/message_uas.xml");
+    let uas = Command::new("sipp")
+        .current_dir(dir.path())
+        .args([
+            "-sf",
+            uas_scenario,
+            "-t",
+            "u1",
+            "-i",
+            "127.0.0.1",
+            "-nostdin",
+        ])
+        .args(["-p", &uas_port.to_string(), "-m", &calls.to_string()])
+        .args(["-timeout", "30", "-timeout_error"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp");
+    // Its address registered for sip:uas@localhost (on its behalf: the Contact names it).
+    let reg = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    reg.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let local = reg.local_addr().unwrap();
+    let register = format!(
+        "REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-uas;rport\r\n\
+Max-Forwards: 70\r\nTo: <sip:uas@localhost>\r\nFrom: <sip:uas@localhost>;tag=u\r\n\
+Call-ID: uas-reg\r\nCSeq: 1 REGISTER\r\nContact: <sip:uas@127.0.0.1:{uas_port}>\r\n\
+Expires: 600\r\nContent-Length: 0\r\n\r\n"
+    );
+    reg.send_to(register.as_bytes(), srv.sip).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = reg.recv_from(&mut buf).expect("REGISTER answered");
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 200 "),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+
+    sipp_with(srv.sip, "message_uac.xml", "u1", calls, &["-s", "uas"]);
+    let out = uas.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the SIPp user agent failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(srv.terminate().success());
     let stopped = srv.wait_line("imrelay: stopped: ");
     assert!(stopped.contains(" 0 malformed"), "{stopped}");

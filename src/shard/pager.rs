@@ -127,6 +127,26 @@ fn result_text(r: &Result<(), StoreError>) -> String {
     }
 }
 
+/// Where requests for a binding go: over the connection the registration came in on (TCP),
+/// or to the contact URI's address (UDP, RFC 3261 §16.6 step 7 with the contact as target).
+/// A contact named by a host name, which this server does not resolve, is reached at the
+/// registration's source address instead.
+fn target(b: &Binding) -> Peer {
+    if b.source.transport.is_reliable() {
+        return b.source;
+    }
+    let Ok(uri) = SipUri::parse(&b.uri) else {
+        return b.source;
+    };
+    match uri.host().ip() {
+        Some(ip) => Peer {
+            transport: Transport::Udp,
+            addr: SocketAddr::new(ip, uri.port().unwrap_or(5060)),
+        },
+        None => b.source,
+    }
+}
+
 impl Core {
     /// A MESSAGE for a user of ours, at the shard that owns the user.
     #[allow(clippy::too_many_arguments)]
@@ -232,7 +252,8 @@ impl Core {
             max_forwards,
         );
         out.extend_from_slice(msg.body().of(buf));
-        if self.client.start(now, cid, b.source, out.clone()).is_err() {
+        let to = target(b);
+        if self.client.start(now, cid, to, out.clone()).is_err() {
             self.pool.push(out);
             let answer = Answering {
                 code: 503,
@@ -253,10 +274,7 @@ impl Core {
             return;
         }
         self.stats.relayed += 1;
-        self.out.push_back(Transmit {
-            to: b.source,
-            bytes: out,
-        });
+        self.out.push_back(Transmit { to, bytes: out });
         self.relays.insert(
             cid,
             Relay {
@@ -441,7 +459,8 @@ impl Core {
         crate::wire::push_decimal(&mut out, d.body.len() as u64);
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&d.body);
-        if self.client.start(now, cid, b.source, out.clone()).is_err() {
+        let to = target(&b);
+        if self.client.start(now, cid, to, out.clone()).is_err() {
             self.pool.push(out);
             // Tried again later, like any failed delivery.
             self.delivered.push_back((d.token, 503));
@@ -449,10 +468,7 @@ impl Core {
         }
         self.stats.deliveries += 1;
         self.deliveries.insert(cid, d.token);
-        self.out.push_back(Transmit {
-            to: b.source,
-            bytes: out,
-        });
+        self.out.push_back(Transmit { to, bytes: out });
         Ok(())
     }
 

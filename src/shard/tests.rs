@@ -889,3 +889,20 @@ fn a_stored_message_is_delivered_with_its_sender_and_store_time_and_its_outcome_
     let mut lone = shard();
     assert_eq!(lone.deliver(t0, d(8)), Err(NotReachable));
 }
+
+#[test]
+fn a_udp_contact_is_reached_at_its_own_address_not_the_registrations_source() {
+    let mut s = shard();
+    let t0 = Instant::now();
+    s.set_clock(t0, UNIX_T0);
+    // Registered on behalf of a UA listening elsewhere (a third-party registration).
+    s.handle_datagram(
+        t0,
+        client(),
+        &register("z9hG4bKtp", 1, "Contact: <sip:bob@127.0.0.1:40200>\r\n"),
+    );
+    assert_eq!(drain(&mut s)[0].1, 200);
+    s.handle_datagram(t0, client(), &message("z9hG4bKm9", "bob", "x"));
+    let out = drain(&mut s);
+    assert_eq!(out[0].0.addr, "127.0.0.1:40200".parse().unwrap());
+}
