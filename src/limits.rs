@@ -170,6 +170,16 @@ pub const REGISTRAR_CONTACTS_PER_AOR_MAX: usize = 16;
 /// `Retry-After`. About 1 KiB each.
 pub const REGISTRAR_BINDINGS_PER_SHARD_MAX: usize = 1 << 20;
 
+/// Most segment files one store partition keeps open for writing; past it half are closed
+/// (and reopened when written again), so descriptors do not grow with the number of
+/// recipients.
+pub const STORE_OPEN_FILES_MAX: usize = 256;
+
+/// Most segment maps one store partition keeps for reading; past it half are dropped (a
+/// message being sent keeps the maps it uses). Bounds address-space mappings
+/// (`vm.max_map_count`).
+pub const STORE_MAPS_MAX: usize = 4096;
+
 /// How often a shard runs its store's upkeep (expiry, idle uploads, compaction), in
 /// milliseconds.
 pub const STORE_UPKEEP_INTERVAL_MS: u64 = 1000;

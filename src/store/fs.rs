@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::limits::STORE_JOURNAL_BYTES;
+use crate::limits::{STORE_JOURNAL_BYTES, STORE_MAPS_MAX, STORE_OPEN_FILES_MAX};
 use crate::store::core::{Ack, IoBatch, Policy, SegmentRef, Store, StoreError, Ticket};
 use crate::store::journal;
 use crate::store::record::{decode, MessageId, Meta, Record};
@@ -583,7 +583,7 @@ impl Files {
                     .write(true)
                     .create_new(true)
                     .open(seg_path(&self.root, w.segment))?;
-                self.files.insert(w.segment, Arc::new(f));
+                self.keep_file(w.segment, f);
                 self.journal.new_dirs.insert(dir);
             }
             targets.push(Arc::clone(self.file(w.segment)?));
@@ -683,17 +683,18 @@ impl Files {
         // Until this succeeds, no batch may write: the next one checkpoints again first.
         self.journal.needs_checkpoint = true;
         let segs: Vec<SegmentRef> = self.journal.unsynced.iter().copied().collect();
-        for &seg in &segs {
-            // A segment reclaimed since it was written needs no sync.
-            if seg_path(&self.root, seg).exists() {
-                self.file(seg)?;
+        // A group at a time, so that the handles held at once stay bounded.
+        for group in segs.chunks(SYNC_THREADS_MAX) {
+            let mut handles: Vec<Arc<File>> = Vec::with_capacity(group.len());
+            for &seg in group {
+                // A segment reclaimed since it was written needs no sync.
+                if seg_path(&self.root, seg).exists() {
+                    handles.push(Arc::clone(self.file(seg)?));
+                }
             }
+            let refs: Vec<&File> = handles.iter().map(|f| &**f).collect();
+            sync_all_data(&refs)?;
         }
-        let files: Vec<&File> = segs
-            .iter()
-            .filter_map(|s| self.files.get(s).map(|f| &**f))
-            .collect();
-        sync_all_data(&files)?;
         for d in &self.journal.new_dirs {
             if d.exists() {
                 fsync_dir(d)?;
@@ -706,17 +707,35 @@ impl Files {
         Ok(())
     }
 
+    /// The open handle of a segment. At most [`STORE_OPEN_FILES_MAX`] stay open: past it
+    /// half are closed (a batch in progress holds its own references), so the number of
+    /// descriptors does not grow with the number of recipients.
     fn file(&mut self, seg: SegmentRef) -> io::Result<&Arc<File>> {
         if !self.files.contains_key(&seg) {
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(seg_path(&self.root, seg))?;
-            self.files.insert(seg, Arc::new(f));
+            self.keep_file(seg, f);
         }
         self.files
             .get(&seg)
             .ok_or_else(|| io::Error::other("segment file vanished"))
+    }
+
+    fn keep_file(&mut self, seg: SegmentRef, f: File) {
+        if self.files.len() >= STORE_OPEN_FILES_MAX {
+            let close: Vec<SegmentRef> = self
+                .files
+                .keys()
+                .take(STORE_OPEN_FILES_MAX / 2)
+                .copied()
+                .collect();
+            for k in close {
+                self.files.remove(&k);
+            }
+        }
+        self.files.insert(seg, Arc::new(f));
     }
 
     /// Truncates files of failed batches back to their durable length; what is done leaves
@@ -900,15 +919,12 @@ impl FsStore {
             return Ok(0);
         };
         // A chunked message may have pieces in any of the recipient's segments.
+        let mut maps: HashMap<u64, Arc<MapOrEmpty>> = HashMap::new();
         for (s, durable) in self.core.segments_of(seg.recipient) {
-            self.ensure_map(s, durable)?;
+            maps.insert(s.seq, self.ensure_map(s, durable)?);
         }
-        let maps = &self.maps;
         let read = |seq: u64, offset: u64, len: u32| {
-            let m = maps.get(&SegmentRef {
-                recipient: seg.recipient,
-                seq,
-            })?;
+            let m = maps.get(&seq)?;
             m.get(offset as usize..(offset as usize).checked_add(len as usize)?)
         };
         self.core.compact(seg, now_ms, read)
@@ -1052,15 +1068,15 @@ impl FsStore {
             recipient: key,
             seq,
         };
-        self.ensure_map(
+        let head_map = self.ensure_map(
             seg(entry.segment),
             entry.offset + u64::from(entry.record_len),
         )?;
+        let mut chunk_maps = Vec::with_capacity(entry.chunks.len());
         for c in &entry.chunks {
-            self.ensure_map(seg(c.segment), c.offset + u64::from(c.record_len))?;
+            chunk_maps.push(self.ensure_map(seg(c.segment), c.offset + u64::from(c.record_len))?);
         }
         let lost = || StoreError::Io(format!("a piece of {id} is not where it was stored"));
-        let head_map = self.map_of(seg(entry.segment))?;
         let head = record_at(&head_map, entry.offset, id)?;
         let (meta, body) = match head {
             Record::Message { meta, body } if meta.id == id => (meta, Some(body)),
@@ -1075,8 +1091,7 @@ impl FsStore {
         if let Some(body) = body {
             parts.push((Arc::clone(&head_map), range_in(&head_map, body)));
         }
-        for c in &entry.chunks {
-            let m = self.map_of(seg(c.segment))?;
+        for (c, m) in entry.chunks.iter().zip(chunk_maps) {
             let range = match record_at(&m, c.offset, id)? {
                 Record::Chunk {
                     id: cid,
@@ -1120,21 +1135,15 @@ impl FsStore {
                 seq,
             };
             let end = offset + u64::from(len);
-            self.ensure_map(seg, end)?;
-            out.push((self.map_of(seg)?, offset as usize..end as usize));
+            out.push((self.ensure_map(seg, end)?, offset as usize..end as usize));
         }
         Ok(Pages(out))
     }
 
-    fn map_of(&self, seg: SegmentRef) -> Result<Arc<MapOrEmpty>, StoreError> {
-        self.maps
-            .get(&seg)
-            .cloned()
-            .ok_or_else(|| StoreError::Io("segment not mapped".into()))
-    }
-
-    /// Makes sure the segment is mapped up to at least `end` (within its durable length).
-    fn ensure_map(&mut self, seg: SegmentRef, end: u64) -> Result<(), StoreError> {
+    /// A map of the segment covering at least `end` (within its durable length), kept for
+    /// later reads. At most [`STORE_MAPS_MAX`] are kept: past it half are dropped (a
+    /// message handed out keeps the maps it uses).
+    fn ensure_map(&mut self, seg: SegmentRef, end: u64) -> Result<Arc<MapOrEmpty>, StoreError> {
         let durable = self
             .core
             .durable_len(seg)
@@ -1142,14 +1151,21 @@ impl FsStore {
         if end > durable {
             return Err(StoreError::Io("record lies past the durable end".into()));
         }
-        let mapped = self.maps.get(&seg).map_or(0, |m| m.len() as u64);
-        if mapped < end {
-            let io = |e: io::Error| StoreError::Io(e.to_string());
-            let file = File::open(seg_path(&self.root, seg)).map_err(io)?;
-            self.maps
-                .insert(seg, Arc::new(map(&file, durable).map_err(io)?));
+        if let Some(m) = self.maps.get(&seg).filter(|m| m.len() as u64 >= end) {
+            return Ok(Arc::clone(m));
         }
-        Ok(())
+        let io = |e: io::Error| StoreError::Io(e.to_string());
+        let file = File::open(seg_path(&self.root, seg)).map_err(io)?;
+        let m = Arc::new(map(&file, durable).map_err(io)?);
+        if self.maps.len() >= STORE_MAPS_MAX {
+            let drop_these: Vec<SegmentRef> =
+                self.maps.keys().take(STORE_MAPS_MAX / 2).copied().collect();
+            for k in drop_these {
+                self.maps.remove(&k);
+            }
+        }
+        self.maps.insert(seg, Arc::clone(&m));
+        Ok(m)
     }
 }
 

@@ -800,3 +800,37 @@ fn a_batch_whose_segment_write_fails_is_refused_and_never_replayed() {
         assert_eq!(bodies(&mut s, a), vec![b"first".to_vec()]);
     }
 }
+
+fn open_fds() -> usize {
+    fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn descriptors_stay_bounded_with_many_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = crate::limits::STORE_OPEN_FILES_MAX * 3;
+    let aors: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("sip:many{i}@example.com").into_bytes())
+        .collect();
+    let (mut s, _) = open(dir.path(), policy());
+    let before = open_fds();
+    for chunk in aors.chunks(50) {
+        for a in chunk {
+            s.submit(T0, a, b"s", b"t", a, None).unwrap();
+        }
+        assert!(s.commit().iter().all(|a| a.result.is_ok()));
+    }
+    for a in &aors {
+        assert_eq!(bodies(&mut s, a), vec![a.clone()]);
+    }
+    // Other tests run in parallel in this process: allow for their descriptors.
+    assert!(
+        open_fds() < before + crate::limits::STORE_OPEN_FILES_MAX + 64,
+        "{} descriptors open",
+        open_fds()
+    );
+    drop(s);
+    let (mut s, r) = open(dir.path(), policy());
+    assert_eq!(r.pending_messages, n);
+    assert_eq!(bodies(&mut s, &aors[n - 1]), vec![aors[n - 1].clone()]);
+}
