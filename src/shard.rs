@@ -160,7 +160,7 @@ impl Shard {
                 registrar: Registrar::new(),
                 clock: (Instant::now(), 0),
                 handoffs: VecDeque::new(),
-                client: crate::sip::client::ClientTransactions::new(),
+                client: crate::sip::client::ClientTransactions::new(seed ^ 0x5DEE_CE66_D1CE_4E5B),
                 relays: std::collections::HashMap::new(),
                 stores: VecDeque::new(),
                 awaiting: std::collections::HashMap::new(),

@@ -290,7 +290,10 @@ fn spawn_mesh_receivers(local: &Rc<Local>, mut receivers: Receivers<ShardMsg>) {
                             .shard
                             .borrow_mut()
                             .handle_handoff(Instant::now(), from, &bytes);
-                        flush(&local).await;
+                        // A mesh receiver never waits on a bounded mesh send: two shards
+                        // each blocked sending to the other would stop draining both
+                        // channels for good. The flush runs as its own task.
+                        glommio::spawn_local(flush_owned(Rc::clone(&local))).detach();
                     }
                     ShardMsg::Stats { stats, store, .. } => {
                         local.stats_in.borrow_mut().push((stats, store));
@@ -303,6 +306,10 @@ fn spawn_mesh_receivers(local: &Rc<Local>, mut receivers: Receivers<ShardMsg>) {
         })
         .detach();
     }
+}
+
+async fn flush_owned(local: Rc<Local>) {
+    flush(&local).await;
 }
 
 /// Sends everything the shard queued — answers, and requests for other shards — then

@@ -253,7 +253,7 @@ impl Core {
         );
         out.extend_from_slice(msg.body().of(buf));
         let to = target(b);
-        if self.client.start(now, cid, to, out.clone()).is_err() {
+        if self.client.start(now, cid, b"MESSAGE", to, out.clone()).is_err() {
             self.pool.push(out);
             let answer = Answering {
                 code: 503,
@@ -352,7 +352,14 @@ impl Core {
             return;
         }
         let Some(status) = msg.status() else { return };
-        if self.client.on_response(now, cid, status) == ResponseMatch::Absorbed || status < 200 {
+        let method = msg
+            .value(buf, HeaderName::CSeq)
+            .and_then(|v| CSeq::parse(v).ok())
+            .map(|c| c.method)
+            .unwrap_or_default();
+        if self.client.on_response(now, cid, method, status) == ResponseMatch::Absorbed
+            || status < 200
+        {
             return;
         }
         if let Some(token) = self.deliveries.remove(&cid) {
@@ -460,7 +467,7 @@ impl Core {
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&d.body);
         let to = target(&b);
-        if self.client.start(now, cid, to, out.clone()).is_err() {
+        if self.client.start(now, cid, b"MESSAGE", to, out.clone()).is_err() {
             self.pool.push(out);
             // Tried again later, like any failed delivery.
             self.delivered.push_back((d.token, 503));

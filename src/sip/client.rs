@@ -70,6 +70,8 @@ enum Timer {
 
 struct Tx {
     state: ClientState,
+    /// The request's method: a response must name it in its CSeq (§17.1.3).
+    method: &'static [u8],
     to: Peer,
     request: Vec<u8>,
     /// The next Timer E interval.
@@ -101,28 +103,47 @@ pub enum ResponseMatch {
 pub struct Full;
 
 /// One shard's client transactions.
-#[derive(Default)]
 pub struct ClientTransactions {
     txs: HashMap<u64, Tx>,
-    next: u64,
+    /// Transaction numbers are random: a response cannot be forged by guessing the next
+    /// one, and a late response from before a restart matches nothing.
+    ids: crate::wire::XorShift64,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer, u32)>>,
     out: VecDeque<ClientOutput>,
 }
 
 impl ClientTransactions {
-    pub fn new() -> ClientTransactions {
-        ClientTransactions::default()
+    /// An empty table; `seed` seeds its transaction numbers (take it from the OS).
+    pub fn new(seed: u64) -> ClientTransactions {
+        ClientTransactions {
+            txs: HashMap::new(),
+            ids: crate::wire::XorShift64::new(seed | 1),
+            timers: BinaryHeap::new(),
+            out: VecDeque::new(),
+        }
     }
 
-    /// Reserves the number of the next transaction (its branch is minted from it before the
+    /// Draws the number of the next transaction (its branch is minted from it before the
     /// request is written).
     pub fn next_id(&mut self) -> u64 {
-        self.next += 1;
-        self.next
+        loop {
+            let id = self.ids.next_u64();
+            if id != 0 && !self.txs.contains_key(&id) {
+                return id;
+            }
+        }
     }
 
-    /// Starts transaction `id` for `request` (already sent once by the caller to `to`).
-    pub fn start(&mut self, now: Instant, id: u64, to: Peer, request: Vec<u8>) -> Result<(), Full> {
+    /// Starts transaction `id` for a `method` request (already sent once by the caller to
+    /// `to`).
+    pub fn start(
+        &mut self,
+        now: Instant,
+        id: u64,
+        method: &'static [u8],
+        to: Peer,
+        request: Vec<u8>,
+    ) -> Result<(), Full> {
         if self.txs.len() >= CLIENT_TRANSACTIONS_PER_SHARD_MAX {
             return Err(Full);
         }
@@ -131,6 +152,7 @@ impl ClientTransactions {
             id,
             Tx {
                 state: ClientState::Trying,
+                method,
                 to,
                 request,
                 interval: T1,
@@ -144,9 +166,15 @@ impl ClientTransactions {
         Ok(())
     }
 
-    /// A response for transaction `id` with `status`.
-    pub fn on_response(&mut self, now: Instant, id: u64, status: u16) -> ResponseMatch {
-        let Some(tx) = self.txs.get_mut(&id) else {
+    /// A response for transaction `id` with `status`, whose CSeq names `method`.
+    pub fn on_response(
+        &mut self,
+        now: Instant,
+        id: u64,
+        method: &[u8],
+        status: u16,
+    ) -> ResponseMatch {
+        let Some(tx) = self.txs.get_mut(&id).filter(|t| t.method == method) else {
             return ResponseMatch::Absorbed;
         };
         match (tx.state, status) {
@@ -262,10 +290,10 @@ mod tests {
 
     #[test]
     fn timer_e_doubles_to_t2_then_timer_f_gives_up() {
-        let mut c = ClientTransactions::new();
+        let mut c = ClientTransactions::new(42);
         let t0 = Instant::now();
         let id = c.next_id();
-        c.start(t0, id, udp(), b"MESSAGE".to_vec()).unwrap();
+        c.start(t0, id, b"MESSAGE", udp(), b"MESSAGE".to_vec()).unwrap();
         let mut sends = Vec::new();
         let mut gave_up = None;
         // (A timer left behind by a finished transaction may still wake the caller once.)
@@ -295,11 +323,11 @@ mod tests {
 
     #[test]
     fn a_provisional_slows_retransmissions_and_a_final_completes() {
-        let mut c = ClientTransactions::new();
+        let mut c = ClientTransactions::new(42);
         let t0 = Instant::now();
         let id = c.next_id();
-        c.start(t0, id, udp(), b"M".to_vec()).unwrap();
-        assert_eq!(c.on_response(t0, id, 100), ResponseMatch::Deliver);
+        c.start(t0, id, b"MESSAGE", udp(), b"M".to_vec()).unwrap();
+        assert_eq!(c.on_response(t0, id, b"MESSAGE", 100), ResponseMatch::Deliver);
         assert_eq!(c.state(id), Some(ClientState::Proceeding));
         c.handle_timeout(t0 + T1);
         assert_eq!(outputs(&mut c).len(), 1);
@@ -309,8 +337,8 @@ mod tests {
         c.handle_timeout(t0 + T1 + T2);
         assert_eq!(outputs(&mut c).len(), 1);
         let t = t0 + T1 + T2;
-        assert_eq!(c.on_response(t, id, 200), ResponseMatch::Deliver);
-        assert_eq!(c.on_response(t, id, 200), ResponseMatch::Absorbed);
+        assert_eq!(c.on_response(t, id, b"MESSAGE", 200), ResponseMatch::Deliver);
+        assert_eq!(c.on_response(t, id, b"MESSAGE", 200), ResponseMatch::Absorbed);
         // No retransmission after the final; Timer K ends it after T4.
         c.handle_timeout(t + T4 - Duration::from_millis(1));
         assert!(outputs(&mut c).is_empty());
@@ -322,26 +350,45 @@ mod tests {
 
     #[test]
     fn reliable_transports_get_no_retransmissions_and_no_timer_k() {
-        let mut c = ClientTransactions::new();
+        let mut c = ClientTransactions::new(42);
         let t0 = Instant::now();
         let id = c.next_id();
         let tcp = Peer {
             transport: Transport::Tcp(ConnId::new(0, 1)),
             addr: "127.0.0.1:5070".parse().unwrap(),
         };
-        c.start(t0, id, tcp, b"M".to_vec()).unwrap();
+        c.start(t0, id, b"MESSAGE", tcp, b"M".to_vec()).unwrap();
         c.handle_timeout(t0 + 10 * T1);
         assert!(outputs(&mut c).is_empty());
-        assert_eq!(c.on_response(t0, id, 480), ResponseMatch::Deliver);
+        assert_eq!(c.on_response(t0, id, b"MESSAGE", 480), ResponseMatch::Deliver);
         assert!(c.is_empty());
-        assert_eq!(c.on_response(t0, id, 480), ResponseMatch::Absorbed);
+        assert_eq!(c.on_response(t0, id, b"MESSAGE", 480), ResponseMatch::Absorbed);
+    }
+
+    #[test]
+    fn a_response_naming_another_method_is_absorbed() {
+        let mut c = ClientTransactions::new(42);
+        let t0 = Instant::now();
+        let id = c.next_id();
+        c.start(t0, id, b"MESSAGE", udp(), b"M".to_vec()).unwrap();
+        assert_eq!(c.on_response(t0, id, b"INVITE", 200), ResponseMatch::Absorbed);
+        assert_eq!(c.state(id), Some(ClientState::Trying));
+        assert_eq!(c.on_response(t0, id, b"MESSAGE", 200), ResponseMatch::Deliver);
+    }
+
+    #[test]
+    fn transaction_numbers_are_not_sequential() {
+        let mut c = ClientTransactions::new(7);
+        let a = c.next_id();
+        let b = c.next_id();
+        assert!(a != 0 && b != 0 && b != a + 1 && a != b);
     }
 
     #[test]
     fn an_unknown_response_is_absorbed() {
-        let mut c = ClientTransactions::new();
+        let mut c = ClientTransactions::new(42);
         assert_eq!(
-            c.on_response(Instant::now(), 99, 200),
+            c.on_response(Instant::now(), 99, b"MESSAGE", 200),
             ResponseMatch::Absorbed
         );
     }
