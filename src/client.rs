@@ -131,8 +131,8 @@ impl Client {
         self.aor.rsplit('@').next().unwrap_or("localhost")
     }
 
-    /// Registers this socket as the user's contact for `expires` seconds (0 removes it).
-    /// Returns the bindings the registrar lists.
+    /// Registers this socket as the user's contact for `expires` seconds; 0 removes every
+    /// binding of the user (`Contact: *`). Returns the bindings the registrar lists.
     pub fn register(&mut self, expires: u32) -> Result<Vec<String>, ClientError> {
         let local = self.local_addr()?;
         self.cseq += 1;
@@ -144,6 +144,11 @@ impl Client {
             .unwrap_or_default()
             .to_owned();
         let domain = self.domain().to_owned();
+        let contact = if expires == 0 {
+            "*".to_owned()
+        } else {
+            format!("<sip:{user}@{local}>;+g.oma.sip-im")
+        };
         let (branch, tag) = (self.ids.next_u64(), self.ids.next_u64());
         let req = format!(
             "REGISTER sip:{domain} SIP/2.0\r\n\
@@ -153,7 +158,7 @@ To: <{aor}>\r\n\
 From: <{aor}>;tag={tag}\r\n\
 Call-ID: {call_id}\r\n\
 CSeq: {cseq} REGISTER\r\n\
-Contact: <sip:{user}@{local}>;+g.oma.sip-im\r\n\
+Contact: {contact}\r\n\
 Expires: {expires}\r\n\
 Content-Length: 0\r\n\r\n",
             aor = self.aor,

@@ -66,7 +66,7 @@ enum ClientCommand {
         #[arg(long, default_value_t = 600)]
         expires: u32,
     },
-    /// Remove the binding this client's address made.
+    /// Remove every binding of the user (`Contact: *`).
     Unregister,
     /// Send a pager-mode MESSAGE.
     Send {
@@ -170,7 +170,7 @@ fn client(args: ClientArgs) -> ExitCode {
             }
             ClientCommand::Unregister => {
                 c.register(0)?;
-                println!("unregistered {} at {}", args.user, c.local_addr()?);
+                println!("unregistered {} (every binding)", args.user);
             }
             ClientCommand::Send {
                 to,

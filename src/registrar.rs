@@ -42,6 +42,9 @@ pub struct Binding {
     pub instance: Option<Box<[u8]>>,
     /// Where the REGISTER came from: requests for this contact reuse that connection.
     pub source: Peer,
+    /// When it was last registered (Unix ms): among equal `q` the newest is tried first (a
+    /// UA that restarted on another port leaves its old binding behind until it lapses).
+    pub registered_ms: u64,
 }
 
 impl Binding {
@@ -125,16 +128,28 @@ pub enum Event {
 }
 
 /// The canonical address of record of a To URI (RFC 3261 §10.3 step 5): `sip:user@host`, the
-/// user unescaped, the host lower-cased, without port, parameters or headers. `sips:` maps to
-/// the same AOR as `sip:`.
+/// host lower-cased, without port, parameters or headers; `sips:` maps to the same AOR as
+/// `sip:`. The user is unescaped and escaped again in one normal form (RFC 3261 §25.1
+/// `user` characters as they are, every other byte as `%XX`), so equal users give equal AORs
+/// and the AOR is always a URI that can be printed in a header as it is.
 pub fn canonical_aor(to_uri: &[u8]) -> Result<Vec<u8>, RegisterError> {
     let uri = SipUri::parse(to_uri).map_err(|e| bad(format!("To: {}", e.reason())))?;
     let user = uri
         .user()
         .filter(|u| !u.is_empty())
         .ok_or_else(|| bad("To: the address of record has no user part"))?;
+    let mut decoded = Vec::with_capacity(user.len());
+    percent_decode_to_vec(user, &mut decoded).map_err(|e| bad(format!("To: {}", e.reason())))?;
     let mut aor = b"sip:".to_vec();
-    percent_decode_to_vec(user, &mut aor).map_err(|e| bad(format!("To: {}", e.reason())))?;
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in &decoded {
+        // unreserved / user-unreserved (RFC 3261 §25.1)
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b) {
+            aor.push(b);
+        } else {
+            aor.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
     aor.push(b'@');
     aor.extend(uri.host_bytes().iter().map(u8::to_ascii_lowercase));
     Ok(aor)
@@ -265,6 +280,7 @@ impl Registrar {
                 large_message: a.large_message,
                 instance: a.instance.map(Into::into),
                 source: req.source,
+                registered_ms: now_ms,
             };
             match same {
                 Some(i) => next[i] = binding,
@@ -280,7 +296,7 @@ impl Registrar {
         {
             return Err(RegisterError::Full);
         }
-        next.sort_by_key(|b| std::cmp::Reverse(b.q));
+        next.sort_by_key(|b| std::cmp::Reverse((b.q, b.registered_ms)));
         self.bindings = self.bindings + next.len() - before;
         if let Some(first) = next.iter().map(|b| b.expires_at_ms).min() {
             self.lapses.push(Reverse((first, aor.into())));
@@ -364,6 +380,15 @@ impl Registrar {
             self.aors.remove(aor);
             self.events
                 .push_back(Event::Unreachable { aor: aor.into() });
+        }
+    }
+
+    /// Raises [`Event::Reachable`] for `aor` if it has a live binding (a message was kept
+    /// for it while it was registered: its delivery should start now, not at the next
+    /// REGISTER).
+    pub fn nudge(&mut self, now_ms: u64, aor: &[u8]) {
+        if self.lookup(now_ms, aor).next().is_some() {
+            self.events.push_back(Event::Reachable { aor: aor.into() });
         }
     }
 

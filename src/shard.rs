@@ -562,12 +562,12 @@ impl Core {
             let aor = if method == Method::Register {
                 msg.value(buf, HeaderName::To)
                     .and_then(|to| NameAddr::parse("To", to).ok())
-                    .and_then(|to| registrar::canonical_aor(to.uri().as_bytes()).ok())
+                    .and_then(|to| self.home_aor(to.uri().as_bytes()).ok())
             } else {
                 SipUri::parse(uri.of(buf))
                     .ok()
                     .filter(|u| self.identity.is_myself(u.host_bytes(), u.port()))
-                    .and_then(|_| registrar::canonical_aor(uri.of(buf)).ok())
+                    .and_then(|_| self.home_aor(uri.of(buf)).ok())
             };
             let owner = aor.map_or(self.id, |aor| crate::store::shard_of(&aor, self.shards));
             if owner != self.id {
@@ -760,6 +760,27 @@ impl Core {
         Ok(None)
     }
 
+    /// The canonical AOR of `uri` (see [`registrar::canonical_aor`]), at our primary domain
+    /// when its host is any name or address of this server: `sip:bob@alias` and
+    /// `sip:bob@<our address>` are the same user as `sip:bob@<domain>`.
+    fn home_aor(&self, uri: &[u8]) -> Result<Vec<u8>, RegisterError> {
+        registrar::canonical_aor(uri).map(|aor| self.at_home(aor))
+    }
+
+    fn at_home(&self, aor: Vec<u8>) -> Vec<u8> {
+        let Some(at) = aor.iter().rposition(|&b| b == b'@') else {
+            return aor;
+        };
+        match self.identity.names.first() {
+            Some(home) if self.identity.is_myself(&aor[at + 1..], None) => {
+                let mut v = aor[..=at].to_vec();
+                v.extend_from_slice(home.as_bytes());
+                v
+            }
+            _ => aor,
+        }
+    }
+
     /// RFC 3261 §10.3: the registrar's processing of a REGISTER this shard owns.
     fn register(
         &mut self,
@@ -788,6 +809,7 @@ impl Core {
         if !self.identity.is_myself(host, None) {
             return RegisterOutcome::Other(Ok((404, "Not Found", &[])));
         }
+        let aor = self.at_home(aor);
         let cseq = msg
             .value(buf, HeaderName::CSeq)
             .and_then(|v| CSeq::parse(v).ok())

@@ -222,3 +222,47 @@ fn kept_messages_survive_a_restart_and_arrive_once_in_order_when_the_user_regist
     let listed = String::from_utf8_lossy(&list.stdout).to_string();
     assert!(!listed.contains("sip:alice@localhost"), "{listed}");
 }
+
+#[test]
+fn a_message_the_recipient_refuses_for_good_does_not_block_the_ones_behind_it() {
+    let mut server = Server::start(&[]);
+    let alice = udp_client();
+    let alice_addr = alice.local_addr().unwrap();
+    for (n, body) in [(1, "unwanted"), (2, "wanted")] {
+        let resp = udp_request(&alice, server.sip, &message(alice_addr, "frank", n, body));
+        assert_eq!(status_of(&resp), 202);
+    }
+    let frank = udp_client();
+    let frank_addr = frank.local_addr().unwrap();
+    frank
+        .send_to(&register(frank_addr, "frank"), server.sip)
+        .unwrap();
+    // The first is refused for good (415), the second taken.
+    let mut answered = Vec::new();
+    while answered.len() < 2 {
+        let (req, from) = recv(&frank);
+        let text = String::from_utf8_lossy(&req).to_string();
+        if !text.starts_with("MESSAGE ") {
+            continue;
+        }
+        let body = text.rsplit("\r\n\r\n").next().unwrap().to_owned();
+        let mut resp = ok_for(&req);
+        if body == "unwanted" {
+            resp = String::from_utf8(resp)
+                .unwrap()
+                .replace("SIP/2.0 200 OK", "SIP/2.0 415 Unsupported Media Type")
+                .into_bytes();
+        }
+        frank.send_to(&resp, from).unwrap();
+        answered.push(body);
+    }
+    assert_eq!(answered, vec!["unwanted", "wanted"]);
+    assert!(server.terminate().success());
+    let list = Command::new(env!("CARGO_BIN_EXE_imrelay"))
+        .args(["store", "list", "sip:frank@localhost", "--state-dir"])
+        .arg(server.state.path())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(!listed.contains("sip:alice@localhost"), "{listed}");
+}

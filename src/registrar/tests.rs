@@ -46,6 +46,15 @@ fn the_aor_is_the_canonical_to_uri() {
     );
     assert_eq!(canonical_aor(b"sips:bob@example.com").unwrap(), AOR);
     assert_eq!(canonical_aor(b"sip:b%6Fb@example.com").unwrap(), AOR);
+    // Escapes come out in one form, and nothing that could break a header gets through.
+    assert_eq!(
+        canonical_aor(b"sip:john%20doe@example.com").unwrap(),
+        b"sip:john%20doe@example.com"
+    );
+    assert_eq!(
+        canonical_aor(b"sip:a%0d%0aVia%3ax@example.com").unwrap(),
+        b"sip:a%0D%0AVia%3Ax@example.com"
+    );
     assert!(matches!(
         canonical_aor(b"sip:example.com"),
         Err(RegisterError::BadRequest(_))
@@ -276,4 +285,25 @@ fn the_feature_tags_and_instance_are_kept() {
         Some(&b"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"[..])
     );
     assert_eq!(&*list[0].uri, b"sip:bob@10.0.0.1;transport=tcp");
+}
+
+#[test]
+fn among_equal_q_the_newest_binding_comes_first() {
+    let mut r = Registrar::new();
+    let old: &[&[u8]] = &[b"<sip:bob@10.0.0.1:5060>"];
+    r.register(T0, AOR, &req(b"boot-1", 1, Some(600), old))
+        .unwrap();
+    // The UA restarted elsewhere with a new Call-ID; the old binding is still there.
+    let new: &[&[u8]] = &[b"<sip:bob@10.0.0.1:5062>"];
+    let list = r
+        .register(T0 + 1000, AOR, &req(b"boot-2", 1, Some(600), new))
+        .unwrap();
+    assert_eq!(
+        uris(&list),
+        vec![&b"sip:bob@10.0.0.1:5062"[..], b"sip:bob@10.0.0.1:5060"]
+    );
+    assert_eq!(
+        &*r.lookup(T0 + 1000, AOR).next().unwrap().uri,
+        b"sip:bob@10.0.0.1:5062"
+    );
 }

@@ -395,9 +395,11 @@ async fn flush(local: &Rc<Local>) {
 }
 
 /// Delivers the messages kept for `aor`, oldest first, one at a time: each is marked
-/// delivered only once the recipient's UA answered `2xx`. Any other outcome (or the binding
-/// going away) stops the round; the next registration of the recipient — at the latest its
-/// refresh — starts another, so retries follow the client's own registration interval.
+/// delivered only once the recipient's UA answered `2xx`. A transient failure (`408`, `429`,
+/// `480`, `486`, `5xx`, no answer) or the binding going away stops the round; the next
+/// registration of the recipient — at the latest its refresh — starts another, so retries
+/// follow the client's own registration interval. A permanent refusal (any other final
+/// status) discards that message, logged, and the round goes on.
 async fn deliver_pending(local: Rc<Local>, aor: Vec<u8>) {
     let store = Rc::clone(local.store.local());
     while let Some(&id) = store.pending(&aor).first() {
@@ -430,16 +432,32 @@ async fn deliver_pending(local: Rc<Local>, aor: Vec<u8>) {
         flush(&local).await;
         // Timer F bounds the wait (32 s).
         let status = rx.recv().await.unwrap_or(408);
-        if !(200..300).contains(&status) {
-            tracing::debug!(
-                status,
-                "delivery of a stored message failed; kept for later"
-            );
-            break;
-        }
-        if let Err(e) = store.deliver(crate::runtime::store::now_ms(), &aor, id) {
-            // Expired or delivered meanwhile: nothing to mark.
-            tracing::debug!(error = %e, "delivered message no longer pending");
+        let now_ms = crate::runtime::store::now_ms();
+        let done = match status {
+            200..=299 => store.deliver(now_ms, &aor, id),
+            // Worth trying again later: the UA is away, busy, overloaded or timed out.
+            408 | 429 | 480 | 486 | 500..=599 => {
+                tracing::debug!(
+                    status,
+                    "delivery of a stored message failed; kept for later"
+                );
+                break;
+            }
+            // Refused for good (415, 413, 403, 603…): retrying would block everything
+            // behind it until it expires.
+            _ => {
+                tracing::warn!(
+                    status,
+                    aor = %String::from_utf8_lossy(&aor),
+                    %id,
+                    "stored message refused by the recipient; discarded"
+                );
+                store.discard(now_ms, &aor, id)
+            }
+        };
+        if let Err(e) = done {
+            // Expired or removed meanwhile: nothing to mark.
+            tracing::debug!(error = %e, "message no longer pending");
         }
     }
     local.delivering.borrow_mut().remove(&aor);

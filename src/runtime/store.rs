@@ -151,6 +151,13 @@ impl ShardStore {
         Ok(())
     }
 
+    /// Removes a message its recipient refused for good; durable with the next batch.
+    pub fn discard(&self, now_ms: u64, aor: &[u8], id: MessageId) -> Result<(), StoreError> {
+        self.fs.borrow_mut().discard(now_ms, aor, id)?;
+        self.work.signal(1);
+        Ok(())
+    }
+
     /// Pending messages of `aor`, oldest first.
     pub fn pending(&self, aor: &[u8]) -> Vec<MessageId> {
         self.fs.borrow().core().pending(aor).map(|e| e.id).collect()

@@ -61,6 +61,7 @@ pub(super) struct Awaiting {
     server: TxId,
     upstream: Peer,
     request: Vec<u8>,
+    aor: Vec<u8>,
 }
 
 impl Shard {
@@ -89,6 +90,10 @@ impl Shard {
         };
         if result.is_ok() {
             self.core.stats.messages_stored += 1;
+            // Kept while the recipient is registered (its contact failed, or it registered
+            // meanwhile): delivery starts now rather than at its next REGISTER.
+            let now_ms = self.core.unix_ms(now);
+            self.core.registrar.nudge(now_ms, &a.aor);
         }
         self.core.answer_saved(
             now,
@@ -128,9 +133,11 @@ fn result_text(r: &Result<(), StoreError>) -> String {
 }
 
 /// Where requests for a binding go: over the connection the registration came in on (TCP),
-/// or to the contact URI's address (UDP, RFC 3261 §16.6 step 7 with the contact as target).
-/// A contact named by a host name, which this server does not resolve, is reached at the
-/// registration's source address instead.
+/// or to the contact URI's address (UDP, RFC 3261 §16.6 step 7 with the contact as target)
+/// when it is on the host the registration came from. Otherwise — a host name, which this
+/// server does not resolve, or another host, which an unauthenticated REGISTER with a
+/// forged source could use to aim the server at a third party — the registration's source
+/// address is used.
 fn target(b: &Binding) -> Peer {
     if b.source.transport.is_reliable() {
         return b.source;
@@ -138,7 +145,7 @@ fn target(b: &Binding) -> Peer {
     let Ok(uri) = SipUri::parse(&b.uri) else {
         return b.source;
     };
-    match uri.host().ip() {
+    match uri.host().ip().filter(|ip| *ip == b.source.addr.ip()) {
         Some(ip) => Peer {
             transport: Transport::Udp,
             addr: SocketAddr::new(ip, uri.port().unwrap_or(5060)),
@@ -178,7 +185,7 @@ impl Core {
             self.answer(peer, msg, buf, Some(via), &answer, Some((now, id)));
             return;
         }
-        let Ok(aor) = registrar::canonical_aor(uri.of(buf)) else {
+        let Ok(aor) = self.home_aor(uri.of(buf)) else {
             let answer = Answering {
                 code: 404,
                 reason: "Not Found",
@@ -188,13 +195,31 @@ impl Core {
             self.answer(peer, msg, buf, Some(via), &answer, Some((now, id)));
             return;
         };
+        // A sender that cannot be named could not be delivered later: refused now.
+        let sender_ok = msg
+            .value(buf, HeaderName::From)
+            .is_some_and(|f| NameAddr::parse("From", f).is_ok_and(|n| n.sip_uri().is_some()));
         let max_forwards = match msg
             .value(buf, HeaderName::MaxForwards)
             .map(MaxForwards::parse)
         {
-            None => 70,
-            Some(Ok(MaxForwards(n))) => n,
-            Some(Err(_)) => 0,
+            None => Some(70),
+            Some(Ok(MaxForwards(n))) => Some(n),
+            Some(Err(_)) => None,
+        };
+        let (Some(max_forwards), true) = (max_forwards, sender_ok) else {
+            let answer = Answering {
+                code: 400,
+                reason: "Bad Request",
+                headers: &[],
+                warning: Some(if sender_ok {
+                    "Max-Forwards: not a number"
+                } else {
+                    "From: not a SIP URI"
+                }),
+            };
+            self.answer(peer, msg, buf, Some(via), &answer, Some((now, id)));
+            return;
         };
         let now_ms = self.unix_ms(now);
         let contact = self.registrar.lookup(now_ms, &aor).next().cloned();
@@ -253,7 +278,11 @@ impl Core {
         );
         out.extend_from_slice(msg.body().of(buf));
         let to = target(b);
-        if self.client.start(now, cid, b"MESSAGE", to, out.clone()).is_err() {
+        if self
+            .client
+            .start(now, cid, b"MESSAGE", to, out.clone())
+            .is_err()
+        {
             self.pool.push(out);
             let answer = Answering {
                 code: 503,
@@ -317,6 +346,11 @@ impl Core {
                 server,
                 upstream,
                 request: buf.to_vec(),
+                aor: self
+                    .stores
+                    .back()
+                    .map(|a| a.aor.clone())
+                    .unwrap_or_default(),
             },
         );
     }
@@ -467,7 +501,18 @@ impl Core {
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&d.body);
         let to = target(&b);
-        if self.client.start(now, cid, b"MESSAGE", to, out.clone()).is_err() {
+        if !to.transport.is_reliable() && out.len() > crate::limits::UDP_DATAGRAM_BYTES_MAX {
+            // It cannot go in one datagram (RFC 3261 §18.1.1 would want a stream): the
+            // recipient cannot take it over this binding.
+            self.pool.push(out);
+            self.delivered.push_back((d.token, 513));
+            return Ok(());
+        }
+        if self
+            .client
+            .start(now, cid, b"MESSAGE", to, out.clone())
+            .is_err()
+        {
             self.pool.push(out);
             // Tried again later, like any failed delivery.
             self.delivered.push_back((d.token, 503));

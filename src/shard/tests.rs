@@ -906,3 +906,59 @@ fn a_udp_contact_is_reached_at_its_own_address_not_the_registrations_source() {
     let out = drain(&mut s);
     assert_eq!(out[0].0.addr, "127.0.0.1:40200".parse().unwrap());
 }
+
+#[test]
+fn a_user_is_the_same_at_any_name_or_address_of_this_server() {
+    let mut s = shard();
+    let t0 = Instant::now();
+    s.set_clock(t0, UNIX_T0);
+    let reg = String::from_utf8(register(
+        "z9hG4bKal",
+        1,
+        "Contact: <sip:bob@127.0.0.1:40100>\r\n",
+    ))
+    .unwrap()
+    .replace("To: <sip:bob@localhost>", "To: <sip:bob@127.0.0.1>");
+    s.handle_datagram(t0, BOB.parse().unwrap(), reg.as_bytes());
+    assert_eq!(drain(&mut s)[0].1, 200);
+    s.handle_datagram(t0, client(), &message("z9hG4bKal2", "bob", "found you"));
+    let out = drain(&mut s);
+    assert_eq!(out[0].0.addr, BOB.parse().unwrap(), "relayed, not stored");
+    assert!(s.poll_store().is_none());
+}
+
+#[test]
+fn a_message_whose_sender_cannot_be_named_is_refused() {
+    let mut s = shard();
+    let t0 = Instant::now();
+    let m = String::from_utf8(message("z9hG4bKbf", "carol", "x"))
+        .unwrap()
+        .replace(
+            "From: \"Alice\" <sip:alice@localhost>;tag=a1",
+            "From: <tel:+15551234>;tag=a1",
+        );
+    s.handle_datagram(t0, client(), m.as_bytes());
+    let out = drain(&mut s);
+    assert!(!out.is_empty(), "{:?} {m}", s.stats());
+    assert_eq!(out[0].1, 400);
+    assert!(s.poll_store().is_none());
+}
+
+#[test]
+fn a_message_kept_while_its_recipient_is_registered_starts_a_delivery() {
+    let t0 = Instant::now();
+    let mut s = shard_with_bob(t0);
+    while s.poll_event().is_some() {}
+    s.handle_datagram(t0, client(), &message("z9hG4bKn1", "bob", "later"));
+    drain(&mut s);
+    s.handle_timeout(t0 + 64 * T1);
+    drain(&mut s);
+    let ask = s.poll_store().unwrap();
+    s.on_stored(t0 + 64 * T1, ask.token, Ok(()));
+    assert_eq!(
+        s.poll_event(),
+        Some(registrar::Event::Reachable {
+            aor: b"sip:bob@localhost"[..].into()
+        })
+    );
+}

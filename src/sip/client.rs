@@ -293,7 +293,8 @@ mod tests {
         let mut c = ClientTransactions::new(42);
         let t0 = Instant::now();
         let id = c.next_id();
-        c.start(t0, id, b"MESSAGE", udp(), b"MESSAGE".to_vec()).unwrap();
+        c.start(t0, id, b"MESSAGE", udp(), b"MESSAGE".to_vec())
+            .unwrap();
         let mut sends = Vec::new();
         let mut gave_up = None;
         // (A timer left behind by a finished transaction may still wake the caller once.)
@@ -327,7 +328,10 @@ mod tests {
         let t0 = Instant::now();
         let id = c.next_id();
         c.start(t0, id, b"MESSAGE", udp(), b"M".to_vec()).unwrap();
-        assert_eq!(c.on_response(t0, id, b"MESSAGE", 100), ResponseMatch::Deliver);
+        assert_eq!(
+            c.on_response(t0, id, b"MESSAGE", 100),
+            ResponseMatch::Deliver
+        );
         assert_eq!(c.state(id), Some(ClientState::Proceeding));
         c.handle_timeout(t0 + T1);
         assert_eq!(outputs(&mut c).len(), 1);
@@ -337,8 +341,14 @@ mod tests {
         c.handle_timeout(t0 + T1 + T2);
         assert_eq!(outputs(&mut c).len(), 1);
         let t = t0 + T1 + T2;
-        assert_eq!(c.on_response(t, id, b"MESSAGE", 200), ResponseMatch::Deliver);
-        assert_eq!(c.on_response(t, id, b"MESSAGE", 200), ResponseMatch::Absorbed);
+        assert_eq!(
+            c.on_response(t, id, b"MESSAGE", 200),
+            ResponseMatch::Deliver
+        );
+        assert_eq!(
+            c.on_response(t, id, b"MESSAGE", 200),
+            ResponseMatch::Absorbed
+        );
         // No retransmission after the final; Timer K ends it after T4.
         c.handle_timeout(t + T4 - Duration::from_millis(1));
         assert!(outputs(&mut c).is_empty());
@@ -360,9 +370,15 @@ mod tests {
         c.start(t0, id, b"MESSAGE", tcp, b"M".to_vec()).unwrap();
         c.handle_timeout(t0 + 10 * T1);
         assert!(outputs(&mut c).is_empty());
-        assert_eq!(c.on_response(t0, id, b"MESSAGE", 480), ResponseMatch::Deliver);
+        assert_eq!(
+            c.on_response(t0, id, b"MESSAGE", 480),
+            ResponseMatch::Deliver
+        );
         assert!(c.is_empty());
-        assert_eq!(c.on_response(t0, id, b"MESSAGE", 480), ResponseMatch::Absorbed);
+        assert_eq!(
+            c.on_response(t0, id, b"MESSAGE", 480),
+            ResponseMatch::Absorbed
+        );
     }
 
     #[test]
@@ -371,9 +387,15 @@ mod tests {
         let t0 = Instant::now();
         let id = c.next_id();
         c.start(t0, id, b"MESSAGE", udp(), b"M".to_vec()).unwrap();
-        assert_eq!(c.on_response(t0, id, b"INVITE", 200), ResponseMatch::Absorbed);
+        assert_eq!(
+            c.on_response(t0, id, b"INVITE", 200),
+            ResponseMatch::Absorbed
+        );
         assert_eq!(c.state(id), Some(ClientState::Trying));
-        assert_eq!(c.on_response(t0, id, b"MESSAGE", 200), ResponseMatch::Deliver);
+        assert_eq!(
+            c.on_response(t0, id, b"MESSAGE", 200),
+            ResponseMatch::Deliver
+        );
     }
 
     #[test]

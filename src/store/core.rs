@@ -784,6 +784,12 @@ impl Store {
         self.remove(aor, id, now_ms, true)
     }
 
+    /// Removes a pending message its recipient refused for good (a permanent failure of the
+    /// delivery path): it is marked as `Expired` and never offered again.
+    pub fn discard(&mut self, aor: &[u8], id: MessageId, now_ms: u64) -> Result<(), StoreError> {
+        self.remove(aor, id, now_ms, false)
+    }
+
     fn remove(
         &mut self,
         aor: &[u8],

@@ -885,6 +885,11 @@ impl FsStore {
         self.core.mark_delivered(aor, id, now_ms)
     }
 
+    /// Removes a message its recipient refused for good; durable with the next job's batch.
+    pub fn discard(&mut self, now_ms: u64, aor: &[u8], id: MessageId) -> Result<(), StoreError> {
+        self.core.discard(aor, id, now_ms)
+    }
+
     /// Marks a message delivered and makes the mark durable.
     pub fn deliver(&mut self, now_ms: u64, aor: &[u8], id: MessageId) -> Result<(), StoreError> {
         self.core.mark_delivered(aor, id, now_ms)?;
