@@ -263,6 +263,17 @@ impl Core {
         via.extend_from_slice(b";branch=");
         client::branch(self.id, cid, &mut via);
         via.extend_from_slice(b";rport");
+        // §16.4: a first Route naming this server (a UA using it as outbound proxy) has
+        // done its work here and is removed.
+        let route_is_us = msg
+            .value(buf, HeaderName::Route)
+            .and_then(|r| NameAddr::parse_all_bracketed("Route", r).next())
+            .and_then(|r| r.ok())
+            .and_then(|r| {
+                r.sip_uri()
+                    .map(|u| self.identity.is_myself(u.host_bytes(), u.port()))
+            })
+            .unwrap_or(false);
         let mut out = self.buffer();
         print::write_forwarded_request(
             &mut out,
@@ -272,7 +283,7 @@ impl Core {
                 request_uri: Some(&b.uri),
                 push_via: Some(&via),
                 record_route: None,
-                pop_route: false,
+                pop_route: route_is_us,
             },
             max_forwards,
         );
@@ -411,6 +422,16 @@ impl Core {
         let mut out = self.buffer();
         print::write_forwarded_response(&mut out, msg, buf);
         out.extend_from_slice(msg.body().of(buf));
+        // §16.7 step 6: a 503 from downstream must not make the upstream believe this
+        // server is unavailable.
+        let status = if status == 503 {
+            if let Some(eol) = out.windows(2).position(|w| w == b"\r\n") {
+                out.splice(..eol, b"SIP/2.0 500 Server Internal Error".iter().copied());
+            }
+            500
+        } else {
+            status
+        };
         let mut m = Message::new();
         if m.parse_datagram(&relay.request).is_err() {
             self.pool.push(out);

@@ -962,3 +962,32 @@ fn a_message_kept_while_its_recipient_is_registered_starts_a_delivery() {
         })
     );
 }
+
+#[test]
+fn our_own_route_is_removed_and_a_503_from_the_contact_goes_up_as_500() {
+    let t0 = Instant::now();
+    let mut s = shard_with_bob(t0);
+    let m = String::from_utf8(message("z9hG4bKrt", "bob", "via us"))
+        .unwrap()
+        .replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nRoute: <sip:127.0.0.1:5060;lr>, <sip:next.example;lr>\r\n",
+        );
+    s.handle_datagram(t0, client(), m.as_bytes());
+    let fwd = drain(&mut s).remove(0).2;
+    let text = String::from_utf8_lossy(&fwd).to_string();
+    assert!(
+        text.contains("\r\nRoute: <sip:next.example;lr>\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("127.0.0.1:5060;lr"), "{text}");
+    let vias: Vec<&str> = text.lines().filter(|l| l.starts_with("Via: ")).collect();
+    let busy = format!(
+        "SIP/2.0 503 Service Unavailable\r\n{}\r\n{}\r\nTo: <sip:bob@localhost>;tag=b9\r\nFrom: <sip:alice@localhost>;tag=a1\r\nCall-ID: msg-z9hG4bKrt\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+        vias[0], vias[1]
+    );
+    s.handle_datagram(t0, BOB.parse().unwrap(), busy.as_bytes());
+    let out = drain(&mut s);
+    assert_eq!(out[0].1, 500);
+    assert_eq!(out[0].0.addr, client());
+}
