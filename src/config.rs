@@ -52,6 +52,9 @@ level = "info"
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: Server,
+    /// Static routes: requests for another domain go to its next hop.
+    #[serde(default)]
+    pub route: Vec<Route>,
     #[serde(default)]
     pub roles: Roles,
     #[serde(default)]
@@ -551,6 +554,20 @@ impl Config {
 
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for (i, r) in self.route.iter().enumerate() {
+            let ours = self
+                .server
+                .domains
+                .iter()
+                .chain(self.server.aliases.iter())
+                .any(|d| d.eq_ignore_ascii_case(&r.domain));
+            if r.domain.is_empty() || ours {
+                return Err(ConfigError::invalid(
+                    &format!("route[{i}].domain"),
+                    "a route needs a domain that is not one of server.domains or aliases".into(),
+                ));
+            }
+        }
         let s = &self.server;
         if s.domains.is_empty() {
             return Err(ConfigError::invalid(
@@ -636,8 +653,22 @@ impl Config {
                 .map(|d| d.to_ascii_lowercase())
                 .collect(),
             addr: self.server.sip_addr,
+            routes: self
+                .route
+                .iter()
+                .map(|r| (r.domain.to_ascii_lowercase(), r.next_hop))
+                .collect(),
         }
     }
+}
+
+/// A static route (`[[route]]`): requests whose Request-URI names `domain` are forwarded to
+/// `next_hop` over UDP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub domain: String,
+    pub next_hop: SocketAddr,
 }
 
 /// Host names and addresses that mean this server.
@@ -647,6 +678,8 @@ pub struct Identity {
     pub names: Vec<String>,
     /// The SIP listen address (its port is the real one once bound).
     pub addr: SocketAddr,
+    /// Other domains this server forwards to, with their next hop (`[[route]]`).
+    pub routes: Vec<(String, SocketAddr)>,
 }
 
 impl Identity {

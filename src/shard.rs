@@ -346,7 +346,7 @@ impl Shard {
         self.core.txns.handle_timeout(now);
         self.core.drain_tx_outputs();
         self.core.client.handle_timeout(now);
-        self.core.drain_client_outputs();
+        self.core.drain_client_outputs(now);
         let ms = self.core.unix_ms(now);
         self.core.registrar.handle_timeout(ms);
     }

@@ -216,3 +216,24 @@ fn the_embedded_store_section_states_the_store_defaults() {
         crate::store::core::Policy::default()
     );
 }
+
+#[test]
+fn routes_name_other_domains_and_their_next_hop() {
+    let text = format!(
+        "{EMBEDDED_DEFAULT}\n[[route]]\ndomain = \"Example.ORG\"\nnext_hop = \"192.0.2.10:5060\"\n"
+    );
+    let c = Config::from_toml(&text, "t").unwrap();
+    assert_eq!(
+        c.identity().routes,
+        vec![("example.org".to_owned(), "192.0.2.10:5060".parse().unwrap())]
+    );
+    assert_eq!(Config::from_toml(&c.to_toml(), "printed").unwrap(), c);
+    let e = err(&format!(
+        "{EMBEDDED_DEFAULT}\n[[route]]\ndomain = \"localhost\"\nnext_hop = \"192.0.2.10:5060\"\n"
+    ));
+    assert!(e.to_string().contains("route[0].domain"), "{e}");
+    let e = err(&format!(
+        "{EMBEDDED_DEFAULT}\n[[route]]\ndomain = \"example.org\"\nnext_hop = \"nowhere\"\n"
+    ));
+    assert!(e.to_string().contains("route"), "{e}");
+}

@@ -167,6 +167,10 @@ impl Core {
         via: &Via<'_>,
         uri: crate::wire::Span,
     ) {
+        if let Some(next_hop) = self.route_for(uri.of(buf)) {
+            self.forward_routed(now, id, peer, msg, buf, via, next_hop);
+            return;
+        }
         let refusal = match self.check_target(msg, buf, uri) {
             Ok(None) => None,
             Ok(Some((code, reason, headers))) => Some((code, reason, headers, None)),
@@ -225,7 +229,18 @@ impl Core {
         let contact = self.registrar.lookup(now_ms, &aor).next().cloned();
         match contact {
             Some(b) if max_forwards > 0 => {
-                self.relay(now, id, peer, msg, buf, aor, &b, max_forwards - 1);
+                let to = target(&b);
+                self.relay(
+                    now,
+                    id,
+                    peer,
+                    msg,
+                    buf,
+                    aor,
+                    Some(&b.uri),
+                    to,
+                    max_forwards - 1,
+                );
             }
             Some(_) => {
                 let answer = Answering {
@@ -240,7 +255,79 @@ impl Core {
         }
     }
 
-    /// Forwards the MESSAGE to `b` (RFC 3261 §16.6) through a new client transaction.
+    /// The next hop of a static route for the Request-URI's domain, when it is not ours.
+    fn route_for(&self, uri: &[u8]) -> Option<SocketAddr> {
+        let u = SipUri::parse(uri).ok()?;
+        if self.identity.is_myself(u.host_bytes(), u.port()) {
+            return None;
+        }
+        self.identity
+            .routes
+            .iter()
+            .find(|(d, _)| d.as_bytes().eq_ignore_ascii_case(u.host_bytes()))
+            .map(|(_, hop)| *hop)
+    }
+
+    /// A MESSAGE for another domain with a static route: forwarded to its next hop with the
+    /// Request-URI unchanged (§16.6), after Max-Forwards (`483`) and loop (`482`) checks.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_routed(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        via: &Via<'_>,
+        next_hop: SocketAddr,
+    ) {
+        let mf = msg
+            .value(buf, HeaderName::MaxForwards)
+            .map(MaxForwards::parse);
+        let refusal = match mf {
+            Some(Err(_)) => Some((400, "Bad Request", Some("Max-Forwards: not a number"))),
+            Some(Ok(MaxForwards(0))) => Some((483, "Too Many Hops", None)),
+            _ if self.looped(msg, buf) => Some((482, "Loop Detected", None)),
+            _ => None,
+        };
+        if let Some((code, reason, warning)) = refusal {
+            let answer = Answering {
+                code,
+                reason,
+                headers: &[],
+                warning,
+            };
+            self.answer(peer, msg, buf, Some(via), &answer, Some((now, id)));
+            return;
+        }
+        let max_forwards = match mf {
+            Some(Ok(MaxForwards(n))) => n - 1,
+            _ => 69,
+        };
+        let to = Peer {
+            transport: Transport::Udp,
+            addr: next_hop,
+        };
+        self.relay(now, id, peer, msg, buf, Vec::new(), None, to, max_forwards);
+    }
+
+    /// §16.3 step 4: the request already passed through this server (one of its Vias is
+    /// ours: our address and a branch we minted). Our branches are random, so a spiral
+    /// cannot be told from a loop; both are refused, which for pager MESSAGEs is safe.
+    fn looped(&self, msg: &Message, buf: &[u8]) -> bool {
+        let ours = self.identity.addr.to_string();
+        msg.headers_named(HeaderName::Via)
+            .flat_map(|h| Via::parse_all(h.value.of(buf)))
+            .filter_map(Result::ok)
+            .any(|v| {
+                v.sent_by() == ours.as_bytes()
+                    && v.branch().and_then(client::owner_of_branch).is_some()
+            })
+    }
+
+    /// Forwards the MESSAGE (RFC 3261 §16.6) through a new client transaction to `to`, with
+    /// `request_uri` (or the received one). `aor` is the recipient when it is one of ours
+    /// (the message is kept if the contact fails), empty for a routed request.
     #[allow(clippy::too_many_arguments)]
     fn relay(
         &mut self,
@@ -250,12 +337,13 @@ impl Core {
         msg: &Message,
         buf: &[u8],
         aor: Vec<u8>,
-        b: &Binding,
+        request_uri: Option<&[u8]>,
+        to: Peer,
         max_forwards: u8,
     ) {
         let cid = self.client.next_id();
         let mut via = Vec::with_capacity(96);
-        via.extend_from_slice(match b.source.transport {
+        via.extend_from_slice(match to.transport {
             Transport::Udp => b"SIP/2.0/UDP ",
             Transport::Tcp(_) => b"SIP/2.0/TCP ",
         });
@@ -280,7 +368,7 @@ impl Core {
             msg,
             buf,
             &RequestEdits {
-                request_uri: Some(&b.uri),
+                request_uri,
                 push_via: Some(&via),
                 record_route: None,
                 pop_route: route_is_us,
@@ -288,7 +376,6 @@ impl Core {
             max_forwards,
         );
         out.extend_from_slice(msg.body().of(buf));
-        let to = target(b);
         if self
             .client
             .start(now, cid, b"MESSAGE", to, out.clone())
@@ -414,8 +501,8 @@ impl Core {
         let Some(relay) = self.relays.remove(&cid) else {
             return;
         };
-        if matches!(status, 408 | 480) {
-            self.store_relay(relay);
+        if matches!(status, 408 | 480) && !relay.aor.is_empty() {
+            self.store_relay(now, relay);
             return;
         }
         // §16.7: the response goes upstream without our Via, through the server transaction.
@@ -450,9 +537,22 @@ impl Core {
     }
 
     /// The contact of a relayed MESSAGE failed: the message is stored for later delivery.
-    fn store_relay(&mut self, relay: Relay) {
+    fn store_relay(&mut self, now: Instant, relay: Relay) {
         let mut m = Message::new();
         if m.parse_datagram(&relay.request).is_err() {
+            return;
+        }
+        if relay.aor.is_empty() {
+            // Not a user of ours (a routed request): nothing to keep; the sender is told.
+            self.answer_saved(
+                now,
+                relay.server,
+                relay.upstream,
+                &relay.request,
+                408,
+                "Request Timeout",
+                Some("no answer from the next hop"),
+            );
             return;
         }
         self.stats.relay_fallbacks += 1;
@@ -461,7 +561,7 @@ impl Core {
 
     /// What the client transactions ask for: retransmissions, and timeouts (Timer F) of
     /// relayed MESSAGEs, which are stored instead.
-    pub(super) fn drain_client_outputs(&mut self) {
+    pub(super) fn drain_client_outputs(&mut self, now: Instant) {
         while let Some(o) = self.client.poll_output() {
             match o {
                 ClientOutput::Retransmit { to, request } => {
@@ -469,7 +569,7 @@ impl Core {
                 }
                 ClientOutput::Timeout { id } => {
                     if let Some(relay) = self.relays.remove(&id) {
-                        self.store_relay(relay);
+                        self.store_relay(now, relay);
                     }
                     if let Some(token) = self.deliveries.remove(&id) {
                         self.delivered.push_back((token, 408));

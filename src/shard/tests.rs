@@ -991,3 +991,109 @@ fn our_own_route_is_removed_and_a_503_from_the_contact_goes_up_as_500() {
     assert_eq!(out[0].1, 500);
     assert_eq!(out[0].0.addr, client());
 }
+
+const NEXT_HOP: &str = "127.0.0.1:40300";
+
+fn routed_shard() -> Shard {
+    let mut id = Config::embedded().identity();
+    id.addr = "127.0.0.1:5060".parse().unwrap();
+    id.routes
+        .push(("example.org".into(), NEXT_HOP.parse().unwrap()));
+    Shard::new(1, id, 42)
+}
+
+fn message_to(branch: &str, to: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "MESSAGE {to} SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:40000;branch={branch};rport\r\n\
+{extra}To: <{to}>\r\n\
+From: <sip:alice@localhost>;tag=a1\r\n\
+Call-ID: r-{branch}\r\n\
+CSeq: 1 MESSAGE\r\n\
+Content-Type: text/plain\r\n\
+Content-Length: 2\r\n\r\nhi"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_message_for_a_routed_domain_goes_to_its_next_hop_and_the_answer_comes_back() {
+    let mut s = routed_shard();
+    let t0 = Instant::now();
+    s.handle_datagram(
+        t0,
+        client(),
+        &message_to(
+            "z9hG4bKro1",
+            "sip:carol@example.org",
+            "Max-Forwards: 10\r\n",
+        ),
+    );
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0.addr, NEXT_HOP.parse().unwrap());
+    let text = String::from_utf8_lossy(&out[0].2).to_string();
+    assert!(
+        text.starts_with("MESSAGE sip:carol@example.org SIP/2.0\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("\r\nMax-Forwards: 9\r\n"), "{text}");
+    let vias: Vec<&str> = text.lines().filter(|l| l.starts_with("Via: ")).collect();
+    // A 480 from there is the sender's answer: carol is not ours to keep messages for.
+    let resp = format!(
+        "SIP/2.0 480 Temporarily Unavailable\r\n{}\r\n{}\r\nTo: <sip:carol@example.org>;tag=c\r\nFrom: <sip:alice@localhost>;tag=a1\r\nCall-ID: r-z9hG4bKro1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+        vias[0], vias[1]
+    );
+    s.handle_datagram(t0, NEXT_HOP.parse().unwrap(), resp.as_bytes());
+    let out = drain(&mut s);
+    assert_eq!(out[0].1, 480);
+    assert_eq!(out[0].0.addr, client());
+    assert!(s.poll_store().is_none());
+    // No answer at all: 408 to the sender when Timer F fires.
+    s.handle_datagram(
+        t0,
+        client(),
+        &message_to("z9hG4bKro2", "sip:dan@example.org", ""),
+    );
+    drain(&mut s);
+    s.handle_timeout(t0 + 64 * T1);
+    let out = drain(&mut s);
+    assert!(
+        out.iter()
+            .any(|(to, st, _)| *st == 408 && to.addr == client()),
+        "{out:?}"
+    );
+    assert!(s.poll_store().is_none());
+}
+
+#[test]
+fn routed_messages_that_loop_or_run_out_of_hops_are_refused() {
+    let mut s = routed_shard();
+    let t0 = Instant::now();
+    s.handle_datagram(
+        t0,
+        client(),
+        &message_to("z9hG4bKlp", "sip:carol@example.org", "Max-Forwards: 0\r\n"),
+    );
+    assert_eq!(drain(&mut s)[0].1, 483);
+    // The request comes back with our own Via in it.
+    let mut ours = Vec::new();
+    crate::sip::client::branch(1, 12345, &mut ours);
+    let looped = format!(
+        "Via: SIP/2.0/UDP 127.0.0.1:5060;branch={};rport\r\nMax-Forwards: 60\r\n",
+        String::from_utf8_lossy(&ours)
+    );
+    s.handle_datagram(
+        t0,
+        client(),
+        &message_to("z9hG4bKlp2", "sip:carol@example.org", &looped),
+    );
+    assert_eq!(drain(&mut s)[0].1, 482);
+    // A domain without a route is not ours: 404.
+    s.handle_datagram(
+        t0,
+        client(),
+        &message_to("z9hG4bKlp3", "sip:carol@elsewhere.net", ""),
+    );
+    assert_eq!(drain(&mut s)[0].1, 404);
+}
