@@ -6,10 +6,18 @@
 //! response arriving on any shard can be handed to the one that sent the request
 //! ([`owner_of_branch`]) and matched here by number ([`ClientTransactions::on_response`]).
 //!
-//! States and timers as §17.1.2.2 names them: `Trying` (Timer E retransmits on unreliable
+//! Non-INVITE, as §17.1.2.2 names them: `Trying` (Timer E retransmits on unreliable
 //! transports, from T1 doubling to T2; Timer F gives up after 64 × T1), `Proceeding` (a
 //! provisional arrived: Timer E at T2), `Completed` (a final arrived: Timer K absorbs
 //! retransmitted responses for T4 on unreliable transports, none on reliable ones).
+//!
+//! INVITE (§17.1.1.2 with RFC 6026): `Calling` (Timer A retransmits on unreliable transports
+//! from T1, doubling; Timer B gives up after 64 × T1), `Proceeding` (a provisional arrived;
+//! Timer C, 3 minutes, bounds the wait for a final as a proxy's §16.6 step 11 does),
+//! `Completed` (a 300–699 arrived: the caller sends the ACK, and again for each
+//! retransmission of that response, until Timer D — 32 s on unreliable transports, none on
+//! reliable ones), `Accepted` (a 2xx arrived: further 2xx are passed on, for the TU to ACK
+//! end to end, until Timer M, 64 × T1).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -53,20 +61,36 @@ pub fn owner_of_branch(b: &[u8]) -> Option<(usize, u64)> {
     Some((hex(&rest[..2])? as usize, hex(&rest[2..])?))
 }
 
-/// A client transaction's state (§17.1.2.2).
+/// A client transaction's state (§17.1.1.2, §17.1.2.2, RFC 6026 §8.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientState {
+    /// INVITE sent, nothing heard.
+    Calling,
+    /// Non-INVITE sent, nothing heard.
     Trying,
     Proceeding,
     Completed,
+    /// INVITE answered 2xx.
+    Accepted,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
+    A,
+    B,
+    C,
+    D,
     E,
     F,
     K,
+    M,
 }
+
+/// Timer C: how long an INVITE may stay in `Proceeding` (§16.6 step 11: more than 3 min).
+pub const TIMER_C: Duration = Duration::from_secs(181);
+
+/// Timer D on unreliable transports (§17.1.1.2: at least 32 s).
+pub const TIMER_D: Duration = Duration::from_secs(32);
 
 struct Tx {
     state: ClientState,
@@ -92,8 +116,11 @@ pub enum ClientOutput {
 /// What became of a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseMatch {
-    /// Pass it to the transaction user (the first final, or a provisional).
+    /// Pass it to the transaction user (the first final, a provisional, or — INVITE — any
+    /// 2xx). For an INVITE answered 300–699 the caller also sends the ACK.
     Deliver,
+    /// INVITE: a retransmission of the 300–699 already delivered: send the ACK again.
+    AckAgain,
     /// A retransmitted final, or a response for no live transaction: drop it.
     Absorbed,
 }
@@ -148,10 +175,15 @@ impl ClientTransactions {
             return Err(Full);
         }
         let reliable = to.transport.is_reliable();
+        let invite = method == b"INVITE";
         self.txs.insert(
             id,
             Tx {
-                state: ClientState::Trying,
+                state: if invite {
+                    ClientState::Calling
+                } else {
+                    ClientState::Trying
+                },
                 method,
                 to,
                 request,
@@ -159,10 +191,15 @@ impl ClientTransactions {
                 armed: 0,
             },
         );
+        let (retransmit, give_up) = if invite {
+            (Timer::A, Timer::B)
+        } else {
+            (Timer::E, Timer::F)
+        };
         if !reliable {
-            self.timers.push(Reverse((now + T1, id, Timer::E, 0)));
+            self.timers.push(Reverse((now + T1, id, retransmit, 0)));
         }
-        self.timers.push(Reverse((now + 64 * T1, id, Timer::F, 0)));
+        self.timers.push(Reverse((now + 64 * T1, id, give_up, 0)));
         Ok(())
     }
 
@@ -177,6 +214,9 @@ impl ClientTransactions {
         let Some(tx) = self.txs.get_mut(&id).filter(|t| t.method == method) else {
             return ResponseMatch::Absorbed;
         };
+        if tx.method == b"INVITE" {
+            return Self::on_invite_response(&mut self.timers, tx, now, id, status);
+        }
         match (tx.state, status) {
             (ClientState::Completed, _) => ResponseMatch::Absorbed,
             (_, 100..=199) => {
@@ -199,6 +239,43 @@ impl ClientTransactions {
                 }
                 ResponseMatch::Deliver
             }
+        }
+    }
+
+    fn on_invite_response(
+        timers: &mut BinaryHeap<Reverse<(Instant, u64, Timer, u32)>>,
+        tx: &mut Tx,
+        now: Instant,
+        id: u64,
+        status: u16,
+    ) -> ResponseMatch {
+        let reliable = tx.to.transport.is_reliable();
+        match (tx.state, status) {
+            (ClientState::Calling, 100..=199) => {
+                tx.state = ClientState::Proceeding;
+                tx.armed += 1;
+                timers.push(Reverse((now + TIMER_C, id, Timer::C, tx.armed)));
+                ResponseMatch::Deliver
+            }
+            (ClientState::Proceeding, 100..=199) => ResponseMatch::Deliver,
+            (ClientState::Calling | ClientState::Proceeding, 200..=299) => {
+                tx.state = ClientState::Accepted;
+                tx.armed += 1;
+                tx.request = Vec::new();
+                timers.push(Reverse((now + 64 * T1, id, Timer::M, tx.armed)));
+                ResponseMatch::Deliver
+            }
+            (ClientState::Accepted, 200..=299) => ResponseMatch::Deliver,
+            (ClientState::Calling | ClientState::Proceeding, 300..) => {
+                tx.state = ClientState::Completed;
+                tx.armed += 1;
+                tx.request = Vec::new();
+                let wait = if reliable { Duration::ZERO } else { TIMER_D };
+                timers.push(Reverse((now + wait, id, Timer::D, tx.armed)));
+                ResponseMatch::Deliver
+            }
+            (ClientState::Completed, 300..) => ResponseMatch::AckAgain,
+            _ => ResponseMatch::Absorbed,
         }
     }
 
@@ -233,6 +310,22 @@ impl ClientTransactions {
                 continue;
             }
             match (timer, tx.state) {
+                (Timer::A, ClientState::Calling) => {
+                    self.out.push_back(ClientOutput::Retransmit {
+                        to: tx.to,
+                        request: tx.request.clone(),
+                    });
+                    tx.interval *= 2;
+                    self.timers
+                        .push(Reverse((at + tx.interval, id, Timer::A, tx.armed)));
+                }
+                (Timer::B, ClientState::Calling) | (Timer::C, ClientState::Proceeding) => {
+                    self.txs.remove(&id);
+                    self.out.push_back(ClientOutput::Timeout { id });
+                }
+                (Timer::D, ClientState::Completed) | (Timer::M, ClientState::Accepted) => {
+                    self.txs.remove(&id);
+                }
                 (Timer::E, ClientState::Trying | ClientState::Proceeding) => {
                     self.out.push_back(ClientOutput::Retransmit {
                         to: tx.to,
@@ -404,6 +497,112 @@ mod tests {
         let a = c.next_id();
         let b = c.next_id();
         assert!(a != 0 && b != 0 && b != a + 1 && a != b);
+    }
+
+    #[test]
+    fn an_invite_retransmits_with_timer_a_until_timer_b() {
+        let mut c = ClientTransactions::new(3);
+        let t0 = Instant::now();
+        let id = c.next_id();
+        c.start(t0, id, b"INVITE", udp(), b"INVITE".to_vec())
+            .unwrap();
+        assert_eq!(c.state(id), Some(ClientState::Calling));
+        let mut sends = Vec::new();
+        let mut gave_up = None;
+        while let Some(at) = c.poll_timeout() {
+            c.handle_timeout(at);
+            for o in outputs(&mut c) {
+                match o {
+                    ClientOutput::Retransmit { .. } => sends.push((at - t0).as_millis()),
+                    ClientOutput::Timeout { .. } => gave_up = Some(at - t0),
+                }
+            }
+        }
+        // Doubling without a cap: 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s.
+        assert_eq!(sends, vec![500, 1500, 3500, 7500, 15500, 31500]);
+        assert_eq!(gave_up, Some(64 * T1));
+    }
+
+    #[test]
+    fn an_invite_rejected_is_acked_again_for_each_retransmission_until_timer_d() {
+        let mut c = ClientTransactions::new(4);
+        let t0 = Instant::now();
+        let id = c.next_id();
+        c.start(t0, id, b"INVITE", udp(), b"INVITE".to_vec())
+            .unwrap();
+        assert_eq!(
+            c.on_response(t0, id, b"INVITE", 180),
+            ResponseMatch::Deliver
+        );
+        assert_eq!(c.state(id), Some(ClientState::Proceeding));
+        // No retransmission in Proceeding.
+        c.handle_timeout(t0 + 10 * T1);
+        assert!(outputs(&mut c).is_empty());
+        assert_eq!(
+            c.on_response(t0, id, b"INVITE", 486),
+            ResponseMatch::Deliver
+        );
+        assert_eq!(
+            c.on_response(t0, id, b"INVITE", 486),
+            ResponseMatch::AckAgain
+        );
+        assert_eq!(
+            c.on_response(t0, id, b"INVITE", 180),
+            ResponseMatch::Absorbed
+        );
+        c.handle_timeout(t0 + TIMER_D - Duration::from_millis(1));
+        assert_eq!(c.state(id), Some(ClientState::Completed));
+        c.handle_timeout(t0 + TIMER_D);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn an_invite_accepted_passes_every_2xx_on_until_timer_m() {
+        let mut c = ClientTransactions::new(5);
+        let t0 = Instant::now();
+        let id = c.next_id();
+        c.start(t0, id, b"INVITE", udp(), b"INVITE".to_vec())
+            .unwrap();
+        assert_eq!(
+            c.on_response(t0, id, b"INVITE", 200),
+            ResponseMatch::Deliver
+        );
+        assert_eq!(c.state(id), Some(ClientState::Accepted));
+        assert_eq!(
+            c.on_response(t0, id, b"INVITE", 200),
+            ResponseMatch::Deliver
+        );
+        assert_eq!(
+            c.on_response(t0, id, b"INVITE", 486),
+            ResponseMatch::Absorbed
+        );
+        // No retransmission of the INVITE once answered.
+        c.handle_timeout(t0 + 4 * T1);
+        assert!(outputs(&mut c).is_empty());
+        c.handle_timeout(t0 + 64 * T1);
+        assert!(c.is_empty());
+        assert!(
+            outputs(&mut c).is_empty(),
+            "Timer B of an answered INVITE does nothing"
+        );
+    }
+
+    #[test]
+    fn an_invite_left_proceeding_ends_at_timer_c() {
+        let mut c = ClientTransactions::new(6);
+        let t0 = Instant::now();
+        let id = c.next_id();
+        c.start(t0, id, b"INVITE", udp(), b"INVITE".to_vec())
+            .unwrap();
+        c.on_response(t0, id, b"INVITE", 183);
+        c.handle_timeout(t0 + 64 * T1);
+        assert!(
+            outputs(&mut c).is_empty(),
+            "Timer B does not fire in Proceeding"
+        );
+        c.handle_timeout(t0 + TIMER_C);
+        assert_eq!(outputs(&mut c), vec![ClientOutput::Timeout { id }]);
+        assert!(c.is_empty());
     }
 
     #[test]
