@@ -137,6 +137,9 @@ struct Core {
     /// Deliveries of stored messages in flight (client transaction → token), and outcomes.
     deliveries: std::collections::HashMap<u64, u64>,
     delivered: VecDeque<(u64, u16)>,
+    /// Recipients with kept messages not yet delivered: new MESSAGEs for them are kept too,
+    /// behind the others, rather than relayed past them.
+    backlog: std::collections::HashSet<Vec<u8>>,
     txns: ServerTransactions,
     out: VecDeque<Transmit>,
     pool: Vec<Vec<u8>>,
@@ -167,6 +170,7 @@ impl Shard {
                 next_token: 0,
                 deliveries: std::collections::HashMap::new(),
                 delivered: VecDeque::new(),
+                backlog: std::collections::HashSet::new(),
                 txns: ServerTransactions::default(),
                 out: VecDeque::new(),
                 pool: Vec::new(),

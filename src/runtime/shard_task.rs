@@ -187,6 +187,10 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
     }
     tasks.push(glommio::spawn_local(timer_loop(Rc::clone(&local))).detach());
     local.store.local().start();
+    // Recipients with messages kept from before the start: new ones queue behind them.
+    for aor in local.store.local().recipients() {
+        local.shard.borrow_mut().note_backlog(&aor);
+    }
     let _ = ready.send(Ok(()));
 
     // Heartbeat until told to stop.
@@ -459,6 +463,9 @@ async fn deliver_pending(local: Rc<Local>, aor: Vec<u8>) {
             // Expired or removed meanwhile: nothing to mark.
             tracing::debug!(error = %e, "message no longer pending");
         }
+    }
+    if store.pending(&aor).is_empty() {
+        local.shard.borrow_mut().clear_backlog(&aor);
     }
     local.delivering.borrow_mut().remove(&aor);
 }

@@ -158,6 +158,16 @@ impl ShardStore {
         Ok(())
     }
 
+    /// Every recipient with pending messages.
+    pub fn recipients(&self) -> Vec<Vec<u8>> {
+        self.fs
+            .borrow()
+            .core()
+            .recipients()
+            .map(|(aor, ..)| aor.to_vec())
+            .collect()
+    }
+
     /// Pending messages of `aor`, oldest first.
     pub fn pending(&self, aor: &[u8]) -> Vec<MessageId> {
         self.fs.borrow().core().pending(aor).map(|e| e.id).collect()

@@ -90,6 +90,7 @@ impl Shard {
         };
         if result.is_ok() {
             self.core.stats.messages_stored += 1;
+            self.core.backlog.insert(a.aor.clone());
             // Kept while the recipient is registered (its contact failed, or it registered
             // meanwhile): delivery starts now rather than at its next REGISTER.
             let now_ms = self.core.unix_ms(now);
@@ -111,6 +112,17 @@ impl Shard {
     /// status (`408` on timeout) comes from [`Shard::poll_delivered`].
     pub fn deliver(&mut self, now: Instant, d: Delivery) -> Result<(), NotReachable> {
         self.core.deliver(now, d)
+    }
+
+    /// Tells the shard that `aor` has kept messages waiting (at start, from the store).
+    pub fn note_backlog(&mut self, aor: &[u8]) {
+        self.core.backlog.insert(aor.to_vec());
+    }
+
+    /// Tells the shard that every message kept for `aor` was delivered or discarded: new
+    /// ones may be relayed live again.
+    pub fn clear_backlog(&mut self, aor: &[u8]) {
+        self.core.backlog.remove(aor);
     }
 
     /// The outcome of a delivery: its token and the contact's final status.
@@ -227,6 +239,8 @@ impl Core {
         };
         let now_ms = self.unix_ms(now);
         let contact = self.registrar.lookup(now_ms, &aor).next().cloned();
+        // Messages kept for the recipient go first: a new one waits behind them.
+        let contact = contact.filter(|_| !self.backlog.contains(&aor));
         match contact {
             Some(b) if max_forwards > 0 => {
                 let to = target(&b);

@@ -818,6 +818,8 @@ fn a_relayed_message_is_stored_when_the_contact_is_unavailable_or_silent() {
     assert_eq!(ask.body, b"first");
     s.on_stored(t0, ask.token, Ok(()));
     assert_eq!(drain(&mut s)[0].1, 202);
+    // (It was delivered meanwhile: new messages are relayed live again.)
+    s.clear_backlog(b"sip:bob@localhost");
 
     // No answer at all: retransmitted on UDP, then Timer F stores it.
     s.handle_datagram(t0, client(), &message("z9hG4bKm5", "bob", "second"));
@@ -1096,4 +1098,29 @@ fn routed_messages_that_loop_or_run_out_of_hops_are_refused() {
         &message_to("z9hG4bKlp3", "sip:carol@elsewhere.net", ""),
     );
     assert_eq!(drain(&mut s)[0].1, 404);
+}
+
+#[test]
+fn while_messages_are_kept_for_a_user_new_ones_queue_behind_them() {
+    let t0 = Instant::now();
+    let mut s = shard_with_bob(t0);
+    s.note_backlog(b"sip:bob@localhost");
+    s.handle_datagram(
+        t0,
+        client(),
+        &message("z9hG4bKq1", "bob", "after the kept ones"),
+    );
+    assert!(
+        drain(&mut s).is_empty(),
+        "not relayed past the kept messages"
+    );
+    let ask = s.poll_store().unwrap();
+    assert_eq!(ask.body, b"after the kept ones");
+    s.on_stored(t0, ask.token, Ok(()));
+    assert_eq!(drain(&mut s)[0].1, 202);
+    // Once everything kept was delivered, messages are relayed live again.
+    s.clear_backlog(b"sip:bob@localhost");
+    s.handle_datagram(t0, client(), &message("z9hG4bKq2", "bob", "live"));
+    let out = drain(&mut s);
+    assert_eq!(out[0].0.addr, BOB.parse().unwrap());
 }
