@@ -343,14 +343,7 @@ async fn flush(local: &Rc<Local>) {
         let Some(ask) = ask else { break };
         let l = Rc::clone(local);
         glommio::spawn_local(async move {
-            let req = crate::runtime::store::AppendRequest {
-                aor: ask.aor,
-                sender: ask.sender,
-                content_type: ask.content_type,
-                body: ask.body,
-                retention_ms: ask.retention_ms,
-            };
-            let result = l.store.append(&l.senders, req).await.map(|_| ());
+            let result = l.store.append(&l.senders, ask.req).await.map(|_| ());
             l.shard
                 .borrow_mut()
                 .on_stored(Instant::now(), ask.token, result);

@@ -22,20 +22,10 @@ use glommio::sync::Semaphore;
 
 use crate::limits::STORE_UPKEEP_INTERVAL_MS;
 use crate::runtime::mesh::ShardMsg;
+pub use crate::store::core::AppendRequest;
 use crate::store::core::{StoreError, Ticket};
 use crate::store::fs::{FsStore, StoredMessage};
 use crate::store::record::MessageId;
-
-/// A message to store, owned (it may cross to the owning shard).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppendRequest {
-    pub aor: Vec<u8>,
-    pub sender: Vec<u8>,
-    pub content_type: Vec<u8>,
-    pub body: Vec<u8>,
-    /// What the sender asked for (`Expires`), capped by the policy.
-    pub retention_ms: Option<u64>,
-}
 
 /// What a shard's store did, for the counters printed at stop.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

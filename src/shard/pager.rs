@@ -12,20 +12,16 @@ use super::*;
 use crate::sip::client::{self, ClientOutput, ResponseMatch};
 use crate::sip::print::RequestEdits;
 use crate::sip::transaction::TxId;
-use crate::store::core::StoreError;
+use crate::store::core::{AppendRequest, StoreError};
 
 /// A message to keep for an offline recipient, asked of the runtime's store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreAsk {
     /// Quoted back in [`Shard::on_stored`].
     pub token: u64,
-    pub aor: Vec<u8>,
-    /// The original sender (the From URI).
-    pub sender: Vec<u8>,
-    pub content_type: Vec<u8>,
-    pub body: Vec<u8>,
-    /// The sender's `Expires`, if any, in milliseconds.
-    pub retention_ms: Option<u64>,
+    /// The message: the recipient, the `From` URI, `Content-Type`, body, and the sender's
+    /// `Expires` as retention.
+    pub req: AppendRequest,
 }
 
 /// A stored message to deliver to its recipient, now reachable.
@@ -444,27 +440,25 @@ impl Core {
             .map(|s| u64::from(s) * 1000);
         self.next_token += 1;
         let token = self.next_token;
-        self.stores.push_back(StoreAsk {
-            token,
-            aor,
-            sender,
-            content_type,
-            body: msg.body().of(buf).to_vec(),
-            retention_ms,
-        });
         self.awaiting.insert(
             token,
             Awaiting {
                 server,
                 upstream,
                 request: buf.to_vec(),
-                aor: self
-                    .stores
-                    .back()
-                    .map(|a| a.aor.clone())
-                    .unwrap_or_default(),
+                aor: aor.clone(),
             },
         );
+        self.stores.push_back(StoreAsk {
+            token,
+            req: AppendRequest {
+                aor,
+                sender,
+                content_type,
+                body: msg.body().of(buf).to_vec(),
+                retention_ms,
+            },
+        });
     }
 
     /// A response to a request this server sent: matched by branch (handed to the shard that

@@ -718,10 +718,10 @@ fn a_message_for_an_offline_user_is_stored_and_answered_202_once_durable() {
     s.handle_datagram(t0, client(), &message("z9hG4bKm1", "carol", "hello carol"));
     assert!(drain(&mut s).is_empty(), "no answer before the store says");
     let ask = s.poll_store().unwrap();
-    assert_eq!(ask.aor, b"sip:carol@localhost");
-    assert_eq!(ask.sender, b"sip:alice@localhost");
-    assert_eq!(ask.content_type, b"text/plain");
-    assert_eq!(ask.body, b"hello carol");
+    assert_eq!(ask.req.aor, b"sip:carol@localhost");
+    assert_eq!(ask.req.sender, b"sip:alice@localhost");
+    assert_eq!(ask.req.content_type, b"text/plain");
+    assert_eq!(ask.req.body, b"hello carol");
     // A retransmission meanwhile is absorbed; nothing is stored twice.
     s.handle_datagram(t0, client(), &message("z9hG4bKm1", "carol", "hello carol"));
     assert!(s.poll_store().is_none());
@@ -815,7 +815,7 @@ fn a_relayed_message_is_stored_when_the_contact_is_unavailable_or_silent() {
     s.handle_datagram(t0, BOB.parse().unwrap(), busy.as_bytes());
     assert!(drain(&mut s).is_empty());
     let ask = s.poll_store().unwrap();
-    assert_eq!(ask.body, b"first");
+    assert_eq!(ask.req.body, b"first");
     s.on_stored(t0, ask.token, Ok(()));
     assert_eq!(drain(&mut s)[0].1, 202);
     // (It was delivered meanwhile: new messages are relayed live again.)
@@ -831,7 +831,7 @@ fn a_relayed_message_is_stored_when_the_contact_is_unavailable_or_silent() {
     s.handle_timeout(t0 + 64 * T1);
     drain(&mut s);
     let ask = s.poll_store().unwrap();
-    assert_eq!(ask.body, b"second");
+    assert_eq!(ask.req.body, b"second");
     s.on_stored(t0 + 64 * T1, ask.token, Ok(()));
     assert_eq!(drain(&mut s)[0].1, 202);
     assert_eq!(s.stats().relay_fallbacks, 2);
@@ -1115,7 +1115,7 @@ fn while_messages_are_kept_for_a_user_new_ones_queue_behind_them() {
         "not relayed past the kept messages"
     );
     let ask = s.poll_store().unwrap();
-    assert_eq!(ask.body, b"after the kept ones");
+    assert_eq!(ask.req.body, b"after the kept ones");
     s.on_stored(t0, ask.token, Ok(()));
     assert_eq!(drain(&mut s)[0].1, 202);
     // Once everything kept was delivered, messages are relayed live again.

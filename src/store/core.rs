@@ -142,6 +142,19 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// A whole message to store, owned (it may wait for a batch, or cross to the shard that owns
+/// its recipient).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRequest {
+    pub aor: Vec<u8>,
+    /// The original sender's URI.
+    pub sender: Vec<u8>,
+    pub content_type: Vec<u8>,
+    pub body: Vec<u8>,
+    /// What the sender asked for (`Expires`), capped by the policy.
+    pub retention_ms: Option<u64>,
+}
+
 /// Where a pending message's records lie.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
