@@ -414,6 +414,31 @@ impl Store {
         MessageId(id)
     }
 
+    /// The metadata of a new message: a fresh id, and its expiry from the retention the
+    /// sender asked for (or the default), capped by the policy.
+    fn new_meta<'a>(
+        &mut self,
+        now_ms: u64,
+        aor: &'a [u8],
+        sender: &'a [u8],
+        content_type: &'a [u8],
+        total_len: u64,
+        retention_ms: Option<u64>,
+    ) -> Meta<'a> {
+        let retention = retention_ms
+            .unwrap_or(self.policy.retention_ms)
+            .min(self.policy.retention_ms_max);
+        Meta {
+            id: self.mint_id(now_ms),
+            stored_at_ms: now_ms,
+            expires_at_ms: now_ms.saturating_add(retention),
+            total_len,
+            sender,
+            recipient: aor,
+            content_type,
+        }
+    }
+
     /// Appends a whole message for `aor`. The ticket is acknowledged (see [`Store::poll_ack`])
     /// only once the message is durable, or failed.
     pub fn append_message(
@@ -426,19 +451,15 @@ impl Store {
         retention_ms: Option<u64>,
     ) -> Result<Ticket, StoreError> {
         let key = self.admit(aor, Some(body.len() as u64))?;
-        let retention = retention_ms
-            .unwrap_or(self.policy.retention_ms)
-            .min(self.policy.retention_ms_max);
-        let id = self.mint_id(now_ms);
-        let meta = Meta {
-            id,
-            stored_at_ms: now_ms,
-            expires_at_ms: now_ms.saturating_add(retention),
-            total_len: body.len() as u64,
+        let meta = self.new_meta(
+            now_ms,
+            aor,
             sender,
-            recipient: aor,
             content_type,
-        };
+            body.len() as u64,
+            retention_ms,
+        );
+        let id = meta.id;
         self.scratch.clear();
         let rec_len = encode(&Record::Message { meta, body }, &mut self.scratch)
             .map_err(StoreError::Encode)?;
@@ -591,19 +612,9 @@ impl Store {
         retention_ms: Option<u64>,
     ) -> Result<UploadId, StoreError> {
         let key = self.admit(aor, total_len)?;
-        let retention = retention_ms
-            .unwrap_or(self.policy.retention_ms)
-            .min(self.policy.retention_ms_max);
-        let id = self.mint_id(now_ms);
-        let meta = Meta {
-            id,
-            stored_at_ms: now_ms,
-            expires_at_ms: now_ms.saturating_add(retention),
-            total_len: total_len.unwrap_or(crate::store::record::LEN_UNKNOWN),
-            sender,
-            recipient: aor,
-            content_type,
-        };
+        let total = total_len.unwrap_or(crate::store::record::LEN_UNKNOWN);
+        let meta = self.new_meta(now_ms, aor, sender, content_type, total, retention_ms);
+        let id = meta.id;
         self.scratch.clear();
         let n = encode(&Record::Begin { meta }, &mut self.scratch).map_err(StoreError::Encode)?;
         let (seg, offset) = self.place(key, now_ms, n as u64);
