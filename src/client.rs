@@ -206,7 +206,13 @@ Content-Length: {len}\r\n\r\n",
         let mut interval = T1;
         let mut next_send = started;
         let mut buf = vec![0u8; 65536];
-        let branch = branch_of(req);
+        let branch = {
+            let mut m = Message::new();
+            match m.parse_datagram(req) {
+                Ok(_) => branch_of(&m, req).to_vec(),
+                Err(_) => Vec::new(),
+            }
+        };
         loop {
             let now = Instant::now();
             if now >= started + 64 * T1 {
@@ -242,7 +248,7 @@ Content-Length: {len}\r\n\r\n",
                 // A request meanwhile (a MESSAGE for this user) is not our answer.
                 continue;
             }
-            if branch_of(&raw) != branch {
+            if branch_of(&m, &raw) != branch.as_slice() {
                 continue;
             }
             let code = m.status().unwrap_or(0);
@@ -305,7 +311,7 @@ Content-Length: {len}\r\n\r\n",
                 continue;
             }
             self.sock.send_to(&ok_for(&m, &raw), from)?;
-            let key = String::from_utf8_lossy(&branch_of(&raw)).into_owned();
+            let key = String::from_utf8_lossy(branch_of(&m, &raw)).into_owned();
             if seen.contains(&key) {
                 continue;
             }
@@ -327,16 +333,12 @@ Content-Length: {len}\r\n\r\n",
     }
 }
 
-/// The top Via's branch of a message (empty when it has none).
-fn branch_of(raw: &[u8]) -> Vec<u8> {
-    let mut m = Message::new();
-    if m.parse_datagram(raw).is_err() {
-        return Vec::new();
-    }
+/// The top Via's branch of a parsed message (empty when it has none).
+fn branch_of<'r>(m: &Message, raw: &'r [u8]) -> &'r [u8] {
     m.value(raw, HeaderName::Via)
         .and_then(|v| crate::sip::values::Via::parse_all(v).next())
         .and_then(|v| v.ok())
-        .and_then(|v| v.branch().map(<[u8]>::to_vec))
+        .and_then(|v| v.branch())
         .unwrap_or_default()
 }
 

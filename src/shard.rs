@@ -123,6 +123,8 @@ struct Core {
     /// How many shards share the work (recipients and AORs are owned by `shard_of`).
     shards: usize,
     identity: Identity,
+    /// `identity.addr` as text: the sent-by of every Via this shard writes.
+    sent_by: String,
     registrar: Registrar,
     /// A monotonic instant and the Unix time in milliseconds it stands for (the runtime
     /// sets it; the shard never reads a clock).
@@ -159,6 +161,7 @@ impl Shard {
             core: Core {
                 id,
                 shards: 1,
+                sent_by: identity.addr.to_string(),
                 identity,
                 registrar: Registrar::new(),
                 clock: (Instant::now(), 0),

@@ -325,12 +325,11 @@ impl Core {
     /// ours: our address and a branch we minted). Our branches are random, so a spiral
     /// cannot be told from a loop; both are refused, which for pager MESSAGEs is safe.
     fn looped(&self, msg: &Message, buf: &[u8]) -> bool {
-        let ours = self.identity.addr.to_string();
         msg.headers_named(HeaderName::Via)
             .flat_map(|h| Via::parse_all(h.value.of(buf)))
             .filter_map(Result::ok)
             .any(|v| {
-                v.sent_by() == ours.as_bytes()
+                v.sent_by() == self.sent_by.as_bytes()
                     && v.branch().and_then(client::owner_of_branch).is_some()
             })
     }
@@ -357,7 +356,7 @@ impl Core {
             Transport::Udp => b"SIP/2.0/UDP ",
             Transport::Tcp(_) => b"SIP/2.0/TCP ",
         });
-        via.extend_from_slice(self.identity.addr.to_string().as_bytes());
+        via.extend_from_slice(self.sent_by.as_bytes());
         via.extend_from_slice(b";branch=");
         client::branch(self.id, cid, &mut via);
         via.extend_from_slice(b";rport");
@@ -604,7 +603,7 @@ impl Core {
             Transport::Udp => b"UDP ",
             Transport::Tcp(_) => b"TCP ",
         });
-        out.extend_from_slice(self.identity.addr.to_string().as_bytes());
+        out.extend_from_slice(self.sent_by.as_bytes());
         out.extend_from_slice(b";branch=");
         client::branch(self.id, cid, &mut out);
         out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\nFrom: <");
