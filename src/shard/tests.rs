@@ -675,6 +675,21 @@ fn a_register_for_an_aor_of_another_shard_is_handed_to_it() {
     assert_eq!(shards[other].bindings(), 0);
 }
 
+/// A UA's answer to a request it received: the request's Vias, From, To (tagged), Call-ID
+/// and CSeq under `status` (e.g. "480 Temporarily Unavailable").
+fn ua_answer(request: &[u8], status: &str) -> Vec<u8> {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for line in String::from_utf8_lossy(request).split("\r\n") {
+        match line.split(':').next().unwrap_or_default() {
+            "Via" | "From" | "Call-ID" | "CSeq" => out.push_str(&format!("{line}\r\n")),
+            "To" => out.push_str(&format!("{line};tag=ua\r\n")),
+            _ => {}
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out.into_bytes()
+}
+
 fn message(branch: &str, to_user: &str, body: &str) -> Vec<u8> {
     format!(
         "MESSAGE sip:{to_user}@localhost SIP/2.0\r\n\
@@ -775,17 +790,9 @@ fn a_message_for_a_registered_user_is_relayed_and_the_answer_comes_back() {
         Some(1)
     );
     // Bob's UA answers 200 with both Vias; the client gets it with ours removed.
-    let vias: Vec<String> = text
-        .lines()
-        .filter(|l| l.starts_with("Via: "))
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(vias.len(), 2);
-    let ok = format!(
-        "SIP/2.0 200 OK\r\n{}\r\n{}\r\nTo: <sip:bob@localhost>;tag=b9\r\nFrom: \"Alice\" <sip:alice@localhost>;tag=a1\r\nCall-ID: msg-z9hG4bKm3\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
-        vias[0], vias[1]
-    );
-    s.handle_datagram(t0, BOB.parse().unwrap(), ok.as_bytes());
+    assert_eq!(text.matches("\r\nVia: ").count(), 2);
+    let ok = ua_answer(text.as_bytes(), "200 OK");
+    s.handle_datagram(t0, BOB.parse().unwrap(), &ok);
     let out = drain(&mut s);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].1, 200);
@@ -794,7 +801,7 @@ fn a_message_for_a_registered_user_is_relayed_and_the_answer_comes_back() {
     assert_eq!(back.matches("Via: ").count(), 1, "{back}");
     assert!(back.contains("branch=z9hG4bKm3"), "{back}");
     // A retransmitted 200 is absorbed.
-    s.handle_datagram(t0, BOB.parse().unwrap(), ok.as_bytes());
+    s.handle_datagram(t0, BOB.parse().unwrap(), &ok);
     assert!(drain(&mut s).is_empty());
     assert!(s.poll_store().is_none());
 }
@@ -807,12 +814,8 @@ fn a_relayed_message_is_stored_when_the_contact_is_unavailable_or_silent() {
     s.handle_datagram(t0, client(), &message("z9hG4bKm4", "bob", "first"));
     let fwd = drain(&mut s).remove(0).2;
     let text = String::from_utf8_lossy(&fwd).to_string();
-    let vias: Vec<&str> = text.lines().filter(|l| l.starts_with("Via: ")).collect();
-    let busy = format!(
-        "SIP/2.0 480 Temporarily Unavailable\r\n{}\r\n{}\r\nTo: <sip:bob@localhost>;tag=b9\r\nFrom: <sip:alice@localhost>;tag=a1\r\nCall-ID: msg-z9hG4bKm4\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
-        vias[0], vias[1]
-    );
-    s.handle_datagram(t0, BOB.parse().unwrap(), busy.as_bytes());
+    let busy = ua_answer(text.as_bytes(), "480 Temporarily Unavailable");
+    s.handle_datagram(t0, BOB.parse().unwrap(), &busy);
     assert!(drain(&mut s).is_empty());
     let ask = s.poll_store().unwrap();
     assert_eq!(ask.req.body, b"first");
@@ -983,12 +986,8 @@ fn our_own_route_is_removed_and_a_503_from_the_contact_goes_up_as_500() {
         "{text}"
     );
     assert!(!text.contains("127.0.0.1:5060;lr"), "{text}");
-    let vias: Vec<&str> = text.lines().filter(|l| l.starts_with("Via: ")).collect();
-    let busy = format!(
-        "SIP/2.0 503 Service Unavailable\r\n{}\r\n{}\r\nTo: <sip:bob@localhost>;tag=b9\r\nFrom: <sip:alice@localhost>;tag=a1\r\nCall-ID: msg-z9hG4bKrt\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
-        vias[0], vias[1]
-    );
-    s.handle_datagram(t0, BOB.parse().unwrap(), busy.as_bytes());
+    let busy = ua_answer(text.as_bytes(), "503 Service Unavailable");
+    s.handle_datagram(t0, BOB.parse().unwrap(), &busy);
     let out = drain(&mut s);
     assert_eq!(out[0].1, 500);
     assert_eq!(out[0].0.addr, client());
@@ -1040,13 +1039,9 @@ fn a_message_for_a_routed_domain_goes_to_its_next_hop_and_the_answer_comes_back(
         "{text}"
     );
     assert!(text.contains("\r\nMax-Forwards: 9\r\n"), "{text}");
-    let vias: Vec<&str> = text.lines().filter(|l| l.starts_with("Via: ")).collect();
     // A 480 from there is the sender's answer: carol is not ours to keep messages for.
-    let resp = format!(
-        "SIP/2.0 480 Temporarily Unavailable\r\n{}\r\n{}\r\nTo: <sip:carol@example.org>;tag=c\r\nFrom: <sip:alice@localhost>;tag=a1\r\nCall-ID: r-z9hG4bKro1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
-        vias[0], vias[1]
-    );
-    s.handle_datagram(t0, NEXT_HOP.parse().unwrap(), resp.as_bytes());
+    let resp = ua_answer(text.as_bytes(), "480 Temporarily Unavailable");
+    s.handle_datagram(t0, NEXT_HOP.parse().unwrap(), &resp);
     let out = drain(&mut s);
     assert_eq!(out[0].1, 480);
     assert_eq!(out[0].0.addr, client());

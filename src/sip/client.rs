@@ -499,13 +499,19 @@ mod tests {
         assert!(a != 0 && b != 0 && b != a + 1 && a != b);
     }
 
-    #[test]
-    fn an_invite_retransmits_with_timer_a_until_timer_b() {
-        let mut c = ClientTransactions::new(3);
+    /// A table with one INVITE just sent over UDP.
+    fn calling(seed: u64) -> (ClientTransactions, Instant, u64) {
+        let mut c = ClientTransactions::new(seed);
         let t0 = Instant::now();
         let id = c.next_id();
         c.start(t0, id, b"INVITE", udp(), b"INVITE".to_vec())
             .unwrap();
+        (c, t0, id)
+    }
+
+    #[test]
+    fn an_invite_retransmits_with_timer_a_until_timer_b() {
+        let (mut c, t0, id) = calling(3);
         assert_eq!(c.state(id), Some(ClientState::Calling));
         let mut sends = Vec::new();
         let mut gave_up = None;
@@ -525,11 +531,7 @@ mod tests {
 
     #[test]
     fn an_invite_rejected_is_acked_again_for_each_retransmission_until_timer_d() {
-        let mut c = ClientTransactions::new(4);
-        let t0 = Instant::now();
-        let id = c.next_id();
-        c.start(t0, id, b"INVITE", udp(), b"INVITE".to_vec())
-            .unwrap();
+        let (mut c, t0, id) = calling(4);
         assert_eq!(
             c.on_response(t0, id, b"INVITE", 180),
             ResponseMatch::Deliver
@@ -558,11 +560,7 @@ mod tests {
 
     #[test]
     fn an_invite_accepted_passes_every_2xx_on_until_timer_m() {
-        let mut c = ClientTransactions::new(5);
-        let t0 = Instant::now();
-        let id = c.next_id();
-        c.start(t0, id, b"INVITE", udp(), b"INVITE".to_vec())
-            .unwrap();
+        let (mut c, t0, id) = calling(5);
         assert_eq!(
             c.on_response(t0, id, b"INVITE", 200),
             ResponseMatch::Deliver
@@ -589,11 +587,7 @@ mod tests {
 
     #[test]
     fn an_invite_left_proceeding_ends_at_timer_c() {
-        let mut c = ClientTransactions::new(6);
-        let t0 = Instant::now();
-        let id = c.next_id();
-        c.start(t0, id, b"INVITE", udp(), b"INVITE".to_vec())
-            .unwrap();
+        let (mut c, t0, id) = calling(6);
         c.on_response(t0, id, b"INVITE", 183);
         c.handle_timeout(t0 + 64 * T1);
         assert!(
