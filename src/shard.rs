@@ -6,13 +6,17 @@
 //! bytes, and the seed of its id generator), which is what lets tests drive a shard with
 //! virtual time and exact byte sequences.
 //!
-//! What a shard answers at this stage (the roles will plug in behind the request handler):
+//! What a shard does with a request:
+//! - `REGISTER`: the registrar ([`crate::registrar`]), at the shard that owns the AOR;
+//! - `MESSAGE`: pager mode ([`pager`]): relayed to the user's contact, or kept and delivered;
 //! - `OPTIONS` for this server: `200` with `Allow`, `Accept`, `Supported` (RFC 3261 §11.2);
-//! - `ACK`: never answered; a non-2xx ACK is absorbed by its INVITE transaction;
-//! - `CANCEL`: `200` when it matches an INVITE transaction, `481` otherwise (§9.2);
-//! - any other method: `501 Not Implemented` with `Allow` (§8.2.1);
-//! - a Request-URI that is not this server: `404` (`483` when Max-Forwards is 0), an unknown
-//!   URI scheme `416`, an unsupported `Require` `420`;
+//! - `CANCEL`: `200` when it matches an INVITE transaction (and sent on downstream), `481`
+//!   otherwise (§9.2, §16.10);
+//! - `ACK`: never answered; a non-2xx ACK is absorbed by its INVITE transaction, a 2xx ACK
+//!   forwarded;
+//! - another method addressed to the server itself (no user): `501 Not Implemented` with
+//!   `Allow` (§8.2.1);
+//! - anything else: the stateful proxy ([`proxy`], §16);
 //! - malformed requests: the status [`SipError::response`] maps them to, with a `Warning`.
 //!
 //! Retransmitted requests are absorbed by the server transactions of [`crate::sip::transaction`].
@@ -133,6 +137,10 @@ struct Core {
     handoffs: VecDeque<Handoff>,
     client: crate::sip::client::ClientTransactions,
     relays: std::collections::HashMap<u64, pager::Relay>,
+    /// Proxied INVITEs: server transaction → client transaction (to match a CANCEL).
+    proxied: std::collections::HashMap<crate::sip::transaction::TxId, u64>,
+    /// INVITE contexts kept after their final, until when (in the order they were made).
+    lingering: VecDeque<(Instant, u64)>,
     stores: VecDeque<StoreAsk>,
     awaiting: std::collections::HashMap<u64, pager::Awaiting>,
     next_token: u64,
@@ -168,6 +176,8 @@ impl Shard {
                 handoffs: VecDeque::new(),
                 client: crate::sip::client::ClientTransactions::new(seed ^ 0x5DEE_CE66_D1CE_4E5B),
                 relays: std::collections::HashMap::new(),
+                proxied: std::collections::HashMap::new(),
+                lingering: VecDeque::new(),
                 stores: VecDeque::new(),
                 awaiting: std::collections::HashMap::new(),
                 next_token: 0,
@@ -342,6 +352,7 @@ impl Shard {
             self.core.txns.poll_timeout(),
             lapse,
             self.core.client.poll_timeout(),
+            self.core.lingering.front().map(|&(at, _)| at),
         ]
         .into_iter()
         .flatten()
@@ -354,6 +365,7 @@ impl Shard {
         self.core.drain_tx_outputs();
         self.core.client.handle_timeout(now);
         self.core.drain_client_outputs(now);
+        self.core.reap_lingering(now);
         let ms = self.core.unix_ms(now);
         self.core.registrar.handle_timeout(ms);
     }
@@ -488,10 +500,11 @@ impl Core {
         // §8.2.2.3: a 420 names the extensions it does not support.
         let with_unsupported;
         let headers = if a.code == 420 {
-            with_unsupported = [(
-                "Unsupported",
-                msg.value(buf, HeaderName::Require).unwrap_or_default(),
-            )];
+            // A proxy refuses what Proxy-Require asks of it; a UAS what Require asks.
+            let asked = msg
+                .value(buf, HeaderName::ProxyRequire)
+                .or_else(|| msg.value(buf, HeaderName::Require));
+            with_unsupported = [("Unsupported", asked.unwrap_or_default())];
             &with_unsupported[..]
         } else {
             a.headers
@@ -561,11 +574,12 @@ impl Core {
             return Err(SipError::CSeqMethodMismatch);
         }
 
-        // A REGISTER is handled by the shard that owns its address of record; a request
-        // handed over is handled here whatever the count says.
-        let owned_by_aor = matches!(method, Method::Register | Method::Message);
-        if owned_by_aor && !handed_off && self.shards > 1 {
-            // REGISTER: the AOR in To. MESSAGE: the user in the Request-URI, when it is ours.
+        // A REGISTER is handled by the shard that owns its address of record, and so is a
+        // request for a user of ours (its CANCEL and non-2xx ACK carry the same
+        // Request-URI, so they meet its transaction there); a request handed over is
+        // handled here whatever the count says.
+        if !handed_off && self.shards > 1 {
+            // REGISTER: the AOR in To. Others: the user in the Request-URI, when it is ours.
             let aor = if method == Method::Register {
                 msg.value(buf, HeaderName::To)
                     .and_then(|to| NameAddr::parse("To", to).ok())
@@ -633,7 +647,11 @@ impl Core {
                 self.drain_tx_outputs();
                 return Ok(());
             }
-            RequestMatch::AckAbsorbed | RequestMatch::AckForTu => return Ok(()),
+            RequestMatch::AckAbsorbed => return Ok(()),
+            RequestMatch::AckForTu => {
+                self.forward_ack(now, msg, buf, uri.of(buf));
+                return Ok(());
+            }
             RequestMatch::Full => {
                 let answer = Answering {
                     code: 503,
@@ -655,9 +673,33 @@ impl Core {
             self.on_pager(now, id, peer, msg, buf, &via, uri);
             return Ok(());
         }
+        if method == Method::Cancel {
+            // §9.2 and §16.10: a CANCEL for an INVITE of ours is answered `200` here and
+            // sent on downstream; one for no INVITE gets `481`.
+            let found = key.cancelled_invite().and_then(|k| self.txns.find(&k));
+            let (code, reason) = match found {
+                Some(_) => (200, "OK"),
+                None => (481, "Call/Transaction Does Not Exist"),
+            };
+            let answer = Answering {
+                code,
+                reason,
+                headers: &[],
+                warning: None,
+            };
+            self.answer(peer, msg, buf, Some(&via), &answer, Some((now, id)));
+            if let Some((invite, _)) = found {
+                self.cancel_downstream(now, invite);
+            }
+            return Ok(());
+        }
+        if !self.for_the_server(msg, buf, method, uri.of(buf)) {
+            self.on_proxied(now, id, peer, msg, buf, &via, method, uri.of(buf));
+            return Ok(());
+        }
 
         let (code, reason, extra): (u16, &str, &[(&str, &[u8])]) =
-            match self.decide(msg, buf, method, uri, &key) {
+            match self.decide(msg, buf, method, uri) {
                 Ok(answer) => answer,
                 Err(e) => {
                     // A refusal that needs a transaction (so retransmissions are absorbed).
@@ -683,23 +725,38 @@ impl Core {
         Ok(())
     }
 
-    /// The answer to a new request (the transaction user's decision at this stage).
+    /// Whether a request is for the server itself rather than for the proxy: an `OPTIONS`
+    /// for our domain or one of its users (a capability question or a keep-alive ping), or
+    /// any request whose Request-URI names this server without a user; in both cases with
+    /// no `Route` beyond ours.
+    fn for_the_server(&self, msg: &Message, buf: &[u8], method: Method, uri: &[u8]) -> bool {
+        let Ok(u) = SipUri::parse(uri) else {
+            // Not a SIP URI: answered (`416`/`400`) by the server.
+            return true;
+        };
+        if !self.identity.is_myself(u.host_bytes(), u.port()) {
+            return false;
+        }
+        let ours = self.our_routes(msg, buf);
+        if msg
+            .headers_named(HeaderName::Route)
+            .flat_map(|h| NameAddr::parse_all_bracketed("Route", h.value.of(buf)))
+            .nth(ours)
+            .is_some()
+        {
+            return false;
+        }
+        method == Method::Options || u.user().is_none()
+    }
+
+    /// The answer to a request for the server itself.
     fn decide(
         &self,
         msg: &Message,
         buf: &[u8],
         method: Method,
         uri: crate::wire::Span,
-        key: &TxKey,
     ) -> Result<Answer, SipError> {
-        if method == Method::Cancel {
-            // §9.2: a CANCEL for an INVITE this server already answered finally gets 200.
-            let found = key.cancelled_invite().and_then(|k| self.txns.find(&k));
-            return Ok(match found {
-                Some(_) => (200, "OK", &[]),
-                None => (481, "Call/Transaction Does Not Exist", &[]),
-            });
-        }
         if let Some(refusal) = self.check_target(msg, buf, uri)? {
             return Ok(refusal);
         }
@@ -1029,6 +1086,7 @@ impl IpText {
 }
 
 mod pager;
+mod proxy;
 pub use pager::{Delivery, NotReachable, StoreAsk};
 
 #[cfg(test)]

@@ -74,11 +74,15 @@ fn invite_error_is_retransmitted_by_timer_g_until_ack() {
 Max-Forwards: 70\r\nTo: <sip:bob@localhost>\r\nFrom: <sip:alice@localhost>;tag=a\r\n\
 Call-ID: inv1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
     );
-    let first = udp_request(&udp, srv.sip, invite.as_bytes());
-    assert_eq!(status_of(&first), 501);
+    // Bob is not registered: 100 Trying at once, then 480.
+    let trying = udp_request(&udp, srv.sip, invite.as_bytes());
+    assert_eq!(status_of(&trying), 100);
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = udp.recv_from(&mut buf).expect("the final response");
+    let first = buf[..n].to_vec();
+    assert_eq!(status_of(&first), 480);
     let t0 = Instant::now();
     // Timer G: the same response again after T1 (500 ms), without any request from us.
-    let mut buf = vec![0u8; 65536];
     let (n, _) = udp.recv_from(&mut buf).expect("a retransmission");
     assert_eq!(&buf[..n], &first[..]);
     assert!(

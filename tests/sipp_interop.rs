@@ -156,3 +156,74 @@ Expires: 600\r\nContent-Length: 0\r\n\r\n"
     let stopped = srv.wait_line("imrelay: stopped: ");
     assert!(stopped.contains(" 0 malformed"), "{stopped}");
 }
+
+/// A SIPp user agent running `scenario` on its own port for `calls` calls, registered (on
+/// its behalf: the Contact names its port) as `sip:uas@localhost`.
+fn registered_sipp_ua(srv: &Server, scenario: &str, calls: u32) -> std::process::Child {
+    let uas_port = free_port();
+    let scenario = format!("{}/tests/sipp/{scenario}", env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir();
+    let uas = Command::new("sipp")
+        .current_dir(dir)
+        .args(["-sf", &scenario, "-t", "u1", "-i", "127.0.0.1", "-nostdin"])
+        .args(["-p", &uas_port.to_string(), "-m", &calls.to_string()])
+        .args(["-timeout", "30", "-timeout_error"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp");
+    let reg = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    reg.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let local = reg.local_addr().unwrap();
+    let register = format!(
+        "REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-uas;rport\r\n\
+Max-Forwards: 70\r\nTo: <sip:uas@localhost>\r\nFrom: <sip:uas@localhost>;tag=u\r\n\
+Call-ID: uas-reg-{uas_port}\r\nCSeq: 1 REGISTER\r\nContact: <sip:uas@127.0.0.1:{uas_port}>\r\n\
+Expires: 600\r\nContent-Length: 0\r\n\r\n"
+    );
+    reg.send_to(register.as_bytes(), srv.sip).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = reg.recv_from(&mut buf).expect("REGISTER answered");
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 200 "),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    uas
+}
+
+fn wait_ua(uas: std::process::Child) {
+    let out = uas.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the SIPp user agent failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn sipp_calls_go_through_the_record_routing_proxy_to_a_registered_sipp_user_agent() {
+    let mut srv = Server::start(&["--cores", "2"]);
+    let calls = 20;
+    let uas = registered_sipp_ua(&srv, "call_uas.xml", calls);
+    sipp_with(srv.sip, "call_uac.xml", "u1", calls, &["-s", "uas"]);
+    wait_ua(uas);
+    assert!(srv.terminate().success());
+    let stopped = srv.wait_line("imrelay: stopped: ");
+    assert!(stopped.contains(" 0 malformed"), "{stopped}");
+}
+
+#[test]
+fn sipp_calls_cancelled_while_ringing_are_cancelled_downstream() {
+    let mut srv = Server::start(&["--cores", "2"]);
+    let calls = 20;
+    let uas = registered_sipp_ua(&srv, "cancel_uas.xml", calls);
+    sipp_with(srv.sip, "cancel_uac.xml", "u1", calls, &["-s", "uas"]);
+    wait_ua(uas);
+    assert!(srv.terminate().success());
+    let stopped = srv.wait_line("imrelay: stopped: ");
+    assert!(stopped.contains(" 0 malformed"), "{stopped}");
+}

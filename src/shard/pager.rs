@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use super::proxy::{InviteLeg, Plan};
 use super::*;
 use crate::sip::client::{self, ClientOutput, ResponseMatch};
 use crate::sip::print::RequestEdits;
@@ -42,14 +43,17 @@ pub struct Delivery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotReachable;
 
-/// A MESSAGE relayed to a contact, waiting for its final answer.
+/// A request forwarded through a client transaction, waiting for its final answer.
 pub(super) struct Relay {
-    server: TxId,
+    pub(super) server: TxId,
     /// Where the request came from.
     upstream: Peer,
     /// The request as received (to answer it, or to store it if the contact fails).
     request: Vec<u8>,
+    /// A pager MESSAGE's recipient (kept if the contact fails); empty otherwise.
     aor: Vec<u8>,
+    /// The downstream side of a proxied INVITE.
+    pub(super) invite: Option<Box<InviteLeg>>,
 }
 
 /// A MESSAGE being stored, waiting for the store's answer.
@@ -146,7 +150,7 @@ fn result_text(r: &Result<(), StoreError>) -> String {
 /// server does not resolve, or another host, which an unauthenticated REGISTER with a
 /// forged source could use to aim the server at a third party — the registration's source
 /// address is used.
-fn target(b: &Binding) -> Peer {
+pub(super) fn target(b: &Binding) -> Peer {
     if b.source.transport.is_reliable() {
         return b.source;
     }
@@ -239,18 +243,14 @@ impl Core {
         let contact = contact.filter(|_| !self.backlog.contains(&aor));
         match contact {
             Some(b) if max_forwards > 0 => {
-                let to = target(&b);
-                self.relay(
-                    now,
-                    id,
-                    peer,
-                    msg,
-                    buf,
+                let plan = Plan {
+                    to: target(&b),
+                    request_uri: Some(b.uri.to_vec()),
+                    pop_routes: self.our_routes(msg, buf),
+                    max_forwards: max_forwards - 1,
                     aor,
-                    Some(&b.uri),
-                    to,
-                    max_forwards - 1,
-                );
+                };
+                self.forward(now, id, peer, msg, buf, Method::Message, plan);
             }
             Some(_) => {
                 let answer = Answering {
@@ -266,7 +266,7 @@ impl Core {
     }
 
     /// The next hop of a static route for the Request-URI's domain, when it is not ours.
-    fn route_for(&self, uri: &[u8]) -> Option<SocketAddr> {
+    pub(super) fn route_for(&self, uri: &[u8]) -> Option<SocketAddr> {
         let u = SipUri::parse(uri).ok()?;
         if self.identity.is_myself(u.host_bytes(), u.port()) {
             return None;
@@ -314,17 +314,23 @@ impl Core {
             Some(Ok(MaxForwards(n))) => n - 1,
             _ => 69,
         };
-        let to = Peer {
-            transport: Transport::Udp,
-            addr: next_hop,
+        let plan = Plan {
+            to: Peer {
+                transport: Transport::Udp,
+                addr: next_hop,
+            },
+            request_uri: None,
+            pop_routes: self.our_routes(msg, buf),
+            max_forwards,
+            aor: Vec::new(),
         };
-        self.relay(now, id, peer, msg, buf, Vec::new(), None, to, max_forwards);
+        self.forward(now, id, peer, msg, buf, Method::Message, plan);
     }
 
     /// §16.3 step 4: the request already passed through this server (one of its Vias is
     /// ours: our address and a branch we minted). Our branches are random, so a spiral
     /// cannot be told from a loop; both are refused, which for pager MESSAGEs is safe.
-    fn looped(&self, msg: &Message, buf: &[u8]) -> bool {
+    pub(super) fn looped(&self, msg: &Message, buf: &[u8]) -> bool {
         msg.headers_named(HeaderName::Via)
             .flat_map(|h| Via::parse_all(h.value.of(buf)))
             .filter_map(Result::ok)
@@ -334,68 +340,71 @@ impl Core {
             })
     }
 
-    /// Forwards the MESSAGE (RFC 3261 §16.6) through a new client transaction to `to`, with
-    /// `request_uri` (or the received one). `aor` is the recipient when it is one of ours
-    /// (the message is kept if the contact fails), empty for a routed request.
+    /// Forwards a request (RFC 3261 §16.6) through a new client transaction as `plan` says:
+    /// our `Via` pushed, `Max-Forwards` decremented, our `Route`s removed, a `Record-Route`
+    /// added to a dialog-creating request, the body untouched.
     #[allow(clippy::too_many_arguments)]
-    fn relay(
+    pub(super) fn forward(
         &mut self,
         now: Instant,
         server: TxId,
         upstream: Peer,
         msg: &Message,
         buf: &[u8],
-        aor: Vec<u8>,
-        request_uri: Option<&[u8]>,
-        to: Peer,
-        max_forwards: u8,
+        method: Method,
+        plan: Plan,
     ) {
         let cid = self.client.next_id();
-        let mut via = Vec::with_capacity(96);
-        via.extend_from_slice(match to.transport {
-            Transport::Udp => b"SIP/2.0/UDP ",
-            Transport::Tcp(_) => b"SIP/2.0/TCP ",
-        });
-        via.extend_from_slice(self.sent_by.as_bytes());
-        via.extend_from_slice(b";branch=");
-        client::branch(self.id, cid, &mut via);
-        via.extend_from_slice(b";rport");
-        // §16.4: a first Route naming this server (a UA using it as outbound proxy) has
-        // done its work here and is removed.
-        let route_is_us = msg
-            .value(buf, HeaderName::Route)
-            .and_then(|r| NameAddr::parse_all_bracketed("Route", r).next())
-            .and_then(|r| r.ok())
-            .and_then(|r| {
-                r.sip_uri()
-                    .map(|u| self.identity.is_myself(u.host_bytes(), u.port()))
-            })
-            .unwrap_or(false);
+        let via = self.via_for(plan.to, cid);
+        let creates_dialog = matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
+            && msg
+                .value(buf, HeaderName::To)
+                .and_then(|t| NameAddr::parse("To", t).ok())
+                .is_none_or(|t| t.tag().is_none());
+        let rr = creates_dialog.then(|| self.record_route(upstream, plan.to));
         let mut out = self.buffer();
         print::write_forwarded_request(
             &mut out,
             msg,
             buf,
             &RequestEdits {
-                request_uri,
+                request_uri: plan.request_uri.as_deref(),
                 push_via: Some(&via),
-                record_route: None,
-                pop_route: route_is_us,
+                record_route: rr.as_deref(),
+                pop_routes: plan.pop_routes,
             },
-            max_forwards,
+            plan.max_forwards,
         );
         out.extend_from_slice(msg.body().of(buf));
-        if self
+        let refusal = if !plan.to.transport.is_reliable()
+            && out.len() > crate::limits::UDP_DATAGRAM_BYTES_MAX
+        {
+            Some((
+                513,
+                "Message Too Large",
+                "too large for a datagram to the next hop",
+            ))
+        } else if self
             .client
-            .start(now, cid, b"MESSAGE", to, out.clone())
+            .start(now, cid, method, plan.to, out.clone())
             .is_err()
         {
+            Some((503, "Service Unavailable", "too many requests in progress"))
+        } else {
+            None
+        };
+        if let Some((code, reason, warning)) = refusal {
             self.pool.push(out);
+            let retry: &[(&str, &[u8])] = if code == 503 {
+                &[("Retry-After", b"5")]
+            } else {
+                &[]
+            };
             let answer = Answering {
-                code: 503,
-                reason: "Service Unavailable",
-                headers: &[("Retry-After", b"5")],
-                warning: Some("too many requests in progress"),
+                code,
+                reason,
+                headers: retry,
+                warning: Some(warning),
             };
             let via_value = msg.value(buf, HeaderName::Via).unwrap_or_default();
             let top = first_via(via_value).ok();
@@ -410,14 +419,35 @@ impl Core {
             return;
         }
         self.stats.relayed += 1;
-        self.out.push_back(Transmit { to, bytes: out });
+        let invite = (method == Method::Invite).then(|| {
+            self.proxied.insert(server, cid);
+            Box::new(InviteLeg {
+                sent: out.clone(),
+                to: plan.to,
+                provisional: false,
+                cancel: false,
+                cancel_sent: false,
+                final_sent: false,
+                ack: Vec::new(),
+                lingering: false,
+            })
+        });
+        self.out.push_back(Transmit {
+            to: plan.to,
+            bytes: out,
+        });
         self.relays.insert(
             cid,
             Relay {
                 server,
                 upstream,
                 request: buf.to_vec(),
-                aor,
+                aor: if method == Method::Message {
+                    plan.aor
+                } else {
+                    Vec::new()
+                },
+                invite,
             },
         );
     }
@@ -494,11 +524,31 @@ impl Core {
         let method = msg
             .value(buf, HeaderName::CSeq)
             .and_then(|v| CSeq::parse(v).ok())
-            .map(|c| c.method)
-            .unwrap_or_default();
-        if self.client.on_response(now, cid, method, status) == ResponseMatch::Absorbed
-            || status < 200
-        {
+            .map_or(Method::Other, |c| Method::from_token(c.method));
+        let matched = self.client.on_response(now, cid, method, status);
+        if method == Method::Cancel {
+            // The answer to our CANCEL ends its transaction; the INVITE's answer follows.
+            return;
+        }
+        match matched {
+            ResponseMatch::Deliver => {}
+            ResponseMatch::AckAgain => {
+                self.ack_final(cid, msg, buf);
+                return;
+            }
+            ResponseMatch::Absorbed => {
+                // An INVITE whose transaction Timer C ended still has its final acknowledged.
+                if method == Method::Invite && status >= 300 {
+                    self.ack_final(cid, msg, buf);
+                }
+                return;
+            }
+        }
+        if method == Method::Invite {
+            self.on_invite_response(now, cid, msg, buf, status);
+            return;
+        }
+        if status < 200 {
             return;
         }
         if let Some(token) = self.deliveries.remove(&cid) {
@@ -512,7 +562,63 @@ impl Core {
             self.store_relay(now, relay);
             return;
         }
-        // §16.7: the response goes upstream without our Via, through the server transaction.
+        self.pass_upstream(now, &relay, msg, buf, status);
+    }
+
+    /// A response to a proxied INVITE: provisional ones go upstream (but `100`), and a
+    /// pending CANCEL goes down; a non-2xx final is acknowledged and goes upstream once; every
+    /// 2xx goes upstream (§16.7 step 5).
+    fn on_invite_response(
+        &mut self,
+        now: Instant,
+        cid: u64,
+        msg: &Message,
+        buf: &[u8],
+        status: u16,
+    ) {
+        let Some(mut relay) = self.relays.remove(&cid) else {
+            return;
+        };
+        let Some(leg) = relay.invite.as_mut() else {
+            self.relays.insert(cid, relay);
+            return;
+        };
+        let cancel_now = status < 200 && !leg.provisional && leg.cancel;
+        if status < 200 {
+            leg.provisional = true;
+        }
+        let upstream = match status {
+            100 => false,
+            101..=299 => status >= 200 || !leg.final_sent,
+            _ => !leg.final_sent,
+        };
+        if status >= 200 {
+            leg.final_sent = true;
+        }
+        if upstream {
+            self.pass_upstream(now, &relay, msg, buf, status);
+        }
+        self.relays.insert(cid, relay);
+        if cancel_now {
+            self.send_cancel(now, cid);
+        }
+        if status >= 300 {
+            self.ack_final(cid, msg, buf);
+        }
+        if status >= 200 {
+            self.linger(now, cid);
+        }
+    }
+
+    /// Sends a response upstream (§16.7) without our Via, through the server transaction.
+    fn pass_upstream(
+        &mut self,
+        now: Instant,
+        relay: &Relay,
+        msg: &Message,
+        buf: &[u8],
+        status: u16,
+    ) {
         let mut out = self.buffer();
         print::write_forwarded_response(&mut out, msg, buf);
         out.extend_from_slice(msg.body().of(buf));
@@ -575,7 +681,9 @@ impl Core {
                     self.out.push_back(Transmit { to, bytes: request })
                 }
                 ClientOutput::Timeout { id } => {
-                    if let Some(relay) = self.relays.remove(&id) {
+                    if self.relays.get(&id).is_some_and(|r| r.invite.is_some()) {
+                        self.invite_timeout(now, id);
+                    } else if let Some(relay) = self.relays.remove(&id) {
                         self.store_relay(now, relay);
                     }
                     if let Some(token) = self.deliveries.remove(&id) {
@@ -584,6 +692,46 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Timer B (no answer at all) or Timer C (no final within 3 min) for a proxied INVITE:
+    /// the caller gets `408`; after a provisional the callee gets a `CANCEL` (§16.8).
+    fn invite_timeout(&mut self, now: Instant, cid: u64) {
+        let Some(leg) = self.relays.get_mut(&cid).and_then(|r| r.invite.as_mut()) else {
+            return;
+        };
+        let answer = !leg.final_sent;
+        leg.final_sent = true;
+        leg.cancel = true;
+        let provisional = leg.provisional;
+        if provisional {
+            self.send_cancel(now, cid);
+            self.linger(now, cid);
+        }
+        let relay = if provisional {
+            None
+        } else {
+            self.relays.remove(&cid)
+        };
+        if let Some(r) = &relay {
+            self.proxied.remove(&r.server);
+        }
+        if !answer {
+            return;
+        }
+        let Some(r) = relay.as_ref().or_else(|| self.relays.get(&cid)) else {
+            return;
+        };
+        let (server, upstream, request) = (r.server, r.upstream, r.request.clone());
+        self.answer_saved(
+            now,
+            server,
+            upstream,
+            &request,
+            408,
+            "Request Timeout",
+            Some("no final answer from the next hop"),
+        );
     }
 
     fn deliver(&mut self, now: Instant, d: Delivery) -> Result<(), NotReachable> {
@@ -595,18 +743,14 @@ impl Core {
             .cloned()
             .ok_or(NotReachable)?;
         let cid = self.client.next_id();
+        let to = target(&b);
+        let via = self.via_for(to, cid);
         let mut out = self.buffer();
         out.extend_from_slice(b"MESSAGE ");
         out.extend_from_slice(&b.uri);
-        out.extend_from_slice(b" SIP/2.0\r\nVia: SIP/2.0/");
-        out.extend_from_slice(match b.source.transport {
-            Transport::Udp => b"UDP ",
-            Transport::Tcp(_) => b"TCP ",
-        });
-        out.extend_from_slice(self.sent_by.as_bytes());
-        out.extend_from_slice(b";branch=");
-        client::branch(self.id, cid, &mut out);
-        out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\nFrom: <");
+        out.extend_from_slice(b" SIP/2.0\r\nVia: ");
+        out.extend_from_slice(&via);
+        out.extend_from_slice(b"\r\nMax-Forwards: 70\r\nFrom: <");
         out.extend_from_slice(&d.sender);
         out.extend_from_slice(b">;tag=");
         let mut tag = [0u8; 16];
@@ -628,7 +772,6 @@ impl Core {
         crate::wire::push_decimal(&mut out, d.body.len() as u64);
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&d.body);
-        let to = target(&b);
         if !to.transport.is_reliable() && out.len() > crate::limits::UDP_DATAGRAM_BYTES_MAX {
             // It cannot go in one datagram (RFC 3261 §18.1.1 would want a stream): the
             // recipient cannot take it over this binding.
@@ -638,7 +781,7 @@ impl Core {
         }
         if self
             .client
-            .start(now, cid, b"MESSAGE", to, out.clone())
+            .start(now, cid, Method::Message, to, out.clone())
             .is_err()
         {
             self.pool.push(out);

@@ -121,11 +121,12 @@ fn retransmission_gets_the_identical_response() {
 #[test]
 fn unimplemented_methods_get_501_with_allow() {
     let mut s = shard();
-    for (i, m) in ["SUBSCRIBE", "PUBLISH", "FOO"].iter().enumerate() {
+    // Addressed to the server itself (no user): it implements none of these.
+    for (i, m) in ["SUBSCRIBE", "PUBLISH", "FOO", "INVITE"].iter().enumerate() {
         s.handle_datagram(
             Instant::now(),
             client(),
-            &request(m, "sip:bob@localhost", &format!("z9hG4bKm{i}"), ""),
+            &request(m, "sip:localhost", &format!("z9hG4bKm{i}"), ""),
         );
         let out = drain(&mut s);
         assert_eq!(out[0].1, 501, "{m}");
@@ -137,11 +138,14 @@ fn unimplemented_methods_get_501_with_allow() {
 fn invite_error_is_retransmitted_until_ack_and_ack_is_never_answered() {
     let mut s = shard();
     let t0 = Instant::now();
+    // Bob is not registered: 100 at once, then 480.
     let invite = request("INVITE", "sip:bob@localhost", "z9hG4bKinv", "");
     s.handle_datagram(t0, client(), &invite);
     let out = drain(&mut s);
-    assert_eq!(out[0].1, 501);
-    let first = out[0].2.clone();
+    assert_eq!(out[0].1, 100);
+    assert!(header(&out[0].2, HeaderName::To).is_some_and(|t| !t.windows(4).any(|w| w == b"tag=")));
+    assert_eq!(out[1].1, 480);
+    let first = out[1].2.clone();
     // Timer G: the same response again at T1.
     assert_eq!(s.poll_timeout(), Some(t0 + T1));
     s.handle_timeout(t0 + T1);
@@ -1118,4 +1122,364 @@ fn while_messages_are_kept_for_a_user_new_ones_queue_behind_them() {
     s.handle_datagram(t0, client(), &message("z9hG4bKq2", "bob", "live"));
     let out = drain(&mut s);
     assert_eq!(out[0].0.addr, BOB.parse().unwrap());
+}
+
+/// The branch of the top Via of `bytes`.
+fn top_branch(bytes: &[u8]) -> String {
+    let via = header(bytes, HeaderName::Via).unwrap();
+    let via = String::from_utf8_lossy(via);
+    via.split("branch=")
+        .nth(1)
+        .unwrap()
+        .split([';', ','])
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn invite_for_bob(branch: &str) -> Vec<u8> {
+    request(
+        "INVITE",
+        "sip:bob@localhost",
+        branch,
+        "Contact: <sip:alice@127.0.0.1:40000>\r\n",
+    )
+}
+
+/// A request inside the dialog of `invite_for_bob(branch)` (To tagged by Bob's UA), sent to
+/// `target` through our Record-Route.
+fn in_dialog(method: &str, target: &str, branch: &str, from_bob: bool) -> Vec<u8> {
+    let (via, from, to) = if from_bob {
+        (
+            BOB,
+            "<sip:bob@localhost>;tag=ua",
+            "<sip:alice@localhost>;tag=a1",
+        )
+    } else {
+        (
+            CLIENT,
+            "<sip:alice@localhost>;tag=a1",
+            "<sip:bob@localhost>;tag=ua",
+        )
+    };
+    format!(
+        "{method} {target} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {via};branch={branch};rport\r\n\
+Route: <sip:127.0.0.1:5060;lr>\r\n\
+Max-Forwards: 70\r\n\
+From: {from}\r\n\
+To: {to}\r\n\
+Call-ID: call-z9hG4bKi1\r\n\
+CSeq: 2 {method}\r\n\
+Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn an_invite_dialog_runs_through_the_proxy_end_to_end() {
+    let t0 = Instant::now();
+    let bob: SocketAddr = BOB.parse().unwrap();
+    let mut s = shard_with_bob(t0);
+    let invite = invite_for_bob("z9hG4bKi1");
+    s.handle_datagram(t0, client(), &invite);
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!((out[0].0.addr, out[0].1), (client(), 100));
+    let (to, _, fwd) = &out[1];
+    assert_eq!(to.addr, bob);
+    let fwd_text = text(fwd);
+    assert!(
+        fwd_text.starts_with("INVITE sip:bob@127.0.0.1:40100 SIP/2.0\r\n"),
+        "{fwd_text}"
+    );
+    assert!(
+        fwd_text.contains("\r\nRecord-Route: <sip:127.0.0.1:5060;lr>\r\n"),
+        "{fwd_text}"
+    );
+    assert!(fwd_text.contains("\r\nMax-Forwards: 69\r\n"), "{fwd_text}");
+    assert_eq!(fwd_text.matches("Via: ").count(), 2);
+
+    // 180 goes up; a retransmitted INVITE gets it again; 200 goes up, and so does its
+    // retransmission (the caller ACKs every 2xx).
+    s.handle_datagram(t0, bob, &ua_answer(fwd, "180 Ringing"));
+    let out = drain(&mut s);
+    assert_eq!((out.len(), out[0].1, out[0].0.addr), (1, 180, client()));
+    assert_eq!(text(&out[0].2).matches("Via: ").count(), 1);
+    s.handle_datagram(t0, client(), &invite);
+    assert_eq!(drain(&mut s)[0].1, 180);
+    let ok = ua_answer(fwd, "200 OK");
+    s.handle_datagram(t0, bob, &ok);
+    assert_eq!(drain(&mut s)[0].1, 200);
+    s.handle_datagram(t0 + T1, bob, &ok);
+    let again = drain(&mut s);
+    assert_eq!((again.len(), again[0].1), (1, 200));
+
+    // The ACK of the 2xx (a new transaction) is forwarded statelessly to Bob's contact.
+    let ack = String::from_utf8(in_dialog(
+        "ACK",
+        "sip:bob@127.0.0.1:40100",
+        "z9hG4bKa1",
+        false,
+    ))
+    .unwrap()
+    .replace("CSeq: 2 ACK", "CSeq: 1 ACK");
+    s.handle_datagram(t0 + T1, client(), ack.as_bytes());
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0.addr, bob);
+    let fwd_ack = text(&out[0].2);
+    assert!(fwd_ack.starts_with("ACK sip:bob@127.0.0.1:40100 SIP/2.0\r\n"));
+    assert!(!fwd_ack.contains("Route:"), "{fwd_ack}");
+    assert_eq!(fwd_ack.matches("Via: ").count(), 2);
+
+    // Bob hangs up: the BYE follows the route set to Alice, its 200 comes back.
+    let bye = in_dialog("BYE", "sip:alice@127.0.0.1:40000", "z9hG4bKb1", true);
+    s.handle_datagram(t0 + T1, bob, &bye);
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0.addr, client());
+    let fwd_bye = text(&out[0].2);
+    assert!(fwd_bye.starts_with("BYE sip:alice@127.0.0.1:40000 SIP/2.0\r\n"));
+    assert!(!fwd_bye.contains("Record-Route"), "{fwd_bye}");
+    s.handle_datagram(t0 + T1, client(), &ua_answer(&out[0].2, "200 OK"));
+    let out = drain(&mut s);
+    assert_eq!((out.len(), out[0].1, out[0].0.addr), (1, 200, bob));
+    assert!(text(&out[0].2).contains("branch=z9hG4bKb1"));
+}
+
+#[test]
+fn a_refused_invite_is_acknowledged_hop_by_hop_and_answered_once() {
+    let t0 = Instant::now();
+    let bob: SocketAddr = BOB.parse().unwrap();
+    let mut s = shard_with_bob(t0);
+    let invite = invite_for_bob("z9hG4bKi2");
+    s.handle_datagram(t0, client(), &invite);
+    let fwd = drain(&mut s).remove(1).2;
+    let busy = ua_answer(&fwd, "486 Busy Here");
+    s.handle_datagram(t0, bob, &busy);
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 2, "{out:?}");
+    let ack = out.iter().find(|o| o.0.addr == bob).unwrap();
+    let ack_text = text(&ack.2);
+    assert!(
+        ack_text.starts_with("ACK sip:bob@127.0.0.1:40100 SIP/2.0\r\n"),
+        "{ack_text}"
+    );
+    assert_eq!(top_branch(&ack.2), top_branch(&fwd));
+    assert_eq!(ack_text.matches("Via: ").count(), 1);
+    assert!(ack_text.contains("\r\nCSeq: 1 ACK\r\n"), "{ack_text}");
+    assert!(ack_text.contains(";tag=ua"), "{ack_text}");
+    let up = out.iter().find(|o| o.0.addr == client()).unwrap();
+    assert_eq!(up.1, 486);
+    // Bob did not get the ACK: his 486 again gets the ACK again, and nothing goes up.
+    s.handle_datagram(t0 + T1, bob, &busy);
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].2, ack.2);
+    // Alice's ACK for the 486 (hop by hop, same branch) ends our server transaction.
+    let alice_ack = String::from_utf8(invite)
+        .unwrap()
+        .replace("INVITE sip", "ACK sip")
+        .replace("1 INVITE", "1 ACK");
+    s.handle_datagram(t0 + T1, client(), alice_ack.as_bytes());
+    assert!(drain(&mut s).is_empty());
+    // Everything is reclaimed by the timers.
+    s.handle_timeout(t0 + 65 * T1);
+    assert_eq!((s.transactions(), s.client_transactions()), (0, 0));
+}
+
+#[test]
+fn a_cancel_waits_for_a_provisional_then_goes_downstream() {
+    let t0 = Instant::now();
+    let bob: SocketAddr = BOB.parse().unwrap();
+    let mut s = shard_with_bob(t0);
+    let invite = invite_for_bob("z9hG4bKi3");
+    s.handle_datagram(t0, client(), &invite);
+    let fwd = drain(&mut s).remove(1).2;
+    let cancel = String::from_utf8(invite)
+        .unwrap()
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL")
+        .replace("Contact: <sip:alice@127.0.0.1:40000>\r\n", "");
+    s.handle_datagram(t0, client(), cancel.as_bytes());
+    let out = drain(&mut s);
+    // §9.1: nothing heard from Bob yet, so no CANCEL to him yet.
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].1, out[0].0.addr), (200, client()));
+    assert!(text(&out[0].2).contains("CSeq: 1 CANCEL"));
+    s.handle_datagram(t0, bob, &ua_answer(&fwd, "180 Ringing"));
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 2, "{out:?}");
+    let down = out.iter().find(|o| o.0.addr == bob).unwrap();
+    let down_text = text(&down.2);
+    assert!(down_text.starts_with("CANCEL sip:bob@127.0.0.1:40100 SIP/2.0\r\n"));
+    assert_eq!(top_branch(&down.2), top_branch(&fwd));
+    assert!(down_text.contains("\r\nCSeq: 1 CANCEL\r\n"), "{down_text}");
+    assert!(!down_text.contains("tag=ua"), "{down_text}");
+    // Bob answers the CANCEL (absorbed) and the INVITE with 487 (ACKed, passed up).
+    s.handle_datagram(t0, bob, &ua_answer(&down.2, "200 OK"));
+    assert!(drain(&mut s).is_empty());
+    s.handle_datagram(t0, bob, &ua_answer(&fwd, "487 Request Terminated"));
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(out
+        .iter()
+        .any(|o| o.0.addr == bob && text(&o.2).starts_with("ACK ")));
+    assert!(out.iter().any(|o| o.0.addr == client() && o.1 == 487));
+}
+
+#[test]
+fn timer_c_cancels_a_branch_that_rings_too_long_and_timer_b_one_that_never_answers() {
+    let t0 = Instant::now();
+    let bob: SocketAddr = BOB.parse().unwrap();
+    let mut s = shard_with_bob(t0);
+    s.handle_datagram(t0, client(), &invite_for_bob("z9hG4bKi4"));
+    let fwd = drain(&mut s).remove(1).2;
+    s.handle_datagram(t0, bob, &ua_answer(&fwd, "180 Ringing"));
+    drain(&mut s);
+    s.handle_timeout(t0 + crate::sip::client::TIMER_C + T1);
+    let out = drain(&mut s);
+    assert!(
+        out.iter()
+            .any(|o| o.0.addr == bob && text(&o.2).starts_with("CANCEL ")),
+        "{out:?}"
+    );
+    assert!(
+        out.iter().any(|o| o.0.addr == client() && o.1 == 408),
+        "{out:?}"
+    );
+    // Bob's 487 for the cancelled INVITE is still acknowledged, and not passed up again.
+    let later = t0 + crate::sip::client::TIMER_C + 2 * T1;
+    s.handle_datagram(later, bob, &ua_answer(&fwd, "487 Request Terminated"));
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(text(&out[0].2).starts_with("ACK "));
+
+    // No answer at all: retransmitted (Timer A), then 408 at 64 × T1 (Timer B).
+    s.handle_datagram(later, client(), &invite_for_bob("z9hG4bKi5"));
+    assert_eq!(drain(&mut s).len(), 2);
+    let mut sent = Vec::new();
+    while let Some(at) = s.poll_timeout().filter(|&at| at <= later + 64 * T1) {
+        s.handle_timeout(at);
+        sent.extend(drain(&mut s));
+    }
+    let to_bob = sent.iter().filter(|o| o.0.addr == bob).count();
+    assert!(to_bob >= 6, "{to_bob} retransmissions");
+    assert_eq!(sent.last().map(|o| (o.0.addr, o.1)), Some((client(), 408)));
+}
+
+#[test]
+fn loose_routes_are_followed_and_our_own_removed() {
+    let t0 = Instant::now();
+    let mut s = shard();
+    s.set_clock(t0, UNIX_T0);
+    let inv = request(
+        "INVITE",
+        "sip:carol@example.com",
+        "z9hG4bKi6",
+        "Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:40300;lr>\r\n",
+    );
+    s.handle_datagram(t0, client(), &inv);
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(out[1].0.addr, NEXT_HOP.parse().unwrap());
+    let fwd = text(&out[1].2);
+    assert!(
+        fwd.starts_with("INVITE sip:carol@example.com SIP/2.0\r\n"),
+        "{fwd}"
+    );
+    assert!(
+        fwd.contains("\r\nRoute: <sip:127.0.0.1:40300;lr>\r\n"),
+        "{fwd}"
+    );
+    assert!(!fwd.contains("<sip:127.0.0.1:5060;lr>,"), "{fwd}");
+}
+
+#[test]
+fn a_stream_caller_and_a_datagram_callee_get_two_record_routes() {
+    let t0 = Instant::now();
+    let mut s = shard_with_bob(t0);
+    let inv = String::from_utf8(invite_for_bob("z9hG4bKi7"))
+        .unwrap()
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let mut state = StreamState::default();
+    s.handle_stream(t0, ConnId::new(1, 9), client(), inv.as_bytes(), &mut state);
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(out[0].0.transport.is_reliable());
+    let fwd = text(&out[1].2);
+    assert!(
+        fwd.contains(
+            "\r\nRecord-Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5060;transport=tcp;lr>\r\n"
+        ),
+        "{fwd}"
+    );
+    assert!(
+        fwd.contains("\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch="),
+        "{fwd}"
+    );
+    // An in-dialog request through both of our routes has both removed.
+    let bye = String::from_utf8(in_dialog(
+        "BYE",
+        "sip:alice@127.0.0.1:40000",
+        "z9hG4bKb2",
+        true,
+    ))
+    .unwrap()
+    .replace(
+        "Route: <sip:127.0.0.1:5060;lr>",
+        "Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5060;transport=tcp;lr>",
+    );
+    s.handle_datagram(t0, BOB.parse().unwrap(), bye.as_bytes());
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(!text(&out[0].2).contains("Route:"));
+}
+
+#[test]
+fn proxied_requests_that_loop_run_out_of_hops_or_lead_nowhere_are_refused() {
+    let t0 = Instant::now();
+    let mut s = shard_with_bob(t0);
+    let looped = String::from_utf8(invite_for_bob("z9hG4bKi8")).unwrap().replace(
+        "Max-Forwards: 70\r\n",
+        "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK.i0100000000000000ab\r\nMax-Forwards: 70\r\n",
+    );
+    s.handle_datagram(t0, client(), looped.as_bytes());
+    assert_eq!(drain(&mut s)[1].1, 482);
+    let zero = String::from_utf8(invite_for_bob("z9hG4bKi9"))
+        .unwrap()
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    s.handle_datagram(t0, client(), zero.as_bytes());
+    assert_eq!(drain(&mut s)[1].1, 483);
+    // An address outside any dialog: not an open relay.
+    s.handle_datagram(
+        t0,
+        client(),
+        &request("INVITE", "sip:x@192.0.2.1:5060", "z9hG4bKi10", ""),
+    );
+    let out = drain(&mut s);
+    assert_eq!(out[1].1, 404);
+    assert!(header(&out[1].2, HeaderName::Warning).is_some());
+    // Proxy-Require asks this proxy for an extension it has not got.
+    s.handle_datagram(
+        t0,
+        client(),
+        &request(
+            "SUBSCRIBE",
+            "sip:bob@localhost",
+            "z9hG4bKi11",
+            "Proxy-Require: foo\r\n",
+        ),
+    );
+    let out = drain(&mut s);
+    assert_eq!(out[0].1, 420);
+    assert_eq!(
+        header(&out[0].2, HeaderName::Unsupported),
+        Some(&b"foo"[..])
+    );
 }

@@ -18,12 +18,17 @@
 //! retransmission of that response, until Timer D — 32 s on unreliable transports, none on
 //! reliable ones), `Accepted` (a 2xx arrived: further 2xx are passed on, for the TU to ACK
 //! end to end, until Timer M, 64 × T1).
+//!
+//! A `CANCEL` carries the branch of the INVITE it cancels (§9.1), so both share a number;
+//! the table keeps the CANCEL's transaction apart ([`cancel_key`]) and a response names which
+//! one it answers by its CSeq method.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::limits::CLIENT_TRANSACTIONS_PER_SHARD_MAX;
+use crate::sip::message::Method;
 use crate::sip::transaction::{T1, T2, T4};
 use crate::transport::Peer;
 
@@ -86,6 +91,13 @@ enum Timer {
     M,
 }
 
+/// The table key of the `CANCEL` for INVITE transaction `id` (same branch, another
+/// transaction). [`ClientTransactions::next_id`] never draws a number whose CANCEL key is
+/// in use, so the two spaces do not meet.
+pub fn cancel_key(id: u64) -> u64 {
+    id ^ (1 << 63)
+}
+
 /// Timer C: how long an INVITE may stay in `Proceeding` (§16.6 step 11: more than 3 min).
 pub const TIMER_C: Duration = Duration::from_secs(181);
 
@@ -94,8 +106,9 @@ pub const TIMER_D: Duration = Duration::from_secs(32);
 
 struct Tx {
     state: ClientState,
-    /// The request's method: a response must name it in its CSeq (§17.1.3).
-    method: &'static [u8],
+    /// The request's method: a response must name it in its CSeq (§17.1.3). Extension
+    /// methods are all [`Method::Other`]: the random branch already tells them apart.
+    method: Method,
     to: Peer,
     request: Vec<u8>,
     /// The next Timer E interval.
@@ -155,27 +168,32 @@ impl ClientTransactions {
     pub fn next_id(&mut self) -> u64 {
         loop {
             let id = self.ids.next_u64();
-            if id != 0 && !self.txs.contains_key(&id) {
+            if id != 0 && !self.txs.contains_key(&id) && !self.txs.contains_key(&cancel_key(id)) {
                 return id;
             }
         }
     }
 
     /// Starts transaction `id` for a `method` request (already sent once by the caller to
-    /// `to`).
+    /// `to`). A `CANCEL` takes the number of the INVITE it cancels.
     pub fn start(
         &mut self,
         now: Instant,
         id: u64,
-        method: &'static [u8],
+        method: Method,
         to: Peer,
         request: Vec<u8>,
     ) -> Result<(), Full> {
         if self.txs.len() >= CLIENT_TRANSACTIONS_PER_SHARD_MAX {
             return Err(Full);
         }
+        let id = if method == Method::Cancel {
+            cancel_key(id)
+        } else {
+            id
+        };
         let reliable = to.transport.is_reliable();
-        let invite = method == b"INVITE";
+        let invite = method == Method::Invite;
         self.txs.insert(
             id,
             Tx {
@@ -208,13 +226,18 @@ impl ClientTransactions {
         &mut self,
         now: Instant,
         id: u64,
-        method: &[u8],
+        method: Method,
         status: u16,
     ) -> ResponseMatch {
+        let id = if method == Method::Cancel {
+            cancel_key(id)
+        } else {
+            id
+        };
         let Some(tx) = self.txs.get_mut(&id).filter(|t| t.method == method) else {
             return ResponseMatch::Absorbed;
         };
-        if tx.method == b"INVITE" {
+        if tx.method == Method::Invite {
             return Self::on_invite_response(&mut self.timers, tx, now, id, status);
         }
         match (tx.state, status) {
@@ -386,7 +409,7 @@ mod tests {
         let mut c = ClientTransactions::new(42);
         let t0 = Instant::now();
         let id = c.next_id();
-        c.start(t0, id, b"MESSAGE", udp(), b"MESSAGE".to_vec())
+        c.start(t0, id, Method::Message, udp(), b"MESSAGE".to_vec())
             .unwrap();
         let mut sends = Vec::new();
         let mut gave_up = None;
@@ -420,9 +443,10 @@ mod tests {
         let mut c = ClientTransactions::new(42);
         let t0 = Instant::now();
         let id = c.next_id();
-        c.start(t0, id, b"MESSAGE", udp(), b"M".to_vec()).unwrap();
+        c.start(t0, id, Method::Message, udp(), b"M".to_vec())
+            .unwrap();
         assert_eq!(
-            c.on_response(t0, id, b"MESSAGE", 100),
+            c.on_response(t0, id, Method::Message, 100),
             ResponseMatch::Deliver
         );
         assert_eq!(c.state(id), Some(ClientState::Proceeding));
@@ -435,11 +459,11 @@ mod tests {
         assert_eq!(outputs(&mut c).len(), 1);
         let t = t0 + T1 + T2;
         assert_eq!(
-            c.on_response(t, id, b"MESSAGE", 200),
+            c.on_response(t, id, Method::Message, 200),
             ResponseMatch::Deliver
         );
         assert_eq!(
-            c.on_response(t, id, b"MESSAGE", 200),
+            c.on_response(t, id, Method::Message, 200),
             ResponseMatch::Absorbed
         );
         // No retransmission after the final; Timer K ends it after T4.
@@ -460,16 +484,17 @@ mod tests {
             transport: Transport::Tcp(ConnId::new(0, 1)),
             addr: "127.0.0.1:5070".parse().unwrap(),
         };
-        c.start(t0, id, b"MESSAGE", tcp, b"M".to_vec()).unwrap();
+        c.start(t0, id, Method::Message, tcp, b"M".to_vec())
+            .unwrap();
         c.handle_timeout(t0 + 10 * T1);
         assert!(outputs(&mut c).is_empty());
         assert_eq!(
-            c.on_response(t0, id, b"MESSAGE", 480),
+            c.on_response(t0, id, Method::Message, 480),
             ResponseMatch::Deliver
         );
         assert!(c.is_empty());
         assert_eq!(
-            c.on_response(t0, id, b"MESSAGE", 480),
+            c.on_response(t0, id, Method::Message, 480),
             ResponseMatch::Absorbed
         );
     }
@@ -479,14 +504,15 @@ mod tests {
         let mut c = ClientTransactions::new(42);
         let t0 = Instant::now();
         let id = c.next_id();
-        c.start(t0, id, b"MESSAGE", udp(), b"M".to_vec()).unwrap();
+        c.start(t0, id, Method::Message, udp(), b"M".to_vec())
+            .unwrap();
         assert_eq!(
-            c.on_response(t0, id, b"INVITE", 200),
+            c.on_response(t0, id, Method::Invite, 200),
             ResponseMatch::Absorbed
         );
         assert_eq!(c.state(id), Some(ClientState::Trying));
         assert_eq!(
-            c.on_response(t0, id, b"MESSAGE", 200),
+            c.on_response(t0, id, Method::Message, 200),
             ResponseMatch::Deliver
         );
     }
@@ -504,7 +530,7 @@ mod tests {
         let mut c = ClientTransactions::new(seed);
         let t0 = Instant::now();
         let id = c.next_id();
-        c.start(t0, id, b"INVITE", udp(), b"INVITE".to_vec())
+        c.start(t0, id, Method::Invite, udp(), b"INVITE".to_vec())
             .unwrap();
         (c, t0, id)
     }
@@ -533,7 +559,7 @@ mod tests {
     fn an_invite_rejected_is_acked_again_for_each_retransmission_until_timer_d() {
         let (mut c, t0, id) = calling(4);
         assert_eq!(
-            c.on_response(t0, id, b"INVITE", 180),
+            c.on_response(t0, id, Method::Invite, 180),
             ResponseMatch::Deliver
         );
         assert_eq!(c.state(id), Some(ClientState::Proceeding));
@@ -541,15 +567,15 @@ mod tests {
         c.handle_timeout(t0 + 10 * T1);
         assert!(outputs(&mut c).is_empty());
         assert_eq!(
-            c.on_response(t0, id, b"INVITE", 486),
+            c.on_response(t0, id, Method::Invite, 486),
             ResponseMatch::Deliver
         );
         assert_eq!(
-            c.on_response(t0, id, b"INVITE", 486),
+            c.on_response(t0, id, Method::Invite, 486),
             ResponseMatch::AckAgain
         );
         assert_eq!(
-            c.on_response(t0, id, b"INVITE", 180),
+            c.on_response(t0, id, Method::Invite, 180),
             ResponseMatch::Absorbed
         );
         c.handle_timeout(t0 + TIMER_D - Duration::from_millis(1));
@@ -562,16 +588,16 @@ mod tests {
     fn an_invite_accepted_passes_every_2xx_on_until_timer_m() {
         let (mut c, t0, id) = calling(5);
         assert_eq!(
-            c.on_response(t0, id, b"INVITE", 200),
+            c.on_response(t0, id, Method::Invite, 200),
             ResponseMatch::Deliver
         );
         assert_eq!(c.state(id), Some(ClientState::Accepted));
         assert_eq!(
-            c.on_response(t0, id, b"INVITE", 200),
+            c.on_response(t0, id, Method::Invite, 200),
             ResponseMatch::Deliver
         );
         assert_eq!(
-            c.on_response(t0, id, b"INVITE", 486),
+            c.on_response(t0, id, Method::Invite, 486),
             ResponseMatch::Absorbed
         );
         // No retransmission of the INVITE once answered.
@@ -588,7 +614,7 @@ mod tests {
     #[test]
     fn an_invite_left_proceeding_ends_at_timer_c() {
         let (mut c, t0, id) = calling(6);
-        c.on_response(t0, id, b"INVITE", 183);
+        c.on_response(t0, id, Method::Invite, 183);
         c.handle_timeout(t0 + 64 * T1);
         assert!(
             outputs(&mut c).is_empty(),
@@ -603,7 +629,7 @@ mod tests {
     fn an_unknown_response_is_absorbed() {
         let mut c = ClientTransactions::new(42);
         assert_eq!(
-            c.on_response(Instant::now(), 99, b"MESSAGE", 200),
+            c.on_response(Instant::now(), 99, Method::Message, 200),
             ResponseMatch::Absorbed
         );
     }

@@ -130,8 +130,9 @@ pub struct RequestEdits<'a> {
     pub push_via: Option<&'a [u8]>,
     /// A `Record-Route` value to push on top (§16.6 step 4).
     pub record_route: Option<&'a [u8]>,
-    /// Remove the first `Route` value (§16.4 / §16.6 step 6: our own URI when loose routing).
-    pub pop_route: bool,
+    /// How many leading `Route` values to remove (§16.4: the ones naming this server — two
+    /// when it record-routed twice).
+    pub pop_routes: usize,
 }
 
 /// Writes the head of `msg` (a request parsed from `buf`) with `edits` applied into `out`,
@@ -162,12 +163,17 @@ pub fn write_forwarded_request(
     if let Some(via) = edits.push_via {
         write_header(out, "Via", via);
     }
-    if let Some(rr) = edits.record_route {
-        write_header(out, "Record-Route", rr);
-    }
-    let mut route_popped = !edits.pop_route;
+    // Our Record-Route goes on top of the Record-Route list, after the Vias (so that the
+    // Vias stay together for the peers that expect them so).
+    let mut record_route = edits.record_route;
+    let mut to_pop = edits.pop_routes;
     let mut wrote_max_forwards = false;
     for h in msg.headers() {
+        if h.name != HeaderName::Via {
+            if let Some(rr) = record_route.take() {
+                write_header(out, "Record-Route", rr);
+            }
+        }
         match h.name {
             HeaderName::MaxForwards => {
                 out.extend_from_slice(b"Max-Forwards: ");
@@ -175,9 +181,14 @@ pub fn write_forwarded_request(
                 out.extend_from_slice(b"\r\n");
                 wrote_max_forwards = true;
             }
-            HeaderName::Route if !route_popped => {
-                route_popped = true;
-                if let Some(rest) = after_first_value(h.value.of(buf)) {
+            HeaderName::Route if to_pop > 0 => {
+                let mut rest = Some(h.value.of(buf));
+                while to_pop > 0 {
+                    let Some(v) = rest else { break };
+                    rest = after_first_value(v);
+                    to_pop -= 1;
+                }
+                if let Some(rest) = rest {
                     write_header(out, "Route", rest);
                 }
             }
@@ -185,12 +196,65 @@ pub fn write_forwarded_request(
             _ => copy_line(out, buf, h.line),
         }
     }
+    if let Some(rr) = record_route {
+        write_header(out, "Record-Route", rr);
+    }
     if !wrote_max_forwards {
         out.extend_from_slice(b"Max-Forwards: ");
         push_decimal(out, u64::from(max_forwards));
         out.extend_from_slice(b"\r\n");
     }
     write_content_length(out, msg.body().len as usize);
+}
+
+/// Writes the `CANCEL` (§9.1) or the ACK of a non-2xx final response (§17.1.1.3) for
+/// `invite`, an INVITE this server sent: the same Request-URI, top `Via`, `Route`s, `From`,
+/// `Call-ID` and CSeq number, with `to` (the response's `To`, carrying its tag) for an ACK.
+pub fn write_cancel_or_ack(
+    out: &mut Vec<u8>,
+    method: &str,
+    invite: &Message,
+    buf: &[u8],
+    to: &[u8],
+) {
+    out.clear();
+    let StartLine::Request { uri, .. } = invite.start() else {
+        debug_assert!(false, "write_cancel_or_ack takes a request");
+        return;
+    };
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(uri.of(buf));
+    out.extend_from_slice(b" SIP/2.0\r\n");
+    let mut first_via = true;
+    for h in invite.headers() {
+        match h.name {
+            HeaderName::Via if first_via => {
+                first_via = false;
+                let v = h.value.of(buf);
+                write_header(out, "Via", crate::wire::trim_lws(&v[..first_value_len(v)]));
+            }
+            HeaderName::Route | HeaderName::From | HeaderName::CallId => {
+                copy_line(out, buf, h.line)
+            }
+            HeaderName::CSeq => {
+                let v = h.value.of(buf);
+                let n = v
+                    .iter()
+                    .position(|b| !b.is_ascii_digit())
+                    .unwrap_or(v.len());
+                out.extend_from_slice(b"CSeq: ");
+                out.extend_from_slice(&v[..n]);
+                out.push(b' ');
+                out.extend_from_slice(method.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => {}
+        }
+    }
+    write_header(out, "To", to);
+    out.extend_from_slice(b"Max-Forwards: 70\r\n");
+    write_content_length(out, 0);
 }
 
 /// Writes the head of the response `msg` (parsed from `buf`) with its top `Via` value removed
@@ -438,7 +502,7 @@ Content-Length: 4\r\n\
             request_uri: Some(b"sip:bob@192.0.2.50:5070;transport=tcp"),
             push_via: Some(b"SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKnew"),
             record_route: Some(b"<sip:127.0.0.1:5060;lr>"),
-            pop_route: true,
+            pop_routes: 1,
         };
         write_forwarded_request(&mut head, &req, INVITE, &edits, 69);
         let mut wire = head.clone();
@@ -487,7 +551,7 @@ Content-Length: 4\r\n\
         let req = parse(msg);
         let mut head = Vec::new();
         let edits = RequestEdits {
-            pop_route: true,
+            pop_routes: 1,
             ..Default::default()
         };
         write_forwarded_request(&mut head, &req, msg, &edits, 70);

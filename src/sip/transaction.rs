@@ -151,7 +151,7 @@ pub enum TimerName {
 }
 
 /// Index of a live transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TxId {
     slot: u32,
     generation: u32,
