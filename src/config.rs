@@ -11,7 +11,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::limits::{SHARDS_MAX, SHUTDOWN_GRACE_MS_MAX};
+use crate::limits::{PAGER_DELIVERY_RETRY_SECS_MAX, SHARDS_MAX, SHUTDOWN_GRACE_MS_MAX};
 
 /// The configuration used when no file is given: every role for the domain `localhost` on
 /// loopback, the home role participating (MSRP relayed through the appliance).
@@ -35,6 +35,10 @@ mode = "participating"
 
 [roles.deferred]
 enabled = true
+
+[pager]
+delivery_retry_secs = 30
+delivery_retry_secs_max = 1800
 
 [store]
 quota_bytes = 67108864
@@ -60,7 +64,77 @@ pub struct Config {
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
+    pub pager: PagerConfig,
+    #[serde(default)]
     pub log: Log,
+}
+
+/// Pager-mode messages kept for offline users: how delivery is retried, and whether their
+/// senders are told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerConfig {
+    /// After a delivery fails for a transient reason (`408`, `480`, `486`, `5xx`, no answer),
+    /// it is tried again after this many seconds while the user stays registered, the wait
+    /// doubling after each failure.
+    pub delivery_retry_secs: u64,
+    /// The longest wait between two tries, in seconds.
+    pub delivery_retry_secs_max: u64,
+    /// When set (a SIP URI), the sender of a MESSAGE kept for an offline user is told so by
+    /// a `MESSAGE` from this address (as Kamailio's msilo `from_address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_from: Option<String>,
+}
+
+impl Default for PagerConfig {
+    fn default() -> Self {
+        PagerConfig {
+            delivery_retry_secs: 30,
+            delivery_retry_secs_max: 1800,
+            notice_from: None,
+        }
+    }
+}
+
+impl PagerConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.delivery_retry_secs == 0 || self.delivery_retry_secs > self.delivery_retry_secs_max
+        {
+            return Err(ConfigError::invalid(
+                "pager.delivery_retry_secs",
+                format!(
+                    "between 1 and pager.delivery_retry_secs_max ({})",
+                    self.delivery_retry_secs_max
+                ),
+            ));
+        }
+        if self.delivery_retry_secs_max > PAGER_DELIVERY_RETRY_SECS_MAX {
+            return Err(ConfigError::invalid(
+                "pager.delivery_retry_secs_max",
+                format!("at most {PAGER_DELIVERY_RETRY_SECS_MAX}"),
+            ));
+        }
+        if let Some(from) = &self.notice_from {
+            if crate::sip::uri::SipUri::parse(from.as_bytes()).is_err() {
+                return Err(ConfigError::invalid(
+                    "pager.notice_from",
+                    format!("{from:?} is not a SIP URI (e.g. \"sip:imrelay@example.com\")"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The wait before try `failures + 1` of a delivery that failed `failures` times in a
+    /// row (at least 1).
+    pub fn retry_after(&self, failures: u32) -> std::time::Duration {
+        let doublings = failures.saturating_sub(1).min(32);
+        let secs = self
+            .delivery_retry_secs
+            .saturating_mul(1u64 << doublings)
+            .min(self.delivery_retry_secs_max);
+        std::time::Duration::from_secs(secs)
+    }
 }
 
 /// The deferred store's policy: who may have messages stored, how much, for how long.
@@ -628,6 +702,7 @@ impl Config {
             ));
         }
         self.store.validate()?;
+        self.pager.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError::invalid(
                 "log.level",
@@ -653,6 +728,7 @@ impl Config {
                 .map(|d| d.to_ascii_lowercase())
                 .collect(),
             addr: self.server.sip_addr,
+            notice_from: self.pager.notice_from.clone(),
             routes: self
                 .route
                 .iter()
@@ -680,6 +756,8 @@ pub struct Identity {
     pub addr: SocketAddr,
     /// Other domains this server forwards to, with their next hop (`[[route]]`).
     pub routes: Vec<(String, SocketAddr)>,
+    /// Who tells a sender that its MESSAGE was kept for later (`pager.notice_from`).
+    pub notice_from: Option<String>,
 }
 
 impl Identity {

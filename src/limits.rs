@@ -194,6 +194,10 @@ pub const SHARDS_MAX: usize = 256;
 /// How long a shard may take to finish in-flight work after SIGTERM, in milliseconds.
 pub const SHUTDOWN_GRACE_MS_MAX: u64 = 2_000;
 
+/// The longest `pager.delivery_retry_secs_max` a configuration may set, in seconds (one day:
+/// a recipient registered longer than that without taking a message gets it tried daily).
+pub const PAGER_DELIVERY_RETRY_SECS_MAX: u64 = 86_400;
+
 /// Capacity of each cross-shard mesh channel, in messages.
 pub const MESH_CHANNEL_MESSAGES_MAX: usize = 1024;
 

@@ -64,6 +64,8 @@ pub struct ShardStats {
     pub relay_fallbacks: u64,
     /// Stored messages sent to their recipient (attempts).
     pub deliveries: u64,
+    /// Senders told that their MESSAGE was kept (`pager.notice_from`).
+    pub notices: u64,
 }
 
 impl ShardStats {
@@ -81,6 +83,7 @@ impl ShardStats {
         self.messages_stored += o.messages_stored;
         self.relay_fallbacks += o.relay_fallbacks;
         self.deliveries += o.deliveries;
+        self.notices += o.notices;
     }
 }
 

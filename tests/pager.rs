@@ -65,6 +65,28 @@ fn ok_for(request: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Waits until the shard that owns `user` has read the UA's last answer: an OPTIONS for the
+/// user from the same socket reaches that shard after it (handed over in order) and is
+/// answered there.
+fn answers_taken(ua: &UdpSocket, server: &Server, user: &str) {
+    let local = ua.local_addr().unwrap();
+    let options = String::from_utf8(support::options("UDP", local, server.sip, "settled"))
+        .unwrap()
+        .replacen(
+            &format!("OPTIONS sip:{}", server.sip),
+            &format!("OPTIONS sip:{user}@localhost"),
+            1,
+        );
+    ua.send_to(options.as_bytes(), server.sip).unwrap();
+    loop {
+        let (resp, _) = recv(ua);
+        if String::from_utf8_lossy(&resp).contains("CSeq: 1 OPTIONS") {
+            assert_eq!(status_of(&resp), 200);
+            return;
+        }
+    }
+}
+
 #[test]
 fn messages_are_relayed_to_registered_users_and_kept_for_offline_ones() {
     let mut server = Server::start(&[]);
@@ -257,12 +279,85 @@ fn a_message_the_recipient_refuses_for_good_does_not_block_the_ones_behind_it() 
         answered.push(body);
     }
     assert_eq!(answered, vec!["unwanted", "wanted"]);
+    answers_taken(&frank, &server, "frank");
     assert!(server.terminate().success());
     let list = Command::new(env!("CARGO_BIN_EXE_imrelay"))
         .args(["store", "list", "sip:frank@localhost", "--state-dir"])
         .arg(server.state.path())
         .output()
         .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(!listed.contains("sip:alice@localhost"), "{listed}");
+}
+
+#[test]
+fn a_failed_delivery_is_tried_again_after_the_retry_wait_and_the_sender_is_told_it_was_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("imrelay.toml");
+    let text = imrelay::config::EMBEDDED_DEFAULT
+        .replace("delivery_retry_secs = 30", "delivery_retry_secs = 1")
+        .replace(
+            "[pager]\n",
+            "[pager]\nnotice_from = \"sip:imrelay@localhost\"\n",
+        );
+    std::fs::write(&config, text).unwrap();
+    let mut server = Server::start(&["--config", config.to_str().unwrap()]);
+    let alice = udp_client();
+    let alice_addr = alice.local_addr().unwrap();
+    let resp = udp_request(
+        &alice,
+        server.sip,
+        &message(alice_addr, "grace", 1, "later"),
+    );
+    assert_eq!(status_of(&resp), 202);
+    // The notice: a MESSAGE to Alice from the configured address, naming the recipient.
+    let (notice, from) = recv(&alice);
+    let notice_text = String::from_utf8_lossy(&notice).to_string();
+    assert!(
+        notice_text.starts_with("MESSAGE sip:alice@localhost SIP/2.0\r\n"),
+        "{notice_text}"
+    );
+    assert!(notice_text.contains("\r\nFrom: <sip:imrelay@localhost>;tag="));
+    assert!(notice_text.contains("sip:grace@localhost"), "{notice_text}");
+    alice.send_to(&ok_for(&notice), from).unwrap();
+
+    // Grace registers; her UA is busy the first time, and takes it on the retry.
+    let grace = udp_client();
+    let grace_addr = grace.local_addr().unwrap();
+    grace
+        .send_to(&register(grace_addr, "grace"), server.sip)
+        .unwrap();
+    let mut tries = Vec::new();
+    while tries.len() < 2 {
+        let (req, from) = recv(&grace);
+        let text = String::from_utf8_lossy(&req).to_string();
+        if !text.starts_with("MESSAGE ") {
+            continue;
+        }
+        assert!(text.ends_with("\r\n\r\nlater"), "{text}");
+        let mut resp = ok_for(&req);
+        if tries.is_empty() {
+            resp = String::from_utf8(resp)
+                .unwrap()
+                .replace("SIP/2.0 200 OK", "SIP/2.0 486 Busy Here")
+                .into_bytes();
+        }
+        grace.send_to(&resp, from).unwrap();
+        tries.push(std::time::Instant::now());
+    }
+    let waited = tries[1] - tries[0];
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "retried after {waited:?}"
+    );
+    answers_taken(&grace, &server, "grace");
+    assert!(server.terminate().success());
+    let list = Command::new(env!("CARGO_BIN_EXE_imrelay"))
+        .args(["store", "list", "sip:grace@localhost", "--state-dir"])
+        .arg(server.state.path())
+        .output()
+        .unwrap();
+    assert!(list.status.success());
     let listed = String::from_utf8_lossy(&list.stdout).to_string();
     assert!(!listed.contains("sip:alice@localhost"), "{listed}");
 }

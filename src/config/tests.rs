@@ -237,3 +237,48 @@ fn routes_name_other_domains_and_their_next_hop() {
     ));
     assert!(e.to_string().contains("route"), "{e}");
 }
+
+#[test]
+fn the_pager_section_sets_the_retry_waits_and_the_sender_notice() {
+    let c = Config::embedded();
+    assert_eq!(c.pager, PagerConfig::default());
+    assert_eq!(c.identity().notice_from, None);
+    let secs = |n| c.pager.retry_after(n).as_secs();
+    assert_eq!(
+        [
+            secs(0),
+            secs(1),
+            secs(2),
+            secs(3),
+            secs(6),
+            secs(7),
+            secs(1000)
+        ],
+        [30, 30, 60, 120, 960, 1800, 1800]
+    );
+    let text = EMBEDDED_DEFAULT.replace(
+        "[pager]\n",
+        "[pager]\nnotice_from = \"sip:imrelay@localhost\"\n",
+    );
+    let c = Config::from_toml(&text, "t").unwrap();
+    assert_eq!(
+        c.identity().notice_from.as_deref(),
+        Some("sip:imrelay@localhost")
+    );
+    assert_eq!(Config::from_toml(&c.to_toml(), "printed").unwrap(), c);
+
+    let e = err(&EMBEDDED_DEFAULT.replace("delivery_retry_secs = 30", "delivery_retry_secs = 0"));
+    assert_eq!(e.key, "pager.delivery_retry_secs");
+    let e = err(&EMBEDDED_DEFAULT.replace(
+        "delivery_retry_secs_max = 1800",
+        "delivery_retry_secs_max = 10",
+    ));
+    assert_eq!(e.key, "pager.delivery_retry_secs");
+    let e = err(&EMBEDDED_DEFAULT.replace(
+        "delivery_retry_secs_max = 1800",
+        "delivery_retry_secs_max = 999999",
+    ));
+    assert_eq!(e.key, "pager.delivery_retry_secs_max");
+    let e = err(&EMBEDDED_DEFAULT.replace("[pager]\n", "[pager]\nnotice_from = \"imrelay\"\n"));
+    assert_eq!(e.key, "pager.notice_from");
+}

@@ -60,6 +60,7 @@ pub(crate) struct ShardSetup {
     >,
     /// This shard's partition of the deferred store, recovered on the main thread.
     pub store: crate::store::fs::FsStore,
+    pub pager: crate::config::PagerConfig,
 }
 
 /// Something the running server says on stdout (the loopback tests read these lines).
@@ -126,6 +127,7 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
             ready: ready_tx,
             mesh: mesh.clone(),
             store,
+            pager: cfg.pager.clone(),
         };
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("imrelay-shard-{index}"))

@@ -85,6 +85,10 @@ struct Local {
     next_delivery: Cell<u64>,
     /// Recipients whose stored messages are being delivered (one task each, in order).
     delivering: RefCell<std::collections::HashSet<Vec<u8>>>,
+    /// Recipients whose last delivery failed for a transient reason: failures in a row, and
+    /// the number of the retry timer that is current (older ones do nothing when they fire).
+    retries: RefCell<HashMap<Vec<u8>, (u32, u64)>>,
+    pager: crate::config::PagerConfig,
 }
 
 pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
@@ -101,6 +105,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         ready,
         mesh,
         store,
+        pager,
     } = setup;
 
     let nothing = ShardResult {
@@ -148,6 +153,8 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         deliveries: RefCell::new(HashMap::new()),
         next_delivery: Cell::new(0),
         delivering: RefCell::new(std::collections::HashSet::new()),
+        retries: RefCell::new(HashMap::new()),
+        pager,
     });
 
     spawn_mesh_receivers(&local, receivers);
@@ -393,10 +400,11 @@ async fn flush(local: &Rc<Local>) {
 
 /// Delivers the messages kept for `aor`, oldest first, one at a time: each is marked
 /// delivered only once the recipient's UA answered `2xx`. A transient failure (`408`, `429`,
-/// `480`, `486`, `5xx`, no answer) or the binding going away stops the round; the next
-/// registration of the recipient — at the latest its refresh — starts another, so retries
-/// follow the client's own registration interval. A permanent refusal (any other final
-/// status) discards that message, logged, and the round goes on.
+/// `480`, `486`, `5xx`, no answer) or the binding going away stops the round, and another is
+/// tried after `pager.delivery_retry_secs`, doubling after each failure in a row up to
+/// `pager.delivery_retry_secs_max`, while the recipient stays registered; its next
+/// registration also starts one at once. A permanent refusal (any other final status)
+/// discards that message, logged, and the round goes on.
 async fn deliver_pending(local: Rc<Local>, aor: Vec<u8>) {
     let store = Rc::clone(local.store.local());
     while let Some(&id) = store.pending(&aor).first() {
@@ -431,11 +439,16 @@ async fn deliver_pending(local: Rc<Local>, aor: Vec<u8>) {
         let status = rx.recv().await.unwrap_or(408);
         let now_ms = crate::runtime::store::now_ms();
         let done = match status {
-            200..=299 => store.deliver(now_ms, &aor, id),
+            200..=299 => {
+                local.retries.borrow_mut().remove(&aor);
+                store.deliver(now_ms, &aor, id)
+            }
             // Worth trying again later: the UA is away, busy, overloaded or timed out.
             408 | 429 | 480 | 486 | 500..=599 => {
+                let wait = retry_later(&local, &aor);
                 tracing::debug!(
                     status,
+                    retry_in_s = wait.as_secs(),
                     "delivery of a stored message failed; kept for later"
                 );
                 break;
@@ -459,8 +472,47 @@ async fn deliver_pending(local: Rc<Local>, aor: Vec<u8>) {
     }
     if store.pending(&aor).is_empty() {
         local.shard.borrow_mut().clear_backlog(&aor);
+        local.retries.borrow_mut().remove(&aor);
     }
     local.delivering.borrow_mut().remove(&aor);
+}
+
+/// Counts a transient delivery failure for `aor` and arms the timer of the next try (which
+/// starts a round if the recipient is still registered and none is running); returns the
+/// wait. Only the newest timer of a recipient acts.
+fn retry_later(local: &Rc<Local>, aor: &[u8]) -> Duration {
+    let (failures, timer) = {
+        let mut retries = local.retries.borrow_mut();
+        let e = retries.entry(aor.to_vec()).or_insert((0, 0));
+        e.0 = e.0.saturating_add(1);
+        e.1 += 1;
+        *e
+    };
+    let wait = local.pager.retry_after(failures);
+    let l = Rc::clone(local);
+    let aor = aor.to_vec();
+    glommio::spawn_local(async move {
+        let stopped = future::or(
+            async {
+                sleep(wait).await;
+                false
+            },
+            async {
+                let _ = l.stopping.acquire(1).await;
+                true
+            },
+        )
+        .await;
+        let current = l.retries.borrow().get(&aor).map(|&(_, t)| t) == Some(timer);
+        if stopped || !current {
+            return;
+        }
+        // `Reachable` when it still has a binding: `flush` starts the round.
+        l.shard.borrow_mut().retry_delivery(Instant::now(), &aor);
+        flush(&l).await;
+    })
+    .detach();
+    wait
 }
 
 /// Puts one transmit on the wire: UDP directly, a stream through its writer task, a stream

@@ -39,6 +39,16 @@ pub struct Delivery {
     pub body: Vec<u8>,
 }
 
+/// The parts of a MESSAGE this server writes itself.
+struct NewMessage<'a> {
+    request_uri: &'a [u8],
+    from: &'a [u8],
+    to: &'a [u8],
+    date_ms: u64,
+    content_type: &'a [u8],
+    body: &'a [u8],
+}
+
 /// The recipient has no live binding (it went away again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotReachable;
@@ -105,6 +115,9 @@ impl Shard {
             reason,
             warning.as_deref(),
         );
+        if result.is_ok() {
+            self.core.notify_sender(now, a.upstream, &a.request, &a.aor);
+        }
     }
 
     /// Sends a stored message to the recipient's contact as a new `MESSAGE` carrying the
@@ -112,6 +125,13 @@ impl Shard {
     /// status (`408` on timeout) comes from [`Shard::poll_delivered`].
     pub fn deliver(&mut self, now: Instant, d: Delivery) -> Result<(), NotReachable> {
         self.core.deliver(now, d)
+    }
+
+    /// Asks for another delivery round for `aor` (a retry after a failed one): raises
+    /// `Reachable` when the recipient still has a binding, nothing otherwise.
+    pub fn retry_delivery(&mut self, now: Instant, aor: &[u8]) {
+        let now_ms = self.core.unix_ms(now);
+        self.core.registrar.nudge(now_ms, aor);
     }
 
     /// Tells the shard that `aor` has kept messages waiting (at start, from the store).
@@ -744,34 +764,18 @@ impl Core {
             .ok_or(NotReachable)?;
         let cid = self.client.next_id();
         let to = target(&b);
-        let via = self.via_for(to, cid);
-        let mut out = self.buffer();
-        out.extend_from_slice(b"MESSAGE ");
-        out.extend_from_slice(&b.uri);
-        out.extend_from_slice(b" SIP/2.0\r\nVia: ");
-        out.extend_from_slice(&via);
-        out.extend_from_slice(b"\r\nMax-Forwards: 70\r\nFrom: <");
-        out.extend_from_slice(&d.sender);
-        out.extend_from_slice(b">;tag=");
-        let mut tag = [0u8; 16];
-        let tag = self.tag(&mut tag).to_vec();
-        out.extend_from_slice(&tag);
-        out.extend_from_slice(b"\r\nTo: <");
-        out.extend_from_slice(&d.aor);
-        out.extend_from_slice(b">\r\nCall-ID: ");
-        let mut call = [0u8; 16];
-        let call = self.tag(&mut call).to_vec();
-        out.extend_from_slice(&call);
-        out.push(b'@');
-        out.extend_from_slice(self.identity.addr.ip().to_string().as_bytes());
-        out.extend_from_slice(b"\r\nCSeq: 1 MESSAGE\r\nDate: ");
-        crate::wire::push_http_date(&mut out, d.stored_at_ms);
-        out.extend_from_slice(b"\r\nContent-Type: ");
-        out.extend_from_slice(&d.content_type);
-        out.extend_from_slice(b"\r\nContent-Length: ");
-        crate::wire::push_decimal(&mut out, d.body.len() as u64);
-        out.extend_from_slice(b"\r\n\r\n");
-        out.extend_from_slice(&d.body);
+        let out = self.new_message(
+            to,
+            cid,
+            &NewMessage {
+                request_uri: &b.uri,
+                from: &d.sender,
+                to: &d.aor,
+                date_ms: d.stored_at_ms,
+                content_type: &d.content_type,
+                body: &d.body,
+            },
+        );
         if !to.transport.is_reliable() && out.len() > crate::limits::UDP_DATAGRAM_BYTES_MAX {
             // It cannot go in one datagram (RFC 3261 §18.1.1 would want a stream): the
             // recipient cannot take it over this binding.
@@ -793,6 +797,103 @@ impl Core {
         self.deliveries.insert(cid, d.token);
         self.out.push_back(Transmit { to, bytes: out });
         Ok(())
+    }
+
+    /// Writes a new out-of-dialog MESSAGE this server sends as client transaction `cid` to
+    /// `to`: fresh tag and Call-ID, CSeq 1, `Date` of `date_ms`.
+    fn new_message(&mut self, to: Peer, cid: u64, m: &NewMessage<'_>) -> Vec<u8> {
+        let via = self.via_for(to, cid);
+        let mut out = self.buffer();
+        out.extend_from_slice(b"MESSAGE ");
+        out.extend_from_slice(m.request_uri);
+        out.extend_from_slice(b" SIP/2.0\r\nVia: ");
+        out.extend_from_slice(&via);
+        out.extend_from_slice(b"\r\nMax-Forwards: 70\r\nFrom: <");
+        out.extend_from_slice(m.from);
+        out.extend_from_slice(b">;tag=");
+        let mut tag = [0u8; 16];
+        let tag = self.tag(&mut tag).to_vec();
+        out.extend_from_slice(&tag);
+        out.extend_from_slice(b"\r\nTo: <");
+        out.extend_from_slice(m.to);
+        out.extend_from_slice(b">\r\nCall-ID: ");
+        let mut call = [0u8; 16];
+        let call = self.tag(&mut call).to_vec();
+        out.extend_from_slice(&call);
+        out.push(b'@');
+        out.extend_from_slice(self.identity.addr.ip().to_string().as_bytes());
+        out.extend_from_slice(b"\r\nCSeq: 1 MESSAGE\r\nDate: ");
+        crate::wire::push_http_date(&mut out, m.date_ms);
+        out.extend_from_slice(b"\r\nContent-Type: ");
+        out.extend_from_slice(m.content_type);
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        crate::wire::push_decimal(&mut out, m.body.len() as u64);
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(m.body);
+        out
+    }
+
+    /// Tells the sender of a MESSAGE just kept for `aor` that it was (`pager.notice_from`):
+    /// a MESSAGE to the sender's URI, sent where the request came from (the sender's UA, or
+    /// the proxy that routed it here and can route this back). Its outcome is not awaited
+    /// beyond its client transaction; no notice answers a notice.
+    fn notify_sender(&mut self, now: Instant, upstream: Peer, request: &[u8], aor: &[u8]) {
+        let Some(notice_from) = self.identity.notice_from.clone() else {
+            return;
+        };
+        let mut m = Message::new();
+        if m.parse_datagram(request).is_err() {
+            return;
+        }
+        let Some(sender) = m
+            .value(request, HeaderName::From)
+            .and_then(|f| NameAddr::parse("From", f).ok())
+            .map(|f| f.uri().as_bytes().to_vec())
+        else {
+            return;
+        };
+        if SipUri::parse(notice_from.as_bytes())
+            .ok()
+            .zip(SipUri::parse(&sender).ok())
+            .is_some_and(|(a, b)| a.equivalent(&b))
+        {
+            return;
+        }
+        let via = m
+            .value(request, HeaderName::Via)
+            .and_then(|v| first_via(v).ok());
+        let (dest, _) = response_destination(upstream, via.as_ref());
+        let mut body = b"Your message to ".to_vec();
+        body.extend_from_slice(aor);
+        body.extend_from_slice(
+            b" was kept: the recipient is offline and will get it when back online.",
+        );
+        let cid = self.client.next_id();
+        let out = self.new_message(
+            dest,
+            cid,
+            &NewMessage {
+                request_uri: &sender,
+                from: notice_from.as_bytes(),
+                to: &sender,
+                date_ms: self.unix_ms(now),
+                content_type: b"text/plain",
+                body: &body,
+            },
+        );
+        if self
+            .client
+            .start(now, cid, Method::Message, dest, out.clone())
+            .is_err()
+        {
+            self.pool.push(out);
+            return;
+        }
+        self.stats.notices += 1;
+        self.out.push_back(Transmit {
+            to: dest,
+            bytes: out,
+        });
     }
 
     /// Answers a request kept as bytes (its answer was decided later).

@@ -1483,3 +1483,54 @@ fn proxied_requests_that_loop_run_out_of_hops_or_lead_nowhere_are_refused() {
         Some(&b"foo"[..])
     );
 }
+
+#[test]
+fn a_sender_is_told_its_message_was_kept_when_a_notice_address_is_set() {
+    let t0 = Instant::now();
+    let mut id = Config::embedded().identity();
+    id.addr = "127.0.0.1:5060".parse().unwrap();
+    id.notice_from = Some("sip:imrelay@localhost".into());
+    let mut s = Shard::new(1, id, 42);
+    s.set_clock(t0, UNIX_T0);
+    s.handle_datagram(t0, client(), &message("z9hG4bKn1", "carol", "hello"));
+    let ask = s.poll_store().unwrap();
+    s.on_stored(t0, ask.token, Ok(()));
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(out[0].1, 202);
+    let notice = text(&out[1].2);
+    assert_eq!(out[1].0.addr, client());
+    assert!(
+        notice.starts_with("MESSAGE sip:alice@localhost SIP/2.0\r\n"),
+        "{notice}"
+    );
+    assert!(
+        notice.contains("\r\nFrom: <sip:imrelay@localhost>;tag="),
+        "{notice}"
+    );
+    assert!(
+        notice.contains("\r\nTo: <sip:alice@localhost>\r\n"),
+        "{notice}"
+    );
+    assert!(notice.contains("sip:carol@localhost"), "{notice}");
+    assert_eq!(s.stats().notices, 1);
+    // A refusal is no news to tell, and the notice address itself is never told.
+    s.handle_datagram(t0, client(), &message("z9hG4bKn2", "carol", "more"));
+    let ask = s.poll_store().unwrap();
+    s.on_stored(t0, ask.token, Err(StoreError::NotPermitted));
+    assert_eq!(drain(&mut s).len(), 1);
+    let from_notice = String::from_utf8(message("z9hG4bKn3", "carol", "x"))
+        .unwrap()
+        .replace("sip:alice@localhost", "sip:imrelay@localhost");
+    s.handle_datagram(t0, client(), from_notice.as_bytes());
+    let ask = s.poll_store().unwrap();
+    s.on_stored(t0, ask.token, Ok(()));
+    assert_eq!(drain(&mut s).len(), 1);
+    // Without the setting, only the 202.
+    let mut plain = shard();
+    plain.set_clock(t0, UNIX_T0);
+    plain.handle_datagram(t0, client(), &message("z9hG4bKn4", "carol", "hello"));
+    let ask = plain.poll_store().unwrap();
+    plain.on_stored(t0, ask.token, Ok(()));
+    assert_eq!(drain(&mut plain).len(), 1);
+}
