@@ -144,6 +144,8 @@ struct Core {
     proxied: std::collections::HashMap<crate::sip::transaction::TxId, u64>,
     /// INVITE contexts kept after their final, until when (in the order they were made).
     lingering: VecDeque<(Instant, u64)>,
+    /// Keys the tags of flow tokens (the same for every shard of the process).
+    flow_key: std::collections::hash_map::RandomState,
     stores: VecDeque<StoreAsk>,
     awaiting: std::collections::HashMap<u64, pager::Awaiting>,
     next_token: u64,
@@ -181,6 +183,7 @@ impl Shard {
                 relays: std::collections::HashMap::new(),
                 proxied: std::collections::HashMap::new(),
                 lingering: VecDeque::new(),
+                flow_key: std::collections::hash_map::RandomState::new(),
                 stores: VecDeque::new(),
                 awaiting: std::collections::HashMap::new(),
                 next_token: 0,
@@ -203,6 +206,13 @@ impl Shard {
     /// Tells the shard how many shards there are (1 until told).
     pub fn set_shards(&mut self, shards: usize) {
         self.core.shards = shards.max(1);
+    }
+
+    /// Gives the shard the key of the flow tokens it writes into Record-Route and checks in
+    /// Route; every shard of a process needs the same one (a dialog's requests may arrive on
+    /// any shard).
+    pub fn set_flow_key(&mut self, key: std::collections::hash_map::RandomState) {
+        self.core.flow_key = key;
     }
 
     /// Tells the shard that the monotonic instant `at` is Unix time `unix_ms` (for bindings'
@@ -652,7 +662,7 @@ impl Core {
             }
             RequestMatch::AckAbsorbed => return Ok(()),
             RequestMatch::AckForTu => {
-                self.forward_ack(now, msg, buf, uri.of(buf));
+                self.forward_ack(now, peer, msg, buf, uri.of(buf));
                 return Ok(());
             }
             RequestMatch::Full => {

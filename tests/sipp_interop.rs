@@ -208,8 +208,11 @@ fn wait_ua(uas: std::process::Child) {
 fn sipp_calls_go_through_the_record_routing_proxy_to_a_registered_sipp_user_agent() {
     let mut srv = Server::start(&["--cores", "2"]);
     let calls = 20;
-    let uas = registered_sipp_ua(&srv, "call_uas.xml", calls);
+    // Callers over UDP, then over TCP (two Record-Routes, one naming the caller's
+    // connection); the callee on UDP.
+    let uas = registered_sipp_ua(&srv, "call_uas.xml", 2 * calls);
     sipp_with(srv.sip, "call_uac.xml", "u1", calls, &["-s", "uas"]);
+    sipp_with(srv.sip, "call_uac.xml", "t1", calls, &["-s", "uas"]);
     wait_ua(uas);
     assert!(srv.terminate().success());
     let stopped = srv.wait_line("imrelay: stopped: ");

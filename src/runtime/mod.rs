@@ -61,6 +61,8 @@ pub(crate) struct ShardSetup {
     /// This shard's partition of the deferred store, recovered on the main thread.
     pub store: crate::store::fs::FsStore,
     pub pager: crate::config::PagerConfig,
+    /// The key of flow tokens, one for the whole process.
+    pub flow_key: std::collections::hash_map::RandomState,
 }
 
 /// Something the running server says on stdout (the loopback tests read these lines).
@@ -106,6 +108,7 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
         .collect();
     let grace = Duration::from_millis(cfg.server.shutdown_grace_ms);
 
+    let flow_key = std::collections::hash_map::RandomState::new();
     let mut handles = Vec::with_capacity(cpus.len());
     let mut readies = Vec::with_capacity(cpus.len());
     let mut failure: Option<StartError> = None;
@@ -128,6 +131,7 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
             mesh: mesh.clone(),
             store,
             pager: cfg.pager.clone(),
+            flow_key: flow_key.clone(),
         };
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("imrelay-shard-{index}"))

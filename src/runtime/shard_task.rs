@@ -106,6 +106,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         mesh,
         store,
         pager,
+        flow_key,
     } = setup;
 
     let nothing = ShardResult {
@@ -134,6 +135,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         shard: RefCell::new({
             let mut s = Shard::new(index, identity, seed);
             s.set_shards(shards);
+            s.set_flow_key(flow_key);
             s.set_clock(Instant::now(), crate::runtime::store::now_ms());
             s
         }),

@@ -86,6 +86,7 @@ impl Core {
     pub(super) fn plan(
         &self,
         now: Instant,
+        peer: Peer,
         msg: &Message,
         buf: &[u8],
         uri: &[u8],
@@ -123,6 +124,11 @@ impl Core {
         };
         if let Some(route) = self.next_route(msg, buf, pop_routes) {
             plan.to = self.resolve(route)?;
+            return Ok(plan);
+        }
+        if let Some(flow) = self.flow_in_routes(msg, buf, pop_routes, peer) {
+            // Inside a dialog with a stream peer: back over its connection.
+            plan.to = flow;
             return Ok(plan);
         }
         let target = SipUri::parse(uri).map_err(|e| match e {
@@ -234,7 +240,7 @@ impl Core {
             };
             self.answer(peer, msg, buf, Some(via), &trying, Some((now, id)));
         }
-        match self.plan(now, msg, buf, uri) {
+        match self.plan(now, peer, msg, buf, uri) {
             Ok(plan) => self.forward(now, id, peer, msg, buf, method, plan),
             Err((code, reason, warning)) => {
                 let answer = Answering {
@@ -250,8 +256,15 @@ impl Core {
 
     /// An `ACK` that matched no transaction: the ACK of a 2xx, a transaction of its own,
     /// forwarded statelessly (§16.11 with §16.6) with a fresh branch; never answered.
-    pub(super) fn forward_ack(&mut self, now: Instant, msg: &Message, buf: &[u8], uri: &[u8]) {
-        let Ok(plan) = self.plan(now, msg, buf, uri) else {
+    pub(super) fn forward_ack(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        uri: &[u8],
+    ) {
+        let Ok(plan) = self.plan(now, peer, msg, buf, uri) else {
             self.stats.dropped += 1;
             return;
         };
@@ -292,24 +305,71 @@ impl Core {
     }
 
     /// The `Record-Route` value for a request from `upstream` sent to `downstream`: one URI
-    /// of this server, or two when the transports differ (RFC 5658), the top one facing
-    /// downstream.
+    /// of this server when both are datagram peers; otherwise two (RFC 5658), the top one
+    /// facing downstream, and each facing a stream peer names that peer's connection in a
+    /// flow token (as RFC 5626 §5.3 does), so that requests inside the dialog reach it over
+    /// the connection it opened.
     pub(super) fn record_route(&self, upstream: Peer, downstream: Peer) -> Vec<u8> {
-        let uri = |t: Transport, out: &mut Vec<u8>| {
+        let uri = |p: Peer, out: &mut Vec<u8>| {
             out.extend_from_slice(b"<sip:");
+            if let Transport::Tcp(conn) = p.transport {
+                self.write_flow_token(conn, out);
+                out.push(b'@');
+            }
             out.extend_from_slice(self.sent_by.as_bytes());
-            if t.is_reliable() {
+            if p.transport.is_reliable() {
                 out.extend_from_slice(b";transport=tcp");
             }
             out.extend_from_slice(b";lr>");
         };
-        let mut rr = Vec::with_capacity(96);
-        uri(downstream.transport, &mut rr);
-        if upstream.transport.is_reliable() != downstream.transport.is_reliable() {
+        let mut rr = Vec::with_capacity(160);
+        uri(downstream, &mut rr);
+        if upstream.transport.is_reliable() || downstream.transport.is_reliable() {
             rr.extend_from_slice(b", ");
-            uri(upstream.transport, &mut rr);
+            uri(upstream, &mut rr);
         }
         rr
+    }
+
+    /// Writes the flow token of connection `conn`: `f`, the connection number and a 64-bit
+    /// tag keyed by this process's secret, in hex (a peer cannot aim a request at another
+    /// peer's connection by editing it).
+    fn write_flow_token(&self, conn: ConnId, out: &mut Vec<u8>) {
+        out.push(b'f');
+        crate::wire::push_hex_u64(out, conn.0);
+        crate::wire::push_hex_u64(out, self.flow_tag(conn));
+    }
+
+    fn flow_tag(&self, conn: ConnId) -> u64 {
+        use std::hash::BuildHasher;
+        self.flow_key.hash_one(conn.0)
+    }
+
+    /// The connection named by a genuine flow token in the user part of `uri`.
+    fn flow_of(&self, uri: &SipUri<'_>) -> Option<ConnId> {
+        let t = uri.user()?.strip_prefix(b"f")?;
+        if t.len() != 32 {
+            return None;
+        }
+        let conn = ConnId(crate::wire::parse_hex_u64(&t[..16])?);
+        let tag = crate::wire::parse_hex_u64(&t[16..])?;
+        (tag == self.flow_tag(conn)).then_some(conn)
+    }
+
+    /// Among the first `ours` Route values (ours), a flow token for a connection other than
+    /// the one the request came on: where a request inside a record-routed dialog goes.
+    fn flow_in_routes(&self, msg: &Message, buf: &[u8], ours: usize, peer: Peer) -> Option<Peer> {
+        let conn = msg
+            .headers_named(HeaderName::Route)
+            .flat_map(|h| NameAddr::parse_all_bracketed("Route", h.value.of(buf)))
+            .take(ours)
+            .filter_map(|r| r.ok())
+            .filter_map(|r| r.sip_uri().and_then(|u| self.flow_of(u)))
+            .find(|&c| peer.transport != Transport::Tcp(c))?;
+        Some(Peer {
+            transport: Transport::Tcp(conn),
+            addr: SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0),
+        })
     }
 
     /// The caller's `CANCEL` for the INVITE transaction `invite`: sent downstream now, or

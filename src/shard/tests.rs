@@ -1401,44 +1401,79 @@ fn loose_routes_are_followed_and_our_own_removed() {
 }
 
 #[test]
-fn a_stream_caller_and_a_datagram_callee_get_two_record_routes() {
+fn a_stream_caller_is_reached_inside_the_dialog_over_its_connection_by_flow_token() {
     let t0 = Instant::now();
+    let bob: SocketAddr = BOB.parse().unwrap();
     let mut s = shard_with_bob(t0);
+    let conn = ConnId::new(1, 9);
     let inv = String::from_utf8(invite_for_bob("z9hG4bKi7"))
         .unwrap()
-        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+        .replace(
+            "<sip:alice@127.0.0.1:40000>",
+            "<sip:alice@127.0.0.1:40000;transport=tcp>",
+        );
     let mut state = StreamState::default();
-    s.handle_stream(t0, ConnId::new(1, 9), client(), inv.as_bytes(), &mut state);
+    s.handle_stream(t0, conn, client(), inv.as_bytes(), &mut state);
     let out = drain(&mut s);
     assert_eq!(out.len(), 2, "{out:?}");
-    assert!(out[0].0.transport.is_reliable());
+    assert_eq!(out[0].0.transport, Transport::Tcp(conn));
     let fwd = text(&out[1].2);
-    assert!(
-        fwd.contains(
-            "\r\nRecord-Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5060;transport=tcp;lr>\r\n"
-        ),
-        "{fwd}"
-    );
     assert!(
         fwd.contains("\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch="),
         "{fwd}"
     );
-    // An in-dialog request through both of our routes has both removed.
-    let bye = String::from_utf8(in_dialog(
-        "BYE",
-        "sip:alice@127.0.0.1:40000",
-        "z9hG4bKb2",
-        true,
-    ))
-    .unwrap()
-    .replace(
-        "Route: <sip:127.0.0.1:5060;lr>",
-        "Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5060;transport=tcp;lr>",
+    // Two Record-Routes: the top one for Bob's side (UDP), the other for Alice's stream,
+    // naming her connection.
+    let rr =
+        String::from_utf8_lossy(header(&out[1].2, HeaderName::RecordRoute).unwrap()).into_owned();
+    let (top, bottom) = rr.split_once(", ").unwrap();
+    assert_eq!(top, "<sip:127.0.0.1:5060;lr>");
+    assert!(bottom.starts_with("<sip:f0001000000000009"), "{bottom}");
+    assert!(
+        bottom.ends_with("@127.0.0.1:5060;transport=tcp;lr>"),
+        "{bottom}"
     );
-    s.handle_datagram(t0, BOB.parse().unwrap(), bye.as_bytes());
+    let alice_contact = "sip:alice@127.0.0.1:40000;transport=tcp";
+
+    // Bob's BYE follows the route set (both ours) and goes over Alice's connection.
+    let bye = String::from_utf8(in_dialog("BYE", alice_contact, "z9hG4bKb2", true))
+        .unwrap()
+        .replace("Route: <sip:127.0.0.1:5060;lr>", &format!("Route: {rr}"));
+    s.handle_datagram(t0, bob, bye.as_bytes());
     let out = drain(&mut s);
     assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0.transport, Transport::Tcp(conn));
     assert!(!text(&out[0].2).contains("Route:"));
+
+    // Alice's own requests carry her token too (the route set reversed): it is her own
+    // connection, so they go by the Request-URI, to Bob.
+    let reversed = format!("{bottom}, {top}");
+    let info = String::from_utf8(in_dialog(
+        "INFO",
+        "sip:bob@127.0.0.1:40100",
+        "z9hG4bKn7",
+        false,
+    ))
+    .unwrap()
+    .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+    .replace(
+        "Route: <sip:127.0.0.1:5060;lr>",
+        &format!("Route: {reversed}"),
+    );
+    s.handle_stream(t0, conn, client(), info.as_bytes(), &mut state);
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0.addr, bob);
+
+    // A forged token (another connection, the old tag) is not followed.
+    let forged = bye
+        .replace("f0001000000000009", "f000100000000000a")
+        .replace("z9hG4bKb2", "z9hG4bKb3");
+    s.handle_datagram(t0, bob, forged.as_bytes());
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].1, 503, "{}", text(&out[0].2));
 }
 
 #[test]

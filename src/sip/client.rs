@@ -42,9 +42,7 @@ pub fn branch(shard: usize, id: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(BRANCH_PREFIX);
     out.push(HEX[(shard >> 4) & 15]);
     out.push(HEX[shard & 15]);
-    for i in (0..16).rev() {
-        out.push(HEX[((id >> (i * 4)) & 15) as usize]);
-    }
+    crate::wire::push_hex_u64(out, id);
 }
 
 /// The shard and transaction number of a branch minted by [`branch`], if it is one.
@@ -53,16 +51,7 @@ pub fn owner_of_branch(b: &[u8]) -> Option<(usize, u64)> {
     if rest.len() != 18 {
         return None;
     }
-    let hex = |s: &[u8]| -> Option<u64> {
-        s.iter().try_fold(0u64, |n, &c| {
-            let d = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                _ => return None,
-            };
-            Some((n << 4) | u64::from(d))
-        })
-    };
+    let hex = crate::wire::parse_hex_u64;
     Some((hex(&rest[..2])? as usize, hex(&rest[2..])?))
 }
 

@@ -229,8 +229,44 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&tmp[i..]);
 }
 
+/// Appends `n` as 16 lower-case hex digits.
+#[inline]
+pub fn push_hex_u64(out: &mut Vec<u8>, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..16).rev() {
+        out.push(HEX[((n >> (i * 4)) & 15) as usize]);
+    }
+}
+
+/// Reads 1 to 16 lower-case hex digits (what [`push_hex_u64`] writes).
+pub fn parse_hex_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        Some((n << 4) | u64::from(d))
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hex_round_trips_and_refuses_what_it_does_not_write() {
+        let mut out = Vec::new();
+        super::push_hex_u64(&mut out, 0x00ab_cdef_0123_4567);
+        assert_eq!(out, b"00abcdef01234567");
+        assert_eq!(super::parse_hex_u64(&out), Some(0x00ab_cdef_0123_4567));
+        assert_eq!(super::parse_hex_u64(b"ff"), Some(255));
+        for bad in [&b""[..], b"AB", b"0x1", b"00000000000000000"] {
+            assert_eq!(super::parse_hex_u64(bad), None, "{bad:?}");
+        }
+    }
+
     #[test]
     fn http_dates() {
         for (ms, text) in [
