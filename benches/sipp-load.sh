@@ -1,11 +1,13 @@
 #!/bin/bash
 # SIPp load against a release build of imrelay on loopback, for BENCHMARKS.md.
 #
-#   benches/sipp-load.sh register|relay|offline CORES CALLS RATE
+#   benches/sipp-load.sh register|relay|offline|call CORES CALLS RATE
 #
 # register: each call registers a new user and unregisters it (2 REGISTER transactions).
 # relay:    MESSAGE from a SIPp UAC through imrelay to a registered SIPp UAS (200 back).
 # offline:  MESSAGE to a user who is not registered (a new one per call): kept, 202.
+# call:     INVITE/180/200/ACK/BYE/200 from a SIPp UAC through imrelay (record-routing
+#           proxy) to a registered SIPp UAS: 3 transactions and 7 messages relayed per call.
 #
 # Needs `sipp` (Debian: sip-tester) and python3. Uses 127.0.0.1:5070 (server), 5091 (UAC),
 # 5092 (UAS) and a fresh state directory under target/. Every run is bounded by CALLS.
@@ -24,10 +26,11 @@ extra=()
 case $mode in
   register) scenario=register.xml ;;
   offline) scenario=message_offline.xml ;;
-  relay)
-    scenario=message_uac.xml
+  relay|call)
+    if [ "$mode" = relay ]; then scenario=message_uac.xml uas=message_uas.xml
+    else scenario=call_uac.xml uas=call_uas.xml; fi
     extra=(-s uas)
-    sipp -sf "$root/tests/sipp/message_uas.xml" -t u1 -i 127.0.0.1 -p 5092 -m "$calls" \
+    sipp -sf "$root/tests/sipp/$uas" -t u1 -i 127.0.0.1 -p 5092 -m "$calls" \
       -nostdin -timeout 300 >"$work/uas.out" 2>&1 &
     python3 - <<'PY'
 import socket
@@ -43,7 +46,7 @@ s.sendto(req, ("127.0.0.1", 5070))
 assert s.recv(4096).startswith(b"SIP/2.0 200 "), "REGISTER refused"
 PY
     ;;
-  *) echo "mode: register|relay|offline" >&2; exit 2 ;;
+  *) echo "mode: register|relay|offline|call" >&2; exit 2 ;;
 esac
 t0=$(date +%s.%N)
 sipp 127.0.0.1:5070 -sf "$root/tests/sipp/$scenario" "${extra[@]}" -t u1 -i 127.0.0.1 -p 5091 \
