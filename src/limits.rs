@@ -150,6 +150,11 @@ pub const STORE_SCAN_CORRUPT_REPORTS_MAX: usize = 64;
 /// the request they serve gets a `503`. Each lives at most 64 × T1 = 32 s (Timer F).
 pub const CLIENT_TRANSACTIONS_PER_SHARD_MAX: usize = 65_536;
 
+/// Most bytes of requests one shard holds while it waits on someone else — relayed requests
+/// waiting for their final answer (kept to answer upstream or to store them), MESSAGEs
+/// waiting for the store. Past it new ones get `503` with `Retry-After`.
+pub const SHARD_HELD_REQUEST_BYTES_MAX: usize = 64 << 20;
+
 /// Shortest registration a registrar accepts, in seconds; shorter (non-zero) ones are
 /// answered `423 Interval Too Brief` with this as `Min-Expires` (RFC 3261 §10.3 step 7). One
 /// minute keeps refresh traffic bounded, as Kamailio's default `min_expires` does.

@@ -140,6 +140,9 @@ struct Core {
     handoffs: VecDeque<Handoff>,
     client: crate::sip::client::ClientTransactions,
     relays: std::collections::HashMap<u64, pager::Relay>,
+    /// Bytes of requests held by `relays` and `awaiting` (at most
+    /// [`crate::limits::SHARD_HELD_REQUEST_BYTES_MAX`]).
+    held_bytes: usize,
     /// Proxied INVITEs: server transaction → client transaction (to match a CANCEL).
     proxied: std::collections::HashMap<crate::sip::transaction::TxId, u64>,
     /// INVITE contexts kept after their final, until when (in the order they were made).
@@ -181,6 +184,7 @@ impl Shard {
                 handoffs: VecDeque::new(),
                 client: crate::sip::client::ClientTransactions::new(seed ^ 0x5DEE_CE66_D1CE_4E5B),
                 relays: std::collections::HashMap::new(),
+                held_bytes: 0,
                 proxied: std::collections::HashMap::new(),
                 lingering: VecDeque::new(),
                 flow_key: std::collections::hash_map::RandomState::new(),

@@ -87,6 +87,7 @@ impl Shard {
         let Some(a) = self.core.awaiting.remove(&token) else {
             return;
         };
+        self.core.held_bytes -= 2 * a.request.len();
         let (code, reason, warning): (u16, &str, Option<String>) = match &result {
             Ok(()) => (202, "Accepted", None),
             Err(StoreError::NotPermitted) => (403, "Forbidden", Some(result_text(&result))),
@@ -186,7 +187,31 @@ pub(super) fn target(b: &Binding) -> Peer {
     }
 }
 
+impl Relay {
+    /// Bytes it holds (counted in `Core::held_bytes`).
+    fn held(&self) -> usize {
+        self.request.len() + self.invite.as_ref().map_or(0, |l| l.sent.len())
+    }
+}
+
 impl Core {
+    /// Takes relay `cid` out of the table.
+    pub(super) fn take_relay(&mut self, cid: u64) -> Option<Relay> {
+        let r = self.relays.remove(&cid)?;
+        self.held_bytes -= r.held();
+        Some(r)
+    }
+
+    fn put_relay(&mut self, cid: u64, r: Relay) {
+        self.held_bytes += r.held();
+        self.relays.insert(cid, r);
+    }
+
+    /// `503` unless `bytes` more may be held (see [`SHARD_HELD_REQUEST_BYTES_MAX`]).
+    fn may_hold(&self, bytes: usize) -> bool {
+        self.held_bytes + bytes <= crate::limits::SHARD_HELD_REQUEST_BYTES_MAX
+    }
+
     /// A MESSAGE for a user of ours, at the shard that owns the user.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn on_pager(
@@ -278,6 +303,15 @@ impl Core {
                     reason: "Too Many Hops",
                     headers: &[],
                     warning: None,
+                };
+                self.answer(peer, msg, buf, Some(via), &answer, Some((now, id)));
+            }
+            None if !self.may_hold(2 * buf.len()) => {
+                let answer = Answering {
+                    code: 503,
+                    reason: "Service Unavailable",
+                    headers: &[("Retry-After", b"5")],
+                    warning: Some("too many bytes of requests in progress"),
                 };
                 self.answer(peer, msg, buf, Some(via), &answer, Some((now, id)));
             }
@@ -404,6 +438,19 @@ impl Core {
                 "Message Too Large",
                 "too large for a datagram to the next hop",
             ))
+        } else if !self.may_hold(
+            buf.len()
+                + if method == Method::Invite {
+                    out.len()
+                } else {
+                    0
+                },
+        ) {
+            Some((
+                503,
+                "Service Unavailable",
+                "too many bytes of requests in progress",
+            ))
         } else if self
             .client
             .start(now, cid, method, plan.to, out.clone())
@@ -456,7 +503,7 @@ impl Core {
             to: plan.to,
             bytes: out,
         });
-        self.relays.insert(
+        self.put_relay(
             cid,
             Relay {
                 server,
@@ -489,6 +536,8 @@ impl Core {
             .map(|s| u64::from(s) * 1000);
         self.next_token += 1;
         let token = self.next_token;
+        // The request, and its body again in the store's request.
+        self.held_bytes += 2 * buf.len();
         self.awaiting.insert(
             token,
             Awaiting {
@@ -575,7 +624,7 @@ impl Core {
             self.delivered.push_back((token, status));
             return;
         }
-        let Some(relay) = self.relays.remove(&cid) else {
+        let Some(relay) = self.take_relay(cid) else {
             return;
         };
         if matches!(status, 408 | 480) && !relay.aor.is_empty() {
@@ -596,11 +645,11 @@ impl Core {
         buf: &[u8],
         status: u16,
     ) {
-        let Some(mut relay) = self.relays.remove(&cid) else {
+        let Some(mut relay) = self.take_relay(cid) else {
             return;
         };
         let Some(leg) = relay.invite.as_mut() else {
-            self.relays.insert(cid, relay);
+            self.put_relay(cid, relay);
             return;
         };
         let cancel_now = status < 200 && !leg.provisional && leg.cancel;
@@ -618,7 +667,7 @@ impl Core {
         if upstream {
             self.pass_upstream(now, &relay, msg, buf, status);
         }
-        self.relays.insert(cid, relay);
+        self.put_relay(cid, relay);
         if cancel_now {
             self.send_cancel(now, cid);
         }
@@ -703,7 +752,7 @@ impl Core {
                 ClientOutput::Timeout { id } => {
                     if self.relays.get(&id).is_some_and(|r| r.invite.is_some()) {
                         self.invite_timeout(now, id);
-                    } else if let Some(relay) = self.relays.remove(&id) {
+                    } else if let Some(relay) = self.take_relay(id) {
                         self.store_relay(now, relay);
                     }
                     if let Some(token) = self.deliveries.remove(&id) {
@@ -731,7 +780,7 @@ impl Core {
         let relay = if provisional {
             None
         } else {
-            self.relays.remove(&cid)
+            self.take_relay(cid)
         };
         if let Some(r) = &relay {
             self.proxied.remove(&r.server);

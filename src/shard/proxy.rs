@@ -451,7 +451,7 @@ impl Core {
                 break;
             }
             self.lingering.pop_front();
-            if let Some(r) = self.relays.remove(&cid) {
+            if let Some(r) = self.take_relay(cid) {
                 self.proxied.remove(&r.server);
             }
         }

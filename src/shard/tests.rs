@@ -1569,3 +1569,36 @@ fn a_sender_is_told_its_message_was_kept_when_a_notice_address_is_set() {
     plain.on_stored(t0, ask.token, Ok(()));
     assert_eq!(drain(&mut plain).len(), 1);
 }
+
+#[test]
+fn a_shard_holds_a_bounded_number_of_bytes_of_waiting_requests() {
+    let t0 = Instant::now();
+    let mut s = shard();
+    s.set_clock(t0, UNIX_T0);
+    let body = "x".repeat(60_000);
+    let mut held = Vec::new();
+    let mut refused = None;
+    for n in 0..2_000 {
+        let m = message(&format!("z9hG4bKh{n}"), "carol", &body);
+        s.handle_datagram(t0, client(), &m);
+        if let Some(ask) = s.poll_store() {
+            held.push((ask.token, m.len()));
+            assert!(drain(&mut s).is_empty());
+        } else {
+            let out = drain(&mut s);
+            assert_eq!(out[0].1, 503);
+            assert_eq!(header(&out[0].2, HeaderName::RetryAfter), Some(&b"5"[..]));
+            refused = Some(n);
+            break;
+        }
+    }
+    let held_bytes: usize = held.iter().map(|&(_, len)| 2 * len).sum();
+    assert!(refused.is_some(), "never refused");
+    assert!(held_bytes <= crate::limits::SHARD_HELD_REQUEST_BYTES_MAX);
+    assert!(held_bytes + 4 * 60_000 > crate::limits::SHARD_HELD_REQUEST_BYTES_MAX);
+    // One answered by the store frees room for the next.
+    s.on_stored(t0, held[0].0, Ok(()));
+    assert_eq!(drain(&mut s)[0].1, 202);
+    s.handle_datagram(t0, client(), &message("z9hG4bKhnext", "carol", &body));
+    assert!(s.poll_store().is_some());
+}
