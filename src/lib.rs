@@ -33,6 +33,7 @@ pub mod admin;
 pub mod client;
 pub mod config;
 pub mod limits;
+pub mod msrp;
 pub mod registrar;
 pub mod runtime;
 pub mod shard;

@@ -190,6 +190,19 @@ pub const STORE_MAPS_MAX: usize = 4096;
 pub const STORE_UPKEEP_INTERVAL_MS: u64 = 1000;
 
 // ---------------------------------------------------------------------------------------------
+// MSRP (RFC 4975).
+// ---------------------------------------------------------------------------------------------
+
+/// Longest MSRP head (start line and headers, up to the blank line or end-line), in bytes. A
+/// `To-Path` through a few relays is a few hundred bytes; a head that has not ended by this
+/// many is refused (the connection cannot be resynchronised and is closed).
+pub const MSRP_HEAD_BYTES_MAX: usize = 16 * 1024;
+
+/// Most header fields in one MSRP head (RFC 4975 defines 15; the rest are MIME and
+/// extension headers).
+pub const MSRP_HEADERS_MAX: usize = 32;
+
+// ---------------------------------------------------------------------------------------------
 // Runtime.
 // ---------------------------------------------------------------------------------------------
 

@@ -1,0 +1,5 @@
+//! MSRP (RFC 4975, RFC 4976): the message parser, URIs, and — built on them — sessions and
+//! the relay. Sans-IO like the SIP core: bytes and `now` in, bytes out.
+
+pub mod parse;
+pub mod uri;
