@@ -2,4 +2,5 @@
 //! the relay. Sans-IO like the SIP core: bytes and `now` in, bytes out.
 
 pub mod parse;
+pub mod relay;
 pub mod uri;

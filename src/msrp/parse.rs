@@ -15,7 +15,8 @@
 //! A [`Parser`] belongs to one connection. [`Parser::advance`] takes the bytes received so far
 //! (not yet consumed) and returns how many it consumed and what they were: a message head
 //! ([`Event::Head`], spans into the slice it was given), a piece of body ([`Event::Body`], a
-//! slice of it), or the end-line ([`Event::End`]). A body is handed out in pieces as it
+//! slice of it), or the end-line ([`Event::End`]; [`Event::LastBody`] when the body's last
+//! bytes and the end-line are in hand together). A body is handed out in pieces as it
 //! arrives — a relay streams a chunk of any size without holding it whole — and never
 //! includes a byte that could still turn out to be the start of the end-line: the end-line
 //! is `CRLF "-------" transact-id flag CRLF`, found with `memmem`, and up to its length minus
@@ -308,6 +309,9 @@ pub enum Event<'b> {
     Body(&'b [u8]),
     /// The end-line: the message is complete (or, with `Aborted`, abandoned).
     End(Continuation),
+    /// The last bytes of the body (never empty) and the end-line after them, when both were
+    /// in the bytes given (otherwise they come as [`Event::Body`] then [`Event::End`]).
+    LastBody(&'b [u8], Continuation),
 }
 
 impl PartialEq for Head {
@@ -571,11 +575,12 @@ impl Parser {
         while let Some(i) = memmem::find(&buf[from..], pattern).map(|i| from + i) {
             match self.end_line_at(buf, i + 2) {
                 Some(Some((consumed, flag))) => {
-                    if i > 0 {
-                        // The body's last bytes first; the end-line on the next call.
-                        return (i, Some(Event::Body(&buf[..i])));
-                    }
                     self.state = State::Head;
+                    if i > 0 {
+                        // The body's last bytes with the end-line: a relay forwards them as
+                        // one chunk with the right flag.
+                        return (consumed, Some(Event::LastBody(&buf[..i], flag)));
+                    }
                     return (consumed, Some(Event::End(flag)));
                 }
                 // Could be the end-line, the rest has not come: hand out what is before it.

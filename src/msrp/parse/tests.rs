@@ -64,6 +64,14 @@ fn feed(pieces: &[&[u8]]) -> (Vec<Owned>, Option<MsrpError>, usize) {
                             }
                         }
                         Some(Event::End(c)) => out.push(Owned::End(c)),
+                        Some(Event::LastBody(b, c)) => {
+                            assert!(!b.is_empty(), "empty last body piece");
+                            match out.last_mut() {
+                                Some(Owned::Body(acc)) => acc.extend_from_slice(b),
+                                _ => out.push(Owned::Body(b.to_vec())),
+                            }
+                            out.push(Owned::End(c));
+                        }
                         None => unreachable!("bytes consumed without an event"),
                     }
                     pending.drain(..n);

@@ -1,0 +1,694 @@
+//! The MSRP side of a shard (RFC 4975 §5.4, §7): connections, sessions, and the relay that
+//! joins two sessions (the two legs of a participating server, DESIGN §2) — without I/O.
+//!
+//! Every session has a URI of ours (`msrp://<host>:<port of the owner shard>/<id>;tcp`) and
+//! the path of its peer. A connection is bound to a session by the first request that names
+//! the session in its `To-Path` (§5.4: the peer that connects sends one, empty if it has
+//! nothing to say); a request for a session bound to another connection gets `506`, one for
+//! a session we do not know `481`, an unknown method `501`, a body type the session does
+//! not accept `415`.
+//!
+//! **Relaying.** A chunk received on one leg is sent on the other as chunks of our own,
+//! one for each piece of body that arrives: the `To-Path`/`From-Path` of that leg, the
+//! original `Message-ID`, a `Byte-Range` at the piece's place in the message, the other
+//! headers copied, the body bytes untouched and never copied here ([`Output::Write`] names
+//! them as a span of the input), our own transaction id, and `+` unless the piece ends the
+//! incoming chunk. Re-chunking lets a large chunk stream through without being held, and
+//! keeps every write to a connection a whole chunk, so sessions sharing a connection never
+//! interleave inside one. The receiving leg's `200`s are hop by hop: the sender gets its
+//! `200` when its chunk has been read (and forwarded); our chunks' answers come back to us;
+//! an error answer, no answer within 30 s (`408`), or the other leg's connection going away
+//! mid-message becomes a failure `REPORT` to the sender when its `Failure-Report` asks for
+//! one. `REPORT`s from the receiving side are passed back with the paths of the sender's leg
+//! and are never answered.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::parse::{
+    Continuation, Event, FailureReport, HeaderName, Method, MsrpError, Parser, StartLine,
+};
+use super::uri::{path_uris, MsrpUri, SessionIds};
+use crate::transport::ConnId;
+use crate::wire::Span;
+
+/// How long a request we sent waits for its response (RFC 4975 §7.1.1: 30 s, then `408`).
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes of an outgoing transaction id (hex of a random 64-bit number).
+const TID_BYTES: usize = 16;
+
+/// What the relay asks of the runtime.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Write `head`, then — when given — bytes `body` of the input passed to the last
+    /// [`Relay::handle_stream`] call, then `tail`, to `conn`, as one unit (no other write to
+    /// that connection in between). Body spans are only valid until the next call.
+    Write {
+        conn: ConnId,
+        head: Vec<u8>,
+        body: Option<Span>,
+        tail: Vec<u8>,
+    },
+    /// Close `conn` (it sent something that is not MSRP).
+    Close(ConnId),
+}
+
+/// One session: a URI of ours and the peer's path.
+#[derive(Debug)]
+struct Session {
+    /// Our URI for it.
+    local: Vec<u8>,
+    /// The peer's path (`a=path`): the To-Path of what we send on this session.
+    peer_path: Vec<u8>,
+    conn: Option<ConnId>,
+    /// The session id of the other leg.
+    other: Vec<u8>,
+    /// Content types accepted (empty: any).
+    accept: Vec<Vec<u8>>,
+}
+
+/// A message arriving on a connection, between its head and its end-line.
+#[derive(Debug, Default)]
+struct Inbound {
+    method: Option<Method>,
+    tid: Vec<u8>,
+    /// Our session it is for (empty when refused).
+    session: Vec<u8>,
+    /// The request's From-Path (the To-Path of its response and of REPORTs to it).
+    from_path: Vec<u8>,
+    /// The first URI of its To-Path (the From-Path of its response).
+    to_first: Vec<u8>,
+    message_id: Vec<u8>,
+    /// Where in the message the next body byte is (1-based).
+    next_byte: u64,
+    total: Option<u64>,
+    /// Header lines copied to what is forwarded (Content-Type, Success-Report, …).
+    copied: Vec<u8>,
+    failure_report: Option<FailureReport>,
+    /// A refusal to answer when the end-line comes.
+    refuse: Option<(u16, &'static str)>,
+    /// Bytes of this chunk forwarded so far.
+    forwarded: u64,
+}
+
+#[derive(Debug)]
+struct Conn {
+    parser: Parser,
+    inbound: Inbound,
+}
+
+/// A chunk we sent, waiting for its answer.
+#[derive(Debug)]
+struct Sent {
+    /// The sending leg (where a failure REPORT goes) and the message.
+    from_session: Vec<u8>,
+    message_id: Vec<u8>,
+    /// The sender's From-Path (the REPORT's To-Path) and its Failure-Report.
+    report_to: Vec<u8>,
+    failure_report: FailureReport,
+    /// Bytes of the message sent up to and including this chunk.
+    through: u64,
+    total: Option<u64>,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    pub chunks_in: u64,
+    pub chunks_out: u64,
+    pub bytes_relayed: u64,
+    pub reports_sent: u64,
+    pub refused: u64,
+}
+
+/// One shard's MSRP state.
+pub struct Relay {
+    /// `host:port` of this shard's MSRP listener, as our URIs name it.
+    authority: Vec<u8>,
+    ids: SessionIds,
+    sessions: HashMap<Vec<u8>, Session>,
+    conns: HashMap<ConnId, Conn>,
+    sent: HashMap<[u8; TID_BYTES], Sent>,
+    timers: BinaryHeap<Reverse<(Instant, [u8; TID_BYTES])>>,
+    tids: crate::wire::XorShift64,
+    out: VecDeque<Output>,
+    stats: RelayStats,
+}
+
+/// A transaction id of ours: 16 hex digits of a random number.
+fn new_tid(rng: &mut crate::wire::XorShift64) -> [u8; TID_BYTES] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rng.next_u64();
+    let mut t = [0u8; TID_BYTES];
+    for (i, b) in t.iter_mut().enumerate() {
+        *b = HEX[((n >> ((15 - i) * 4)) & 15) as usize];
+    }
+    t
+}
+
+impl Relay {
+    /// A relay whose URIs name `authority` (`host:port`), minting session ids with `ids`;
+    /// `seed` seeds its transaction ids.
+    pub fn new(authority: &str, ids: SessionIds, seed: u64) -> Relay {
+        Relay {
+            authority: authority.as_bytes().to_vec(),
+            ids,
+            sessions: HashMap::new(),
+            conns: HashMap::new(),
+            sent: HashMap::new(),
+            timers: BinaryHeap::new(),
+            tids: crate::wire::XorShift64::new(seed),
+            out: VecDeque::new(),
+            stats: RelayStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> RelayStats {
+        self.stats
+    }
+
+    /// Sessions held.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Makes a relay: two sessions of ours joined, one facing each peer (`path_a`,
+    /// `path_b`: each peer's `a=path`). Returns our URI for each side, to be handed to that
+    /// side's peer (its SDP answer or offer).
+    pub fn create_relay(&mut self, path_a: &[u8], path_b: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let (id_a, uri_a) = self.new_session_id();
+        let (id_b, uri_b) = self.new_session_id();
+        for (id, uri, path, other) in [
+            (&id_a, &uri_a, path_a, &id_b),
+            (&id_b, &uri_b, path_b, &id_a),
+        ] {
+            self.sessions.insert(
+                id.clone(),
+                Session {
+                    local: uri.clone(),
+                    peer_path: path.to_vec(),
+                    conn: None,
+                    other: other.clone(),
+                    accept: Vec::new(),
+                },
+            );
+        }
+        (uri_a, uri_b)
+    }
+
+    /// Ends the relay that `local_uri` (either side) belongs to.
+    pub fn close_relay(&mut self, local_uri: &[u8]) {
+        let Some(id) = MsrpUri::parse(local_uri)
+            .ok()
+            .and_then(|u| u.session_id())
+            .map(<[u8]>::to_vec)
+        else {
+            return;
+        };
+        if let Some(s) = self.sessions.remove(&id) {
+            self.sessions.remove(&s.other);
+        }
+    }
+
+    fn new_session_id(&mut self) -> (Vec<u8>, Vec<u8>) {
+        let mut id = Vec::with_capacity(super::uri::SESSION_ID_BYTES);
+        self.ids.mint(&mut id);
+        let mut uri = b"msrp://".to_vec();
+        uri.extend_from_slice(&self.authority);
+        uri.push(b'/');
+        uri.extend_from_slice(&id);
+        uri.extend_from_slice(b";tcp");
+        (id, uri)
+    }
+
+    /// A new connection.
+    pub fn handle_connect(&mut self, conn: ConnId) {
+        self.conns.insert(
+            conn,
+            Conn {
+                parser: Parser::new(),
+                inbound: Inbound::default(),
+            },
+        );
+    }
+
+    /// The bytes received on `conn` and not yet consumed; returns how many were consumed.
+    /// Outputs (which may name spans of `buf`) must be drained before the next call.
+    pub fn handle_stream(&mut self, now: Instant, conn: ConnId, buf: &[u8]) -> usize {
+        let mut pos = 0;
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return buf.len();
+            };
+            let (n, event) = match c.parser.advance(&buf[pos..]) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.malformed(conn, e);
+                    return buf.len();
+                }
+            };
+            let Some(event) = event else { return pos };
+            let base = pos;
+            pos += n;
+            match event {
+                Event::Head(head, bytes) => self.on_head(conn, &head, bytes),
+                Event::Body(b) => self.on_body(now, conn, Span::new(base, base + b.len()), None),
+                Event::LastBody(b, flag) => {
+                    self.on_body(now, conn, Span::new(base, base + b.len()), Some(flag))
+                }
+                Event::End(flag) => self.on_end(now, conn, flag),
+            }
+        }
+    }
+
+    /// `conn` is gone: its sessions are unbound, and a message that was being relayed to it
+    /// is reported failed to its sender.
+    pub fn handle_close(&mut self, now: Instant, conn: ConnId) {
+        // A chunk it was sending and we were relaying: the receiver is told it was given up.
+        let sending = self.conns.get(&conn).is_some_and(|c| {
+            let i = &c.inbound;
+            i.method == Some(Method::Send) && !i.session.is_empty() && i.refuse.is_none()
+        });
+        if sending {
+            self.forward(now, conn, None, Continuation::Aborted);
+        }
+        self.conns.remove(&conn);
+        let mut gone = Vec::new();
+        for s in self.sessions.values_mut() {
+            if s.conn == Some(conn) {
+                s.conn = None;
+                gone.push(s.other.clone());
+            }
+        }
+        // A message being relayed to it: its sender is told, and the rest of its chunk
+        // refused.
+        let senders: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.inbound.method.is_some() && gone.contains(&c.inbound.session))
+            .map(|(&id, _)| id)
+            .collect();
+        for from in senders {
+            let Some(c) = self.conns.get_mut(&from) else {
+                continue;
+            };
+            let i = &mut c.inbound;
+            i.refuse = Some((481, "Session-does-not-exist"));
+            let (session, message_id, report_to, fr, through, total) = (
+                i.session.clone(),
+                i.message_id.clone(),
+                i.from_path.clone(),
+                i.failure_report,
+                i.next_byte.saturating_sub(1),
+                i.total,
+            );
+            self.report_failure(
+                &session,
+                &message_id,
+                &report_to,
+                fr,
+                through,
+                total,
+                408,
+                "next hop gone",
+            );
+        }
+    }
+
+    /// Fires the response timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, tid))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let expired = self.sent.remove(&tid);
+            if let Some(s) = expired.filter(|s| s.failure_report == FailureReport::Yes) {
+                self.report_failure(
+                    &s.from_session,
+                    &s.message_id,
+                    &s.report_to,
+                    Some(s.failure_report),
+                    s.through,
+                    s.total,
+                    408,
+                    "Transaction-did-not-complete-in-allotted-time",
+                );
+            }
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn malformed(&mut self, conn: ConnId, e: MsrpError) {
+        tracing::debug!(?conn, error = %e, "MSRP stream is not MSRP; closing");
+        self.stats.refused += 1;
+        self.conns.remove(&conn);
+        for s in self.sessions.values_mut() {
+            if s.conn == Some(conn) {
+                s.conn = None;
+            }
+        }
+        self.out.push_back(Output::Close(conn));
+    }
+
+    fn on_head(&mut self, conn: ConnId, head: &super::parse::Head, bytes: &[u8]) {
+        let mut i = Inbound {
+            tid: head.tid.of(bytes).to_vec(),
+            ..Inbound::default()
+        };
+        match head.start {
+            StartLine::Response { status, .. } => {
+                self.on_response(head.tid.of(bytes), status);
+                // Nothing else to do at its end-line.
+                self.set_inbound(conn, i);
+                return;
+            }
+            StartLine::Request { method, .. } => i.method = Some(method),
+        }
+        let to_path = head.value(bytes, HeaderName::ToPath).unwrap_or_default();
+        i.from_path = head
+            .value(bytes, HeaderName::FromPath)
+            .unwrap_or_default()
+            .to_vec();
+        i.message_id = head
+            .value(bytes, HeaderName::MessageId)
+            .unwrap_or_default()
+            .to_vec();
+        i.failure_report = head.failure_report(bytes).ok();
+        let first = path_uris(to_path).next().and_then(Result::ok);
+        i.to_first = first.map(|u| u.as_bytes().to_vec()).unwrap_or_default();
+        let session = first.and_then(|u| u.session_id()).map(<[u8]>::to_vec);
+        let range = head.byte_range(bytes);
+        i.refuse = match (i.method, &session, range) {
+            (_, _, Err(_)) => Some((400, "Bad Byte-Range")),
+            (Some(Method::Other), ..) => Some((501, "Request-method-not-understood")),
+            (_, None, _) => Some((481, "Session-does-not-exist")),
+            (_, Some(id), _) => match self.sessions.get_mut(id) {
+                None => Some((481, "Session-does-not-exist")),
+                Some(s) if s.conn.is_some_and(|c| c != conn) => {
+                    Some((506, "Session-already-bound"))
+                }
+                Some(s) => {
+                    // §5.4: the first request names the session a connection carries.
+                    s.conn = Some(conn);
+                    let ctype = head.value(bytes, HeaderName::ContentType);
+                    let accepted = s.accept.is_empty()
+                        || ctype.is_none_or(|t| s.accept.iter().any(|a| a.eq_ignore_ascii_case(t)));
+                    (!accepted).then_some((415, "MIME-not-understood"))
+                }
+            },
+        };
+        if i.refuse.is_none() {
+            i.session = session.unwrap_or_default();
+            if let Ok(r) = range {
+                i.next_byte = r.start;
+                i.total = r.total;
+            }
+            // A REPORT's Byte-Range names the part of the message it reports on: kept.
+            let own_range = i.method == Some(Method::Send);
+            for h in head.headers() {
+                let ours = match h.name {
+                    HeaderName::ToPath | HeaderName::FromPath | HeaderName::MessageId => true,
+                    HeaderName::ByteRange => own_range,
+                    _ => false,
+                };
+                if !ours {
+                    i.copied.extend_from_slice(h.line.of(bytes));
+                    i.copied.extend_from_slice(b"\r\n");
+                }
+            }
+            // A keep-alive (no body) is answered here and goes no further.
+            if !head.has_body && i.method == Some(Method::Send) {
+                i.session.clear();
+            }
+        }
+        self.set_inbound(conn, i);
+    }
+
+    fn set_inbound(&mut self, conn: ConnId, i: Inbound) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.inbound = i;
+        }
+    }
+
+    /// A piece of body (with the end-line when `last` says how the chunk ended).
+    fn on_body(&mut self, now: Instant, conn: ConnId, body: Span, last: Option<Continuation>) {
+        self.forward(now, conn, Some(body), last.unwrap_or(Continuation::More));
+        if let Some(flag) = last {
+            self.finish(conn, flag);
+        }
+    }
+
+    fn on_end(&mut self, now: Instant, conn: ConnId, flag: Continuation) {
+        // A chunk whose body was all forwarded already ends with an empty chunk carrying its
+        // flag; one without any body is forwarded as it is.
+        let needs = self.conns.get(&conn).is_some_and(|c| {
+            let i = &c.inbound;
+            i.method.is_some() && !i.session.is_empty() && i.refuse.is_none()
+        });
+        if needs {
+            self.forward(now, conn, None, flag);
+        }
+        self.finish(conn, flag);
+    }
+
+    /// Sends a chunk of our own on the other leg: head, the body span, end-line.
+    fn forward(&mut self, now: Instant, conn: ConnId, body: Option<Span>, flag: Continuation) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let i = &mut c.inbound;
+        if i.refuse.is_some() || i.session.is_empty() || i.method.is_none() {
+            return;
+        }
+        let len = body.map_or(0, |b| u64::from(b.len));
+        let Some(other_id) = self.sessions.get(&i.session).map(|s| s.other.clone()) else {
+            i.refuse = Some((481, "Session-does-not-exist"));
+            return;
+        };
+        let Some(other) = self.sessions.get(&other_id) else {
+            i.refuse = Some((481, "Session-does-not-exist"));
+            return;
+        };
+        let Some(to_conn) = other.conn else {
+            // The other leg's peer has not connected (or went away): the sender is told
+            // when its chunk ends.
+            i.refuse = Some((481, "Session-does-not-exist"));
+            return;
+        };
+        let tid = new_tid(&mut self.tids);
+        let method = match i.method {
+            Some(Method::Report) => &b"REPORT"[..],
+            _ => b"SEND",
+        };
+        let mut head = Vec::with_capacity(256 + i.copied.len());
+        head.extend_from_slice(b"MSRP ");
+        head.extend_from_slice(&tid);
+        head.push(b' ');
+        head.extend_from_slice(method);
+        head.extend_from_slice(b"\r\nTo-Path: ");
+        head.extend_from_slice(&other.peer_path);
+        head.extend_from_slice(b"\r\nFrom-Path: ");
+        head.extend_from_slice(&other.local);
+        head.extend_from_slice(b"\r\n");
+        if !i.message_id.is_empty() {
+            head.extend_from_slice(b"Message-ID: ");
+            head.extend_from_slice(&i.message_id);
+            head.extend_from_slice(b"\r\n");
+        }
+        if method == b"SEND" {
+            head.extend_from_slice(b"Byte-Range: ");
+            crate::wire::push_decimal(&mut head, i.next_byte);
+            head.push(b'-');
+            crate::wire::push_decimal(&mut head, (i.next_byte + len).saturating_sub(1));
+            head.push(b'/');
+            match i.total {
+                Some(t) => crate::wire::push_decimal(&mut head, t),
+                None => head.push(b'*'),
+            }
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(&i.copied);
+        let has_body = body.is_some()
+            || i.copied
+                .windows(13)
+                .any(|w| w.eq_ignore_ascii_case(b"Content-Type:"));
+        if has_body {
+            head.extend_from_slice(b"\r\n");
+        }
+        let mut tail = Vec::with_capacity(TID_BYTES + 12);
+        if has_body {
+            tail.extend_from_slice(b"\r\n");
+        }
+        tail.extend_from_slice(b"-------");
+        tail.extend_from_slice(&tid);
+        tail.push(flag.flag());
+        tail.extend_from_slice(b"\r\n");
+        i.next_byte += len;
+        i.forwarded += len;
+        // Answers come unless the sender asked for none (Failure-Report: no); with
+        // `partial` only error answers come, so silence is not a failure then.
+        let track = i.method == Some(Method::Send) && i.failure_report != Some(FailureReport::No);
+        if track {
+            let from_session = i.session.clone();
+            self.sent.insert(
+                tid,
+                Sent {
+                    from_session,
+                    message_id: i.message_id.clone(),
+                    report_to: i.from_path.clone(),
+                    failure_report: i.failure_report.unwrap_or(FailureReport::Yes),
+                    through: i.next_byte - 1,
+                    total: i.total,
+                },
+            );
+            self.timers.push(Reverse((now + RESPONSE_TIMEOUT, tid)));
+        }
+        self.stats.chunks_out += 1;
+        self.stats.bytes_relayed += len;
+        self.out.push_back(Output::Write {
+            conn: to_conn,
+            head,
+            body,
+            tail,
+        });
+    }
+
+    /// The end of an incoming message: its response (hop by hop).
+    fn finish(&mut self, conn: ConnId, _flag: Continuation) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let i = std::mem::take(&mut c.inbound);
+        let Some(method) = i.method else { return };
+        self.stats.chunks_in += 1;
+        if method == Method::Report {
+            // REPORTs are never answered (RFC 4975 §7.1.2).
+            return;
+        }
+        let (code, comment) = i.refuse.unwrap_or((200, "OK"));
+        if code != 200 {
+            self.stats.refused += 1;
+        }
+        let answer = match i.failure_report {
+            Some(FailureReport::No) => false,
+            Some(FailureReport::Partial) => code != 200,
+            _ => true,
+        };
+        if !answer {
+            return;
+        }
+        let mut head = Vec::with_capacity(160);
+        head.extend_from_slice(b"MSRP ");
+        head.extend_from_slice(&i.tid);
+        head.push(b' ');
+        crate::wire::push_decimal(&mut head, u64::from(code));
+        head.push(b' ');
+        head.extend_from_slice(comment.as_bytes());
+        head.extend_from_slice(b"\r\nTo-Path: ");
+        let prev = path_uris(&i.from_path)
+            .next()
+            .and_then(Result::ok)
+            .map_or(&i.from_path[..], |u| u.as_bytes());
+        head.extend_from_slice(prev);
+        head.extend_from_slice(b"\r\nFrom-Path: ");
+        head.extend_from_slice(&i.to_first);
+        head.extend_from_slice(b"\r\n-------");
+        head.extend_from_slice(&i.tid);
+        head.extend_from_slice(b"$\r\n");
+        self.out.push_back(Output::Write {
+            conn,
+            head,
+            body: None,
+            tail: Vec::new(),
+        });
+    }
+
+    fn on_response(&mut self, tid: &[u8], status: u16) {
+        let Ok(key) = <[u8; TID_BYTES]>::try_from(tid) else {
+            return;
+        };
+        let Some(s) = self.sent.remove(&key) else {
+            return;
+        };
+        if status != 200 {
+            self.report_failure(
+                &s.from_session,
+                &s.message_id,
+                &s.report_to,
+                Some(s.failure_report),
+                s.through,
+                s.total,
+                status,
+                "failed at the next hop",
+            );
+        }
+    }
+
+    /// A failure REPORT (RFC 4975 §7.1.2) to the sender of message `message_id` on
+    /// `from_session`, when its Failure-Report asks for one.
+    #[allow(clippy::too_many_arguments)]
+    fn report_failure(
+        &mut self,
+        from_session: &[u8],
+        message_id: &[u8],
+        report_to: &[u8],
+        failure_report: Option<FailureReport>,
+        through: u64,
+        total: Option<u64>,
+        status: u16,
+        comment: &str,
+    ) {
+        if failure_report == Some(FailureReport::No) || message_id.is_empty() {
+            return;
+        }
+        let Some(s) = self.sessions.get(from_session) else {
+            return;
+        };
+        let Some(conn) = s.conn else { return };
+        let tid = new_tid(&mut self.tids);
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(b"MSRP ");
+        head.extend_from_slice(&tid);
+        head.extend_from_slice(b" REPORT\r\nTo-Path: ");
+        head.extend_from_slice(report_to);
+        head.extend_from_slice(b"\r\nFrom-Path: ");
+        head.extend_from_slice(&s.local);
+        head.extend_from_slice(b"\r\nMessage-ID: ");
+        head.extend_from_slice(message_id);
+        head.extend_from_slice(b"\r\nByte-Range: 1-");
+        crate::wire::push_decimal(&mut head, through);
+        head.push(b'/');
+        match total {
+            Some(t) => crate::wire::push_decimal(&mut head, t),
+            None => head.push(b'*'),
+        }
+        head.extend_from_slice(b"\r\nStatus: 000 ");
+        crate::wire::push_decimal(&mut head, u64::from(status));
+        head.push(b' ');
+        head.extend_from_slice(comment.as_bytes());
+        head.extend_from_slice(b"\r\n-------");
+        head.extend_from_slice(&tid);
+        head.extend_from_slice(b"$\r\n");
+        self.stats.reports_sent += 1;
+        self.out.push_back(Output::Write {
+            conn,
+            head,
+            body: None,
+            tail: Vec::new(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

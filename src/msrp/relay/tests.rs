@@ -1,0 +1,482 @@
+//! The relay driven with exact bytes: two endpoints on two connections, any segmentation.
+
+use super::*;
+use crate::msrp::parse::{Head, Parser as MsgParser};
+
+const A: ConnId = ConnId(1);
+const B: ConnId = ConnId(2);
+const PATH_A: &str = "msrp://127.0.0.1:40001/alice;tcp";
+const PATH_B: &str = "msrp://127.0.0.1:40002/bob;tcp";
+
+fn relay() -> Relay {
+    Relay::new(
+        "127.0.0.1:2855",
+        SessionIds::new(0, std::collections::hash_map::RandomState::new()),
+        7,
+    )
+}
+
+/// A message as one endpoint received it: head fields and body.
+#[derive(Debug, Clone)]
+struct Got {
+    start: String,
+    tid: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    flag: Option<Continuation>,
+}
+
+impl Got {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The relay and what each connection has been sent (bytes), with spans resolved.
+struct Net {
+    r: Relay,
+    wire: HashMap<ConnId, Vec<u8>>,
+    closed: Vec<ConnId>,
+    rng: crate::wire::XorShift64,
+}
+
+impl Net {
+    fn new() -> Net {
+        let mut r = relay();
+        r.handle_connect(A);
+        r.handle_connect(B);
+        Net {
+            r,
+            wire: HashMap::new(),
+            closed: Vec::new(),
+            rng: crate::wire::XorShift64::new(99),
+        }
+    }
+
+    /// Sends `bytes` from the peer of `conn` in random segments (1 byte to 3 KiB), the
+    /// relay keeping what it does not consume, as a runtime would.
+    fn send(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        let mut pending: Vec<u8> = Vec::new();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let n = (1 + self.rng.next_u64() as usize % 3072).min(bytes.len() - pos);
+            pending.extend_from_slice(&bytes[pos..pos + n]);
+            pos += n;
+            let used = self.r.handle_stream(now, conn, &pending);
+            self.drain(&pending);
+            pending.drain(..used);
+        }
+        assert!(pending.is_empty(), "{} bytes left unparsed", pending.len());
+    }
+
+    fn drain(&mut self, input: &[u8]) {
+        while let Some(o) = self.r.poll_output() {
+            match o {
+                Output::Write {
+                    conn,
+                    head,
+                    body,
+                    tail,
+                } => {
+                    let w = self.wire.entry(conn).or_default();
+                    w.extend_from_slice(&head);
+                    if let Some(b) = body {
+                        w.extend_from_slice(b.of(input));
+                    }
+                    w.extend_from_slice(&tail);
+                }
+                Output::Close(c) => self.closed.push(c),
+            }
+        }
+    }
+
+    /// Everything sent to `conn` so far, parsed (and taken).
+    fn received(&mut self, conn: ConnId) -> Vec<Got> {
+        let bytes = self.wire.remove(&conn).unwrap_or_default();
+        let mut p = MsgParser::new();
+        let mut out: Vec<Got> = Vec::new();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let (n, ev) = p.advance(&bytes[pos..]).expect("the relay writes MSRP");
+            assert!(n > 0, "incomplete output");
+            match ev {
+                Some(Event::Head(h, b)) => out.push(got(&h, b)),
+                Some(Event::Body(b)) => out.last_mut().unwrap().body.extend_from_slice(b),
+                Some(Event::LastBody(b, f)) => {
+                    let g = out.last_mut().unwrap();
+                    g.body.extend_from_slice(b);
+                    g.flag = Some(f);
+                }
+                Some(Event::End(f)) => out.last_mut().unwrap().flag = Some(f),
+                None => unreachable!(),
+            }
+            pos += n;
+        }
+        assert!(
+            out.iter().all(|g| g.flag.is_some()),
+            "a message without its end-line"
+        );
+        out
+    }
+}
+
+fn got(h: &Head, b: &[u8]) -> Got {
+    Got {
+        start: match h.start {
+            StartLine::Request { method_span, .. } => {
+                String::from_utf8_lossy(method_span.of(b)).into_owned()
+            }
+            StartLine::Response { status, .. } => status.to_string(),
+        },
+        tid: String::from_utf8_lossy(h.tid.of(b)).into_owned(),
+        headers: h
+            .headers()
+            .iter()
+            .map(|x| {
+                (
+                    String::from_utf8_lossy(x.name_span.of(b)).into_owned(),
+                    String::from_utf8_lossy(x.value.of(b)).into_owned(),
+                )
+            })
+            .collect(),
+        body: Vec::new(),
+        flag: None,
+    }
+}
+
+/// A SEND chunk from `from` (`to`: the To-Path).
+fn send(tid: &str, to: &str, from: &str, extra: &str, body: Option<&[u8]>, flag: char) -> Vec<u8> {
+    let mut m =
+        format!("MSRP {tid} SEND\r\nTo-Path: {to}\r\nFrom-Path: {from}\r\n{extra}").into_bytes();
+    if let Some(b) = body {
+        m.extend_from_slice(b"Content-Type: text/plain\r\n\r\n");
+        m.extend_from_slice(b);
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(format!("-------{tid}{flag}\r\n").as_bytes());
+    m
+}
+
+fn response(tid: &str, code: u16, to: &str, from: &str) -> Vec<u8> {
+    format!("MSRP {tid} {code} X\r\nTo-Path: {to}\r\nFrom-Path: {from}\r\n-------{tid}$\r\n")
+        .into_bytes()
+}
+
+/// A relay with both legs bound: (net, our URI for A's side, for B's side).
+fn bound() -> (Net, String, String) {
+    let mut net = Net::new();
+    let (ua, ub) = net.r.create_relay(PATH_A.as_bytes(), PATH_B.as_bytes());
+    let (ua, ub) = (
+        String::from_utf8(ua).unwrap(),
+        String::from_utf8(ub).unwrap(),
+    );
+    let t0 = Instant::now();
+    net.send(
+        t0,
+        A,
+        &send(
+            "bindA1",
+            &ua,
+            PATH_A,
+            "Message-ID: k1\r\nByte-Range: 1-0/0\r\n",
+            None,
+            '$',
+        ),
+    );
+    net.send(
+        t0,
+        B,
+        &send(
+            "bindB1",
+            &ub,
+            PATH_B,
+            "Message-ID: k2\r\nByte-Range: 1-0/0\r\n",
+            None,
+            '$',
+        ),
+    );
+    let a = net.received(A);
+    let b = net.received(B);
+    assert_eq!((a.len(), a[0].start.as_str()), (1, "200"));
+    assert_eq!((b.len(), b[0].start.as_str()), (1, "200"));
+    // Keep-alives are answered, not relayed.
+    assert!(net.wire.is_empty());
+    (net, ua, ub)
+}
+
+#[test]
+fn a_message_crosses_the_relay_byte_exact_under_any_segmentation() {
+    let (mut net, ua, ub) = bound();
+    let t0 = Instant::now();
+    let message: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    // Three chunks, with look-alike end-lines inside the body.
+    let mut message = message;
+    message[1000..1020].copy_from_slice(b"\r\n-------chunk1$\r\n\r\n");
+    let cuts = [0, 100_000, 250_000, message.len()];
+    for (k, w) in cuts.windows(2).enumerate() {
+        let flag = if k == 2 { '$' } else { '+' };
+        let extra = format!(
+            "Message-ID: m1\r\nByte-Range: {}-{}/{}\r\nSuccess-Report: yes\r\n",
+            w[0] + 1,
+            w[1],
+            message.len()
+        );
+        let chunk = send(
+            &format!("chunk{k}"),
+            &ua,
+            PATH_A,
+            &extra,
+            Some(&message[w[0]..w[1]]),
+            flag,
+        );
+        net.send(t0, A, &chunk);
+    }
+    // A: a 200 per chunk, hop by hop, from our URI to its own.
+    let a = net.received(A);
+    assert_eq!(
+        a.iter().map(|g| g.tid.as_str()).collect::<Vec<_>>(),
+        ["chunk0", "chunk1", "chunk2"]
+    );
+    for g in &a {
+        assert_eq!(g.start, "200");
+        assert_eq!(g.header("To-Path"), Some(PATH_A));
+        assert_eq!(g.header("From-Path"), Some(ua.as_str()));
+    }
+    // B: chunks of ours that put the message back together exactly.
+    let b = net.received(B);
+    let mut rebuilt = vec![0u8; message.len()];
+    let mut covered = 0;
+    for g in &b {
+        assert_eq!(g.start, "SEND");
+        assert_eq!(g.header("To-Path"), Some(PATH_B));
+        assert_eq!(g.header("From-Path"), Some(ub.as_str()));
+        assert_eq!(g.header("Message-ID"), Some("m1"));
+        assert_eq!(g.header("Success-Report"), Some("yes"));
+        assert_eq!(g.header("Content-Type"), Some("text/plain"));
+        let range = g.header("Byte-Range").unwrap();
+        let (se, total) = range.split_once('/').unwrap();
+        assert_eq!(total, message.len().to_string());
+        let (s, e) = se.split_once('-').unwrap();
+        let (s, e): (usize, usize) = (s.parse().unwrap(), e.parse().unwrap());
+        assert_eq!(e + 1 - s, g.body.len(), "{range}");
+        rebuilt[s - 1..e].copy_from_slice(&g.body);
+        covered += g.body.len();
+    }
+    assert_eq!(covered, message.len());
+    assert!(rebuilt == message, "the relayed bytes differ");
+    assert_eq!(b.last().unwrap().flag, Some(Continuation::Complete));
+    assert!(b[..b.len() - 1]
+        .iter()
+        .all(|g| g.flag == Some(Continuation::More)));
+    // B answers every chunk; then its success REPORT goes back to A on A's leg.
+    for g in &b {
+        net.send(t0, B, &response(&g.tid, 200, &ub, PATH_B));
+    }
+    assert!(net.wire.is_empty(), "answers to our chunks stop here");
+    let report = format!(
+        "MSRP rep1 REPORT\r\nTo-Path: {ub}\r\nFrom-Path: {PATH_B}\r\nMessage-ID: m1\r\n\
+Byte-Range: 1-{n}/{n}\r\nStatus: 000 200 OK\r\n-------rep1$\r\n",
+        n = message.len()
+    );
+    net.send(t0, B, report.as_bytes());
+    assert!(net.received(B).is_empty(), "a REPORT is never answered");
+    let a = net.received(A);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].start, "REPORT");
+    assert_eq!(a[0].header("To-Path"), Some(PATH_A));
+    assert_eq!(a[0].header("From-Path"), Some(ua.as_str()));
+    assert_eq!(
+        a[0].header("Byte-Range"),
+        Some(format!("1-{0}/{0}", message.len()).as_str())
+    );
+    assert_eq!(a[0].header("Status"), Some("000 200 OK"));
+    assert_eq!(net.r.stats().bytes_relayed, message.len() as u64);
+}
+
+#[test]
+fn unknown_sessions_other_connections_and_methods_are_refused() {
+    let (mut net, ua, _) = bound();
+    let t0 = Instant::now();
+    let other = "msrp://127.0.0.1:2855/0000000000000000000000000;tcp";
+    net.send(
+        t0,
+        A,
+        &send(
+            "t481x",
+            other,
+            PATH_A,
+            "Message-ID: x\r\n",
+            Some(b"hi"),
+            '$',
+        ),
+    );
+    // A's session is bound to A's connection: not to B's.
+    net.send(
+        t0,
+        B,
+        &send("t506x", &ua, PATH_B, "Message-ID: y\r\n", Some(b"hi"), '$'),
+    );
+    let bad =
+        format!("MSRP t501x FOO\r\nTo-Path: {ua}\r\nFrom-Path: {PATH_A}\r\n-------t501x$\r\n");
+    net.send(t0, A, bad.as_bytes());
+    net.send(
+        t0,
+        A,
+        &send(
+            "t400x",
+            &ua,
+            PATH_A,
+            "Message-ID: z\r\nByte-Range: 9-1/1\r\n",
+            Some(b"hi"),
+            '$',
+        ),
+    );
+    let a: Vec<_> = net
+        .received(A)
+        .iter()
+        .map(|g| (g.tid.clone(), g.start.clone()))
+        .collect();
+    assert_eq!(
+        a,
+        [
+            ("t481x".into(), "481".into()),
+            ("t501x".into(), "501".into()),
+            ("t400x".into(), "400".into())
+        ]
+    );
+    let b = net.received(B);
+    assert_eq!((b[0].tid.as_str(), b[0].start.as_str()), ("t506x", "506"));
+    assert!(net.wire.is_empty(), "nothing refused was relayed");
+    // Garbage closes the connection.
+    net.send(t0, A, b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(net.closed, [A]);
+}
+
+#[test]
+fn a_leg_that_drops_mid_message_gets_its_sender_a_failure_report() {
+    let (mut net, ua, _) = bound();
+    let t0 = Instant::now();
+    let head = format!(
+        "MSRP big1 SEND\r\nTo-Path: {ua}\r\nFrom-Path: {PATH_A}\r\nMessage-ID: m2\r\n\
+Byte-Range: 1-*/*\r\nContent-Type: text/plain\r\n\r\n"
+    );
+    net.send(t0, A, head.as_bytes());
+    net.send(t0, A, &[b'x'; 5000]);
+    assert!(!net.received(B).is_empty(), "the first pieces went through");
+    net.r.handle_close(t0, B);
+    net.drain(&[]);
+    let a = net.received(A);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].start, "REPORT");
+    assert_eq!(a[0].header("Message-ID"), Some("m2"));
+    assert_eq!(a[0].header("Byte-Range"), Some("1-5000/*"));
+    assert!(a[0].header("Status").unwrap().starts_with("000 408"));
+    // The rest of the chunk is refused, and nothing more goes to the gone leg.
+    net.send(t0, A, b"yyyy\r\n-------big1$\r\n");
+    let a = net.received(A);
+    assert_eq!((a[0].tid.as_str(), a[0].start.as_str()), ("big1", "481"));
+    assert!(net.wire.is_empty());
+}
+
+#[test]
+fn a_sender_that_drops_mid_chunk_aborts_the_message_downstream() {
+    let (mut net, ua, _) = bound();
+    let t0 = Instant::now();
+    let head = format!(
+        "MSRP big2 SEND\r\nTo-Path: {ua}\r\nFrom-Path: {PATH_A}\r\nMessage-ID: m3\r\n\
+Byte-Range: 1-*/*\r\nContent-Type: text/plain\r\n\r\nsome bytes"
+    );
+    net.send(t0, A, head.as_bytes());
+    net.r.handle_close(t0, A);
+    net.drain(&[]);
+    let b = net.received(B);
+    assert_eq!(b.last().unwrap().flag, Some(Continuation::Aborted));
+    assert_eq!(
+        b.iter().map(|g| g.body.len()).sum::<usize>(),
+        "some bytes".len()
+    );
+}
+
+#[test]
+fn error_answers_and_silence_from_the_next_hop_become_failure_reports() {
+    let (mut net, ua, ub) = bound();
+    let t0 = Instant::now();
+    net.send(
+        t0,
+        A,
+        &send(
+            "c413",
+            &ua,
+            PATH_A,
+            "Message-ID: m4\r\nByte-Range: 1-3/3\r\n",
+            Some(b"abc"),
+            '$',
+        ),
+    );
+    net.send(
+        t0,
+        A,
+        &send(
+            "c408",
+            &ua,
+            PATH_A,
+            "Message-ID: m5\r\nByte-Range: 1-3/3\r\n",
+            Some(b"def"),
+            '$',
+        ),
+    );
+    net.send(
+        t0,
+        A,
+        &send(
+            "cnone",
+            &ua,
+            PATH_A,
+            "Message-ID: m6\r\nByte-Range: 1-3/3\r\nFailure-Report: no\r\n",
+            Some(b"ghi"),
+            '$',
+        ),
+    );
+    let a = net.received(A);
+    // Failure-Report: no gets no 200 either.
+    assert_eq!(
+        a.iter().map(|g| g.tid.as_str()).collect::<Vec<_>>(),
+        ["c413", "c408"]
+    );
+    let b = net.received(B);
+    assert_eq!(b.len(), 3, "{b:?}");
+    net.send(t0, B, &response(&b[0].tid, 413, &ub, PATH_B));
+    let a = net.received(A);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].header("Message-ID"), Some("m4"));
+    assert!(a[0].header("Status").unwrap().starts_with("000 413"));
+    // No answer to the second (nor the third, whose sender wants no reports).
+    assert_eq!(net.r.poll_timeout(), Some(t0 + RESPONSE_TIMEOUT));
+    net.r.handle_timeout(t0 + RESPONSE_TIMEOUT);
+    net.drain(&[]);
+    let a = net.received(A);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].header("Message-ID"), Some("m5"));
+    assert!(a[0].header("Status").unwrap().starts_with("000 408"));
+}
+
+#[test]
+fn a_session_that_accepts_some_types_refuses_others_with_415() {
+    let (mut net, ua, _) = bound();
+    let id = MsrpUri::parse(ua.as_bytes())
+        .unwrap()
+        .session_id()
+        .unwrap()
+        .to_vec();
+    net.r.sessions.get_mut(&id).unwrap().accept = vec![b"message/cpim".to_vec()];
+    net.send(
+        Instant::now(),
+        A,
+        &send("t415", &ua, PATH_A, "Message-ID: m7\r\n", Some(b"x"), '$'),
+    );
+    assert_eq!(net.received(A)[0].start, "415");
+    assert!(net.wire.is_empty());
+}
