@@ -149,6 +149,8 @@ struct Core {
     lingering: VecDeque<(Instant, u64)>,
     /// Keys the tags of flow tokens (the same for every shard of the process).
     flow_key: std::collections::hash_map::RandomState,
+    /// This shard's MSRP sessions and relays (see [`crate::msrp::relay`]).
+    msrp: crate::msrp::relay::Relay,
     stores: VecDeque<StoreAsk>,
     awaiting: std::collections::HashMap<u64, pager::Awaiting>,
     next_token: u64,
@@ -188,6 +190,14 @@ impl Shard {
                 proxied: std::collections::HashMap::new(),
                 lingering: VecDeque::new(),
                 flow_key: std::collections::hash_map::RandomState::new(),
+                msrp: crate::msrp::relay::Relay::new(
+                    "127.0.0.1:0",
+                    crate::msrp::uri::SessionIds::new(
+                        id,
+                        std::collections::hash_map::RandomState::new(),
+                    ),
+                    seed ^ 0x3C6E_F372_FE94_F82B,
+                ),
                 stores: VecDeque::new(),
                 awaiting: std::collections::HashMap::new(),
                 next_token: 0,
@@ -210,6 +220,26 @@ impl Shard {
     /// Tells the shard how many shards there are (1 until told).
     pub fn set_shards(&mut self, shards: usize) {
         self.core.shards = shards.max(1);
+    }
+
+    /// Tells the shard where its MSRP listener is (`host:port`, what its URIs name) and
+    /// the key its session ids are minted under.
+    pub fn set_msrp(
+        &mut self,
+        authority: &str,
+        key: std::collections::hash_map::RandomState,
+        seed: u64,
+    ) {
+        self.core.msrp = crate::msrp::relay::Relay::new(
+            authority,
+            crate::msrp::uri::SessionIds::new(self.core.id, key),
+            seed,
+        );
+    }
+
+    /// The shard's MSRP state (sessions, relays; its outputs go to the MSRP connections).
+    pub fn msrp(&mut self) -> &mut crate::msrp::relay::Relay {
+        &mut self.core.msrp
     }
 
     /// Gives the shard the key of the flow tokens it writes into Record-Route and checks in
@@ -370,6 +400,7 @@ impl Shard {
             lapse,
             self.core.client.poll_timeout(),
             self.core.lingering.front().map(|&(at, _)| at),
+            self.core.msrp.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -383,6 +414,7 @@ impl Shard {
         self.core.client.handle_timeout(now);
         self.core.drain_client_outputs(now);
         self.core.reap_lingering(now);
+        self.core.msrp.handle_timeout(now);
         let ms = self.core.unix_ms(now);
         self.core.registrar.handle_timeout(ms);
     }
@@ -686,7 +718,13 @@ impl Core {
             self.answer_register(now, id, peer, msg, buf, &via, outcome);
             return Ok(());
         }
-        if method == Method::Message {
+        // A MESSAGE inside a dialog, or one routed beyond us, is the proxy's; others are
+        // pager mode for a user of ours.
+        let in_dialog = msg
+            .value(buf, HeaderName::To)
+            .and_then(|t| NameAddr::parse("To", t).ok())
+            .is_some_and(|t| t.tag().is_some());
+        if method == Method::Message && !in_dialog && !self.routed_beyond_us(msg, buf) {
             self.on_pager(now, id, peer, msg, buf, &via, uri);
             return Ok(());
         }

@@ -165,6 +165,14 @@ fn result_text(r: &Result<(), StoreError>) -> String {
     }
 }
 
+/// The same peer: the same connection, or (datagrams) the same address.
+fn same_peer(a: Peer, b: Peer) -> bool {
+    match a.transport {
+        Transport::Tcp(_) => a.transport == b.transport,
+        Transport::Udp => b.transport == Transport::Udp && a.addr.ip() == b.addr.ip(),
+    }
+}
+
 /// Where requests for a binding go: over the connection the registration came in on (TCP),
 /// or to the contact URI's address (UDP, RFC 3261 §16.6 step 7 with the contact as target)
 /// when it is on the host the registration came from. Otherwise — a host name, which this
@@ -325,10 +333,15 @@ impl Core {
         if self.identity.is_myself(u.host_bytes(), u.port()) {
             return None;
         }
+        self.route_for_host(u.host_bytes())
+    }
+
+    /// The next hop of the static route for domain `host`.
+    pub(super) fn route_for_host(&self, host: &[u8]) -> Option<SocketAddr> {
         self.identity
             .routes
             .iter()
-            .find(|(d, _)| d.as_bytes().eq_ignore_ascii_case(u.host_bytes()))
+            .find(|(d, _)| d.as_bytes().eq_ignore_ascii_case(host))
             .map(|(_, hop)| *hop)
     }
 
@@ -594,6 +607,21 @@ impl Core {
             .value(buf, HeaderName::CSeq)
             .and_then(|v| CSeq::parse(v).ok())
             .map_or(Method::Other, |c| Method::from_token(c.method));
+        // Only the peer a request went to answers it: the connection it went on, or the
+        // address it went to (anyone else could otherwise end other people's transactions).
+        let live = self.client.state_of(cid, method).is_some();
+        let from_leg = if live {
+            self.client.answered_by(cid, method, peer)
+        } else {
+            self.relays
+                .get(&cid)
+                .and_then(|r| r.invite.as_ref())
+                .is_some_and(|leg| same_peer(leg.to, peer))
+        };
+        if !from_leg {
+            self.stats.dropped += 1;
+            return;
+        }
         let matched = self.client.on_response(now, cid, method, status);
         if method == Method::Cancel {
             // The answer to our CANCEL ends its transaction; the INVITE's answer follows.
@@ -606,9 +634,16 @@ impl Core {
                 return;
             }
             ResponseMatch::Absorbed => {
-                // An INVITE whose transaction Timer C ended still has its final acknowledged.
+                // An INVITE whose transaction Timer B or C ended still has its final
+                // acknowledged, and a 2xx passed on (§16.7 step 5: every 2xx goes up).
                 if method == Method::Invite && status >= 300 {
                     self.ack_final(cid, msg, buf);
+                }
+                if method == Method::Invite && (200..300).contains(&status) {
+                    if let Some(relay) = self.take_relay(cid) {
+                        self.pass_upstream(now, &relay, msg, buf, status);
+                        self.put_relay(cid, relay);
+                    }
                 }
                 return;
             }
@@ -618,6 +653,13 @@ impl Core {
             return;
         }
         if status < 200 {
+            // §16.7 step 5: provisional answers (but 100) go upstream.
+            if status > 100 {
+                if let Some(relay) = self.take_relay(cid) {
+                    self.pass_upstream(now, &relay, msg, buf, status);
+                    self.put_relay(cid, relay);
+                }
+            }
             return;
         }
         if let Some(token) = self.deliveries.remove(&cid) {
@@ -725,16 +767,9 @@ impl Core {
             return;
         }
         if relay.aor.is_empty() {
-            // Not a user of ours (a routed request): nothing to keep; the sender is told.
-            self.answer_saved(
-                now,
-                relay.server,
-                relay.upstream,
-                &relay.request,
-                408,
-                "Request Timeout",
-                Some("no answer from the next hop"),
-            );
+            // Not a user of ours (a routed request): nothing to keep. RFC 4320 §4.2: no 408
+            // for a non-INVITE request; the sender's own Timer F tells it.
+            let _ = now;
             return;
         }
         self.stats.relay_fallbacks += 1;

@@ -73,6 +73,12 @@ impl Core {
             .count()
     }
 
+    /// Whether a `Route` follows the ones naming us (a loose-routed request for elsewhere).
+    pub(super) fn routed_beyond_us(&self, msg: &Message, buf: &[u8]) -> bool {
+        let ours = self.our_routes(msg, buf);
+        self.next_route(msg, buf, ours).is_some()
+    }
+
     /// The first `Route` value after ours, if any (the next hop of a loose-routed request).
     fn next_route<'b>(&self, msg: &Message, buf: &'b [u8], ours: usize) -> Option<&'b [u8]> {
         msg.headers_named(HeaderName::Route)
@@ -122,13 +128,27 @@ impl Core {
             max_forwards,
             aor: Vec::new(),
         };
+        // The last of our Routes names, in its signed token, the peer this request goes to
+        // inside a dialog we record-routed (RFC 5658 §3.4 picks the last of one's own).
+        let token_peer = self.token_in_routes(msg, buf, pop_routes);
         if let Some(route) = self.next_route(msg, buf, pop_routes) {
+            // Another proxy's Route: followed inside a dialog of ours, or to a static route;
+            // a stranger's preloaded Route to anywhere else is refused (no open relay).
+            let routed = SipUri::parse(route)
+                .ok()
+                .is_some_and(|u| self.route_for_host(u.host_bytes()).is_some());
+            if token_peer.is_none() && !routed {
+                let why = format!(
+                    "not relaying along a Route to {}",
+                    String::from_utf8_lossy(route)
+                );
+                return Err((403, "Forbidden", Some(why)));
+            }
             plan.to = self.resolve(route)?;
             return Ok(plan);
         }
-        if let Some(flow) = self.flow_in_routes(msg, buf, pop_routes, peer) {
-            // Inside a dialog with a stream peer: back over its connection.
-            plan.to = flow;
+        if let Some(to) = token_peer.filter(|&to| to != peer) {
+            plan.to = to;
             return Ok(plan);
         }
         let target = SipUri::parse(uri).map_err(|e| match e {
@@ -163,23 +183,13 @@ impl Core {
             };
             return Ok(plan);
         }
-        // A Request-URI naming an address is followed only inside a dialog this server
-        // record-routed (a `Route` of ours, or a `To` tag): this is not an open relay that
-        // sends any stranger's request to any address.
-        let in_dialog = pop_routes > 0
-            || msg
-                .value(buf, HeaderName::To)
-                .and_then(|t| NameAddr::parse("To", t).ok())
-                .is_some_and(|t| t.tag().is_some());
-        if !in_dialog {
-            let why = format!(
-                "no route to {}",
-                String::from_utf8_lossy(target.host_bytes())
-            );
-            return Err((404, "Not Found", Some(why)));
-        }
-        plan.to = self.resolve(uri)?;
-        Ok(plan)
+        // Any other Request-URI (an address, a domain without a route) is not followed:
+        // inside a dialog the token says where to go, and this is not an open relay.
+        let why = format!(
+            "no route to {}",
+            String::from_utf8_lossy(target.host_bytes())
+        );
+        Err((404, "Not Found", Some(why)))
     }
 
     /// The address of a SIP URI this server can reach: a static route for its domain, or its
@@ -304,72 +314,113 @@ impl Core {
         via
     }
 
-    /// The `Record-Route` value for a request from `upstream` sent to `downstream`: one URI
-    /// of this server when both are datagram peers; otherwise two (RFC 5658), the top one
-    /// facing downstream, and each facing a stream peer names that peer's connection in a
-    /// flow token (as RFC 5626 §5.3 does), so that requests inside the dialog reach it over
-    /// the connection it opened.
+    /// The `Record-Route` value for a request from `upstream` sent to `downstream`: two URIs
+    /// of this server (RFC 5658), the top one facing downstream, each with a token in its
+    /// user part that names the peer on its side (see [`Core::write_peer_token`]). A request
+    /// inside the dialog carries both in its route set; the last one of ours names where it
+    /// goes — the connection a stream peer opened, the address a datagram peer sent from
+    /// (which is right behind a NAT, unlike its Contact).
     pub(super) fn record_route(&self, upstream: Peer, downstream: Peer) -> Vec<u8> {
         let uri = |p: Peer, out: &mut Vec<u8>| {
             out.extend_from_slice(b"<sip:");
-            if let Transport::Tcp(conn) = p.transport {
-                self.write_flow_token(conn, out);
-                out.push(b'@');
-            }
+            self.write_peer_token(p, out);
+            out.push(b'@');
             out.extend_from_slice(self.sent_by.as_bytes());
             if p.transport.is_reliable() {
                 out.extend_from_slice(b";transport=tcp");
             }
             out.extend_from_slice(b";lr>");
         };
-        let mut rr = Vec::with_capacity(160);
+        let mut rr = Vec::with_capacity(200);
         uri(downstream, &mut rr);
-        if upstream.transport.is_reliable() || downstream.transport.is_reliable() {
-            rr.extend_from_slice(b", ");
-            uri(upstream, &mut rr);
-        }
+        rr.extend_from_slice(b", ");
+        uri(upstream, &mut rr);
         rr
     }
 
-    /// Writes the flow token of connection `conn`: `f`, the connection number and a 64-bit
-    /// tag keyed by this process's secret, in hex (a peer cannot aim a request at another
-    /// peer's connection by editing it).
-    fn write_flow_token(&self, conn: ConnId, out: &mut Vec<u8>) {
-        out.push(b'f');
-        crate::wire::push_hex_u64(out, conn.0);
-        crate::wire::push_hex_u64(out, self.flow_tag(conn));
+    /// Writes the token of `peer`: `t<connection:16 hex>` for a stream, `u<IPv4:8 hex><port:4
+    /// hex>` or `v<IPv6:32 hex><port:4 hex>` for a datagram peer, then a 64-bit tag (16 hex)
+    /// keyed by this process's secret, so a peer cannot make one that points elsewhere.
+    fn write_peer_token(&self, peer: Peer, out: &mut Vec<u8>) {
+        let start = out.len();
+        match (peer.transport, peer.addr) {
+            (Transport::Tcp(conn), _) => {
+                out.push(b't');
+                crate::wire::push_hex_u64(out, conn.0);
+            }
+            (Transport::Udp, SocketAddr::V4(a)) => {
+                out.push(b'u');
+                crate::wire::push_hex_u64(
+                    out,
+                    u64::from(u32::from(*a.ip())) << 16 | u64::from(a.port()),
+                );
+                // 12 hex digits are the address and port.
+                out.drain(start + 1..start + 5);
+            }
+            (Transport::Udp, SocketAddr::V6(a)) => {
+                out.push(b'v');
+                let ip = u128::from(*a.ip());
+                crate::wire::push_hex_u64(out, (ip >> 64) as u64);
+                crate::wire::push_hex_u64(out, ip as u64);
+                crate::wire::push_hex_u64(out, u64::from(a.port()));
+                out.drain(out.len() - 16..out.len() - 4);
+            }
+        }
+        let tag = self.token_tag(&out[start..]);
+        crate::wire::push_hex_u64(out, tag);
     }
 
-    fn flow_tag(&self, conn: ConnId) -> u64 {
+    fn token_tag(&self, body: &[u8]) -> u64 {
         use std::hash::BuildHasher;
-        self.flow_key.hash_one(conn.0)
+        self.flow_key.hash_one(body)
     }
 
-    /// The connection named by a genuine flow token in the user part of `uri`.
-    fn flow_of(&self, uri: &SipUri<'_>) -> Option<ConnId> {
-        let t = uri.user()?.strip_prefix(b"f")?;
-        if t.len() != 32 {
+    /// The peer named by a genuine token in the user part of `uri`.
+    fn peer_of_token(&self, uri: &SipUri<'_>) -> Option<Peer> {
+        let t = uri.user()?;
+        let (body, tag) = t.split_at(t.len().checked_sub(16)?);
+        if crate::wire::parse_hex_u64(tag)? != self.token_tag(body) {
             return None;
         }
-        let conn = ConnId(crate::wire::parse_hex_u64(&t[..16])?);
-        let tag = crate::wire::parse_hex_u64(&t[16..])?;
-        (tag == self.flow_tag(conn)).then_some(conn)
+        let hex = crate::wire::parse_hex_u64;
+        let (kind, payload) = body.split_first()?;
+        let any = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
+        match (kind, payload.len()) {
+            (b't', 16) => Some(Peer {
+                transport: Transport::Tcp(ConnId(hex(payload)?)),
+                addr: any,
+            }),
+            (b'u', 12) => {
+                let ip = std::net::Ipv4Addr::from(hex(&payload[..8])? as u32);
+                let port = hex(&payload[8..])? as u16;
+                Some(Peer {
+                    transport: Transport::Udp,
+                    addr: SocketAddr::new(ip.into(), port),
+                })
+            }
+            (b'v', 36) => {
+                let hi = u128::from(hex(&payload[..16])?);
+                let lo = u128::from(hex(&payload[16..32])?);
+                let port = hex(&payload[32..])? as u16;
+                Some(Peer {
+                    transport: Transport::Udp,
+                    addr: SocketAddr::new(std::net::Ipv6Addr::from(hi << 64 | lo).into(), port),
+                })
+            }
+            _ => None,
+        }
     }
 
-    /// Among the first `ours` Route values (ours), a flow token for a connection other than
-    /// the one the request came on: where a request inside a record-routed dialog goes.
-    fn flow_in_routes(&self, msg: &Message, buf: &[u8], ours: usize, peer: Peer) -> Option<Peer> {
-        let conn = msg
+    /// The peer named by the last of the first `ours` Route values (ours), if its token is
+    /// genuine.
+    fn token_in_routes(&self, msg: &Message, buf: &[u8], ours: usize) -> Option<Peer> {
+        let last = msg
             .headers_named(HeaderName::Route)
             .flat_map(|h| NameAddr::parse_all_bracketed("Route", h.value.of(buf)))
             .take(ours)
-            .filter_map(|r| r.ok())
-            .filter_map(|r| r.sip_uri().and_then(|u| self.flow_of(u)))
-            .find(|&c| peer.transport != Transport::Tcp(c))?;
-        Some(Peer {
-            transport: Transport::Tcp(conn),
-            addr: SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0),
-        })
+            .last()?
+            .ok()?;
+        self.peer_of_token(last.sip_uri()?)
     }
 
     /// The caller's `CANCEL` for the INVITE transaction `invite`: sent downstream now, or

@@ -980,16 +980,12 @@ fn our_own_route_is_removed_and_a_503_from_the_contact_goes_up_as_500() {
         .unwrap()
         .replace(
             "Max-Forwards: 70\r\n",
-            "Max-Forwards: 70\r\nRoute: <sip:127.0.0.1:5060;lr>, <sip:next.example;lr>\r\n",
+            "Max-Forwards: 70\r\nRoute: <sip:127.0.0.1:5060;lr>\r\n",
         );
     s.handle_datagram(t0, client(), m.as_bytes());
     let fwd = drain(&mut s).remove(0).2;
     let text = String::from_utf8_lossy(&fwd).to_string();
-    assert!(
-        text.contains("\r\nRoute: <sip:next.example;lr>\r\n"),
-        "{text}"
-    );
-    assert!(!text.contains("127.0.0.1:5060;lr"), "{text}");
+    assert!(!text.contains("Route:"), "{text}");
     let busy = ua_answer(text.as_bytes(), "503 Service Unavailable");
     s.handle_datagram(t0, BOB.parse().unwrap(), &busy);
     let out = drain(&mut s);
@@ -1050,7 +1046,8 @@ fn a_message_for_a_routed_domain_goes_to_its_next_hop_and_the_answer_comes_back(
     assert_eq!(out[0].1, 480);
     assert_eq!(out[0].0.addr, client());
     assert!(s.poll_store().is_none());
-    // No answer at all: 408 to the sender when Timer F fires.
+    // No answer at all: nothing to the sender when Timer F fires (RFC 4320 §4.2: no 408
+    // for a non-INVITE request; its own Timer F tells it), and nothing kept.
     s.handle_datagram(
         t0,
         client(),
@@ -1060,9 +1057,9 @@ fn a_message_for_a_routed_domain_goes_to_its_next_hop_and_the_answer_comes_back(
     s.handle_timeout(t0 + 64 * T1);
     let out = drain(&mut s);
     assert!(
-        out.iter()
-            .any(|(to, st, _)| *st == 408 && to.addr == client()),
-        "{out:?}"
+        out.iter().all(|(to, _, _)| to.addr != client()),
+        "{} to the sender",
+        out.len()
     );
     assert!(s.poll_store().is_none());
 }
@@ -1151,8 +1148,8 @@ fn invite_for_bob(branch: &str) -> Vec<u8> {
 }
 
 /// A request inside the dialog of `invite_for_bob(branch)` (To tagged by Bob's UA), sent to
-/// `target` through our Record-Route.
-fn in_dialog(method: &str, target: &str, branch: &str, from_bob: bool) -> Vec<u8> {
+/// `target` with the route set `route`.
+fn in_dialog(method: &str, target: &str, branch: &str, from_bob: bool, route: &str) -> Vec<u8> {
     let (via, from, to) = if from_bob {
         (
             BOB,
@@ -1169,7 +1166,7 @@ fn in_dialog(method: &str, target: &str, branch: &str, from_bob: bool) -> Vec<u8
     format!(
         "{method} {target} SIP/2.0\r\n\
 Via: SIP/2.0/UDP {via};branch={branch};rport\r\n\
-Route: <sip:127.0.0.1:5060;lr>\r\n\
+Route: {route}\r\n\
 Max-Forwards: 70\r\n\
 From: {from}\r\n\
 To: {to}\r\n\
@@ -1197,10 +1194,14 @@ fn an_invite_dialog_runs_through_the_proxy_end_to_end() {
         fwd_text.starts_with("INVITE sip:bob@127.0.0.1:40100 SIP/2.0\r\n"),
         "{fwd_text}"
     );
-    assert!(
-        fwd_text.contains("\r\nRecord-Route: <sip:127.0.0.1:5060;lr>\r\n"),
-        "{fwd_text}"
-    );
+    // Two Record-Routes, each with the token of the peer on its side: Bob's address (top),
+    // Alice's (bottom).
+    let rr = String::from_utf8_lossy(header(fwd, HeaderName::RecordRoute).unwrap()).into_owned();
+    let (top, bottom) = rr.split_once(", ").unwrap();
+    assert!(top.starts_with("<sip:u7f0000019ca4"), "{top}");
+    assert!(bottom.starts_with("<sip:u7f0000019c40"), "{bottom}");
+    assert!(top.ends_with("@127.0.0.1:5060;lr>") && bottom.ends_with("@127.0.0.1:5060;lr>"));
+    let callers_route = format!("{bottom}, {top}");
     assert!(fwd_text.contains("\r\nMax-Forwards: 69\r\n"), "{fwd_text}");
     assert_eq!(fwd_text.matches("Via: ").count(), 2);
 
@@ -1219,12 +1220,14 @@ fn an_invite_dialog_runs_through_the_proxy_end_to_end() {
     let again = drain(&mut s);
     assert_eq!((again.len(), again[0].1), (1, 200));
 
-    // The ACK of the 2xx (a new transaction) is forwarded statelessly to Bob's contact.
+    // The ACK of the 2xx (a new transaction) is forwarded statelessly to Bob, along the
+    // route set (the Record-Routes reversed).
     let ack = String::from_utf8(in_dialog(
         "ACK",
         "sip:bob@127.0.0.1:40100",
         "z9hG4bKa1",
         false,
+        &callers_route,
     ))
     .unwrap()
     .replace("CSeq: 2 ACK", "CSeq: 1 ACK");
@@ -1238,7 +1241,7 @@ fn an_invite_dialog_runs_through_the_proxy_end_to_end() {
     assert_eq!(fwd_ack.matches("Via: ").count(), 2);
 
     // Bob hangs up: the BYE follows the route set to Alice, its 200 comes back.
-    let bye = in_dialog("BYE", "sip:alice@127.0.0.1:40000", "z9hG4bKb1", true);
+    let bye = in_dialog("BYE", "sip:alice@127.0.0.1:40000", "z9hG4bKb1", true, &rr);
     s.handle_datagram(t0 + T1, bob, &bye);
     let out = drain(&mut s);
     assert_eq!(out.len(), 1);
@@ -1250,6 +1253,30 @@ fn an_invite_dialog_runs_through_the_proxy_end_to_end() {
     let out = drain(&mut s);
     assert_eq!((out.len(), out[0].1, out[0].0.addr), (1, 200, bob));
     assert!(text(&out[0].2).contains("branch=z9hG4bKb1"));
+
+    // Inside the dialog the Contact is not where a request goes (it may be behind a NAT):
+    // the token is. Without a genuine token of ours an address is not followed.
+    let stray = in_dialog(
+        "BYE",
+        "sip:alice@127.0.0.1:40000",
+        "z9hG4bKb9",
+        true,
+        "<sip:127.0.0.1:5060;lr>",
+    );
+    s.handle_datagram(t0 + T1, bob, &stray);
+    let out = drain(&mut s);
+    assert_eq!((out.len(), out[0].1, out[0].0.addr), (1, 404, bob));
+    // (The last of our Routes decides: forge that one, Alice's.)
+    let forged = rr.replacen("<sip:u7f0000019c40", "<sip:u7f0000029c40", 1);
+    let stray = in_dialog(
+        "BYE",
+        "sip:alice@127.0.0.1:40000",
+        "z9hG4bKb8",
+        true,
+        &forged,
+    );
+    s.handle_datagram(t0 + T1, bob, &stray);
+    assert_eq!(drain(&mut s)[0].1, 404);
 }
 
 #[test]
@@ -1374,15 +1401,15 @@ fn timer_c_cancels_a_branch_that_rings_too_long_and_timer_b_one_that_never_answe
 }
 
 #[test]
-fn loose_routes_are_followed_and_our_own_removed() {
+fn loose_routes_are_followed_to_static_routes_and_a_strangers_route_is_refused() {
     let t0 = Instant::now();
-    let mut s = shard();
+    let mut s = routed_shard();
     s.set_clock(t0, UNIX_T0);
     let inv = request(
         "INVITE",
         "sip:carol@example.com",
         "z9hG4bKi6",
-        "Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:40300;lr>\r\n",
+        "Route: <sip:127.0.0.1:5060;lr>, <sip:example.org;lr>\r\n",
     );
     s.handle_datagram(t0, client(), &inv);
     let out = drain(&mut s);
@@ -1393,11 +1420,18 @@ fn loose_routes_are_followed_and_our_own_removed() {
         fwd.starts_with("INVITE sip:carol@example.com SIP/2.0\r\n"),
         "{fwd}"
     );
-    assert!(
-        fwd.contains("\r\nRoute: <sip:127.0.0.1:40300;lr>\r\n"),
-        "{fwd}"
+    assert!(fwd.contains("\r\nRoute: <sip:example.org;lr>\r\n"), "{fwd}");
+    assert!(!fwd.contains("<sip:127.0.0.1:5060;lr>"), "{fwd}");
+    // A Route to an address of the sender's choosing, outside any dialog of ours: refused.
+    let inv = request(
+        "INVITE",
+        "sip:carol@example.com",
+        "z9hG4bKi6b",
+        "Route: <sip:127.0.0.1:5060;lr>, <sip:192.0.2.7;lr>\r\n",
     );
-    assert!(!fwd.contains("<sip:127.0.0.1:5060;lr>,"), "{fwd}");
+    s.handle_datagram(t0, client(), &inv);
+    let out = drain(&mut s);
+    assert_eq!(out[1].1, 403);
 }
 
 #[test]
@@ -1428,8 +1462,8 @@ fn a_stream_caller_is_reached_inside_the_dialog_over_its_connection_by_flow_toke
     let rr =
         String::from_utf8_lossy(header(&out[1].2, HeaderName::RecordRoute).unwrap()).into_owned();
     let (top, bottom) = rr.split_once(", ").unwrap();
-    assert_eq!(top, "<sip:127.0.0.1:5060;lr>");
-    assert!(bottom.starts_with("<sip:f0001000000000009"), "{bottom}");
+    assert!(top.starts_with("<sip:u7f0000019ca4"), "{top}");
+    assert!(bottom.starts_with("<sip:t0001000000000009"), "{bottom}");
     assert!(
         bottom.ends_with("@127.0.0.1:5060;transport=tcp;lr>"),
         "{bottom}"
@@ -1437,43 +1471,38 @@ fn a_stream_caller_is_reached_inside_the_dialog_over_its_connection_by_flow_toke
     let alice_contact = "sip:alice@127.0.0.1:40000;transport=tcp";
 
     // Bob's BYE follows the route set (both ours) and goes over Alice's connection.
-    let bye = String::from_utf8(in_dialog("BYE", alice_contact, "z9hG4bKb2", true))
-        .unwrap()
-        .replace("Route: <sip:127.0.0.1:5060;lr>", &format!("Route: {rr}"));
-    s.handle_datagram(t0, bob, bye.as_bytes());
+    let bye = in_dialog("BYE", alice_contact, "z9hG4bKb2", true, &rr);
+    s.handle_datagram(t0, bob, &bye);
     let out = drain(&mut s);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0].0.transport, Transport::Tcp(conn));
     assert!(!text(&out[0].2).contains("Route:"));
 
-    // Alice's own requests carry her token too (the route set reversed): it is her own
-    // connection, so they go by the Request-URI, to Bob.
+    // Alice's requests (the route set reversed) go to Bob's address, by his token.
     let reversed = format!("{bottom}, {top}");
     let info = String::from_utf8(in_dialog(
         "INFO",
         "sip:bob@127.0.0.1:40100",
         "z9hG4bKn7",
         false,
+        &reversed,
     ))
     .unwrap()
-    .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
-    .replace(
-        "Route: <sip:127.0.0.1:5060;lr>",
-        &format!("Route: {reversed}"),
-    );
+    .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
     s.handle_stream(t0, conn, client(), info.as_bytes(), &mut state);
     let out = drain(&mut s);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0].0.addr, bob);
 
     // A forged token (another connection, the old tag) is not followed.
-    let forged = bye
-        .replace("f0001000000000009", "f000100000000000a")
+    let forged = String::from_utf8(bye)
+        .unwrap()
+        .replace("t0001000000000009", "t000100000000000a")
         .replace("z9hG4bKb2", "z9hG4bKb3");
     s.handle_datagram(t0, bob, forged.as_bytes());
     let out = drain(&mut s);
     assert_eq!(out.len(), 1, "{out:?}");
-    assert_eq!(out[0].1, 503, "{}", text(&out[0].2));
+    assert_eq!(out[0].1, 404, "{}", text(&out[0].2));
 }
 
 #[test]
@@ -1601,4 +1630,31 @@ fn a_shard_holds_a_bounded_number_of_bytes_of_waiting_requests() {
     assert_eq!(drain(&mut s)[0].1, 202);
     s.handle_datagram(t0, client(), &message("z9hG4bKhnext", "carol", &body));
     assert!(s.poll_store().is_some());
+}
+
+#[test]
+fn answers_from_anyone_but_the_callee_are_dropped_and_a_late_2xx_still_goes_up() {
+    let t0 = Instant::now();
+    let bob: SocketAddr = BOB.parse().unwrap();
+    let mut s = shard_with_bob(t0);
+    s.handle_datagram(t0, client(), &invite_for_bob("z9hG4bKs1"));
+    let fwd = drain(&mut s).remove(1).2;
+    // Someone else answers in Bob's name: nothing happens.
+    let stranger: SocketAddr = "127.0.0.9:40100".parse().unwrap();
+    s.handle_datagram(t0, stranger, &ua_answer(&fwd, "603 Decline"));
+    assert!(drain(&mut s).is_empty());
+    // Bob rings for longer than Timer C: the caller gets 408, Bob a CANCEL; his 200 that
+    // crossed the CANCEL still goes up (§16.7 step 5).
+    s.handle_datagram(t0, bob, &ua_answer(&fwd, "180 Ringing"));
+    drain(&mut s);
+    let late = t0 + crate::sip::client::TIMER_C + T1;
+    s.handle_timeout(late);
+    drain(&mut s);
+    s.handle_datagram(late, bob, &ua_answer(&fwd, "200 OK"));
+    let out = drain(&mut s);
+    assert!(
+        out.iter().any(|o| o.0.addr == client() && o.1 == 200),
+        "{}",
+        out.len()
+    );
 }

@@ -136,7 +136,10 @@ pub struct ClientTransactions {
     txs: HashMap<u64, Tx>,
     /// Transaction numbers are random: a response cannot be forged by guessing the next
     /// one, and a late response from before a restart matches nothing.
-    ids: crate::wire::XorShift64,
+    /// Numbers are a keyed SipHash of a counter under a random key: a peer that sees some
+    /// branches cannot compute the next ones (an xorshift output could be inverted).
+    key: std::collections::hash_map::RandomState,
+    counter: u64,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer, u32)>>,
     out: VecDeque<ClientOutput>,
 }
@@ -146,7 +149,8 @@ impl ClientTransactions {
     pub fn new(seed: u64) -> ClientTransactions {
         ClientTransactions {
             txs: HashMap::new(),
-            ids: crate::wire::XorShift64::new(seed | 1),
+            key: std::collections::hash_map::RandomState::new(),
+            counter: seed,
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
         }
@@ -156,7 +160,8 @@ impl ClientTransactions {
     /// request is written).
     pub fn next_id(&mut self) -> u64 {
         loop {
-            let id = self.ids.next_u64();
+            self.counter = self.counter.wrapping_add(1);
+            let id = std::hash::BuildHasher::hash_one(&self.key, self.counter);
             if id != 0 && !self.txs.contains_key(&id) && !self.txs.contains_key(&cancel_key(id)) {
                 return id;
             }
@@ -269,7 +274,14 @@ impl ClientTransactions {
                 timers.push(Reverse((now + TIMER_C, id, Timer::C, tx.armed)));
                 ResponseMatch::Deliver
             }
-            (ClientState::Proceeding, 100..=199) => ResponseMatch::Deliver,
+            (ClientState::Proceeding, 100..=199) => {
+                // §16.7 step 2: a provisional (other than 100) restarts Timer C.
+                if status > 100 {
+                    tx.armed += 1;
+                    timers.push(Reverse((now + TIMER_C, id, Timer::C, tx.armed)));
+                }
+                ResponseMatch::Deliver
+            }
             (ClientState::Calling | ClientState::Proceeding, 200..=299) => {
                 tx.state = ClientState::Accepted;
                 tx.armed += 1;
@@ -289,6 +301,35 @@ impl ClientTransactions {
             (ClientState::Completed, 300..) => ResponseMatch::AckAgain,
             _ => ResponseMatch::Absorbed,
         }
+    }
+
+    /// Whether a response from `from` may belong to transaction `id`: over a stream, the
+    /// connection the request went on; over UDP, the address it went to (§18.1.2 has no
+    /// such rule, but nothing else can answer a request we sent there). `false` when no such
+    /// transaction is live.
+    pub fn answered_by(&self, id: u64, method: Method, from: Peer) -> bool {
+        let id = if method == Method::Cancel {
+            cancel_key(id)
+        } else {
+            id
+        };
+        self.txs.get(&id).is_some_and(|t| match t.to.transport {
+            crate::transport::Transport::Tcp(_) => t.to.transport == from.transport,
+            crate::transport::Transport::Udp => {
+                from.transport == crate::transport::Transport::Udp
+                    && t.to.addr.ip() == from.addr.ip()
+            }
+        })
+    }
+
+    /// The state of transaction `id` for `method` (a CANCEL's own), if it is live.
+    pub fn state_of(&self, id: u64, method: Method) -> Option<ClientState> {
+        let id = if method == Method::Cancel {
+            cancel_key(id)
+        } else {
+            id
+        };
+        self.txs.get(&id).map(|t| t.state)
     }
 
     /// The state of transaction `id`, if it is live.
@@ -612,6 +653,36 @@ mod tests {
         c.handle_timeout(t0 + TIMER_C);
         assert_eq!(outputs(&mut c), vec![ClientOutput::Timeout { id }]);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn each_later_provisional_restarts_timer_c_but_a_100_does_not() {
+        let (mut c, t0, id) = calling(7);
+        c.on_response(t0, id, Method::Invite, 180);
+        let later = t0 + Duration::from_secs(100);
+        c.on_response(later, id, Method::Invite, 100);
+        c.on_response(later, id, Method::Invite, 183);
+        c.handle_timeout(t0 + TIMER_C);
+        assert!(outputs(&mut c).is_empty(), "the 183 restarted Timer C");
+        c.handle_timeout(later + TIMER_C);
+        assert_eq!(outputs(&mut c), vec![ClientOutput::Timeout { id }]);
+    }
+
+    #[test]
+    fn only_the_peer_a_request_went_to_answers_it() {
+        let (c, _, id) = calling(8);
+        let from = |a: &str| Peer {
+            transport: Transport::Udp,
+            addr: a.parse().unwrap(),
+        };
+        assert!(c.answered_by(id, Method::Invite, from("127.0.0.1:5999")));
+        assert!(!c.answered_by(id, Method::Invite, from("127.0.0.2:5070")));
+        assert!(!c.answered_by(id, Method::Cancel, from("127.0.0.1:5070")));
+        let tcp = Peer {
+            transport: Transport::Tcp(ConnId::new(0, 1)),
+            addr: "127.0.0.1:5070".parse().unwrap(),
+        };
+        assert!(!c.answered_by(id, Method::Invite, tcp));
     }
 
     #[test]
