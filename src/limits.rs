@@ -202,6 +202,20 @@ pub const MSRP_HEAD_BYTES_MAX: usize = 16 * 1024;
 /// extension headers).
 pub const MSRP_HEADERS_MAX: usize = 32;
 
+/// Receive buffer of one MSRP connection, in bytes. A relayed chunk streams through it in
+/// pieces of at most this size, so it is also what one session holds in memory at most
+/// while its other leg cannot keep up: the reader stops reading until the piece is written.
+pub const MSRP_READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Most MSRP connections one shard serves at once; past it new ones are closed.
+pub const MSRP_CONNECTIONS_PER_SHARD_MAX: usize = 16_384;
+
+/// How long a write to an MSRP peer may wait for it to read, in seconds, before the
+/// connection is dropped.
+pub const MSRP_WRITE_TIMEOUT_SECS: u64 = 30;
+
+const _: () = assert!(MSRP_HEAD_BYTES_MAX < MSRP_READ_BUFFER_BYTES);
+
 // ---------------------------------------------------------------------------------------------
 // Runtime.
 // ---------------------------------------------------------------------------------------------

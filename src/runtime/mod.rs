@@ -8,6 +8,7 @@
 //! period and collects their counters over the mesh.
 
 pub mod mesh;
+pub(crate) mod msrp;
 pub mod sd_notify;
 mod shard_task;
 pub mod sockets;
@@ -63,6 +64,9 @@ pub(crate) struct ShardSetup {
     pub pager: crate::config::PagerConfig,
     /// The key of flow tokens, one for the whole process.
     pub flow_key: std::collections::hash_map::RandomState,
+    /// This shard's MSRP listener, and the `host:port` its URIs name.
+    pub msrp_fd: Option<std::os::fd::RawFd>,
+    pub msrp_authority: String,
 }
 
 /// Something the running server says on stdout (the loopback tests read these lines).
@@ -90,6 +94,8 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
     let udp = cfg.server.transports.contains(&SipTransport::Udp);
     let tcp = cfg.server.transports.contains(&SipTransport::Tcp);
     let (sockets, bound) = sockets::bind_sip(cfg.server.sip_addr, cpus.len(), udp, tcp)?;
+    let msrp_sockets = sockets::bind_msrp(bound.ip(), cfg.server.msrp_port, cpus.len())?;
+    let msrp_ports: Vec<u16> = msrp_sockets.iter().map(|&(_, p)| p).collect();
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -112,7 +118,11 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
     let mut handles = Vec::with_capacity(cpus.len());
     let mut readies = Vec::with_capacity(cpus.len());
     let mut failure: Option<StartError> = None;
+    let mut msrp = msrp_sockets.iter().copied();
     for (index, (&cpu, socks)) in cpus.iter().zip(sockets).enumerate() {
+        let Some((msrp_fd, msrp_port)) = msrp.next() else {
+            break;
+        };
         let Some(store) = stores.next() else {
             break;
         };
@@ -132,6 +142,11 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
             store,
             pager: cfg.pager.clone(),
             flow_key: flow_key.clone(),
+            msrp_fd: Some(msrp_fd),
+            msrp_authority: match bound.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]:{msrp_port}"),
+                ip => format!("{ip}:{msrp_port}"),
+            },
         };
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("imrelay-shard-{index}"))
@@ -212,9 +227,14 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
         _ => "tcp",
     };
     announce(&format!(
-        "ready: sip {transports} {bound}, {} shard(s) on CPUs {cpus:?}, state {}",
+        "ready: sip {transports} {bound}, {} shard(s) on CPUs {cpus:?}, state {}, msrp ports {}",
         cpus.len(),
-        cfg.server.state_dir.display()
+        cfg.server.state_dir.display(),
+        msrp_ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
     ));
     tracing::info!(%bound, shards = cpus.len(), "ready");
     if let Some(n) = &notifier {

@@ -60,9 +60,9 @@ struct Conn {
 const SIP_TCP_WRITE_TIMEOUT_SECS: u64 = 30;
 
 /// State shared by the tasks of one executor.
-struct Local {
-    index: usize,
-    shard: RefCell<Shard>,
+pub(crate) struct Local {
+    pub(crate) index: usize,
+    pub(crate) shard: RefCell<Shard>,
     udp: Option<UdpSocket>,
     conns: RefCell<HashMap<ConnId, Rc<Conn>>>,
     /// Connections whose tasks have not finished (writers may still be draining).
@@ -72,7 +72,9 @@ struct Local {
     /// This shard's store partition, and the way to the others'.
     store: Rc<StoreRouter>,
     /// Closed when the shard stops: every pending `acquire` returns at once.
-    stopping: Semaphore,
+    pub(crate) stopping: Semaphore,
+    /// The MSRP connections.
+    pub(crate) msrp: super::msrp::MsrpConns,
     /// Signalled when new input may have moved the next timer earlier.
     timer_wake: Semaphore,
     armed: Cell<Option<Instant>>,
@@ -107,6 +109,8 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         store,
         pager,
         flow_key,
+        msrp_fd,
+        msrp_authority,
     } = setup;
 
     let nothing = ShardResult {
@@ -129,12 +133,15 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
     let udp = udp_fd.map(|fd| unsafe { UdpSocket::from_raw_fd(fd) });
     // SAFETY: as above.
     let listener = tcp_fd.map(|fd| unsafe { TcpListener::from_raw_fd(fd) });
+    // SAFETY: created by `sockets::bind_msrp` for this shard alone; ownership passes here once.
+    let msrp_listener = msrp_fd.map(|fd| unsafe { TcpListener::from_raw_fd(fd) });
 
     let local = Rc::new(Local {
         index,
         shard: RefCell::new({
             let mut s = Shard::new(index, identity, seed);
             s.set_shards(shards);
+            s.set_msrp(&msrp_authority, flow_key.clone(), seed.rotate_left(17));
             s.set_flow_key(flow_key);
             s.set_clock(Instant::now(), crate::runtime::store::now_ms());
             s
@@ -156,6 +163,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         next_delivery: Cell::new(0),
         delivering: RefCell::new(std::collections::HashSet::new()),
         retries: RefCell::new(HashMap::new()),
+        msrp: super::msrp::MsrpConns::default(),
         pager,
     });
 
@@ -194,6 +202,9 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
     if let Some(l) = listener {
         tasks.push(glommio::spawn_local(accept_loop(Rc::clone(&local), l)).detach());
     }
+    if let Some(l) = msrp_listener {
+        tasks.push(glommio::spawn_local(super::msrp::accept_loop(Rc::clone(&local), l)).detach());
+    }
     tasks.push(glommio::spawn_local(timer_loop(Rc::clone(&local))).detach());
     local.store.local().start();
     // Recipients with messages kept from before the start: new ones queue behind them.
@@ -211,7 +222,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
     // Stop: listeners and readers end, then in-flight writes get `grace` to finish.
     local.stopping.close();
     let deadline = Instant::now() + grace;
-    while local.live_conns.get() > 0 && Instant::now() < deadline {
+    while local.live_conns.get() + local.msrp.live() > 0 && Instant::now() < deadline {
         sleep(Duration::from_millis(10)).await;
     }
     for t in tasks {
@@ -390,6 +401,8 @@ async fn flush(local: &Rc<Local>) {
             None => break,
         }
     }
+    // MSRP writes asked for outside a connection's reader (timeouts).
+    super::msrp::drain(local).await;
     let next = local.shard.borrow().poll_timeout();
     if let Some(at) = next {
         if local.armed.get().is_none_or(|armed| at < armed) {

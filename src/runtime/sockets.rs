@@ -119,9 +119,46 @@ pub fn bind_sip(
     Ok((sockets, bound))
 }
 
+/// Binds one MSRP TCP listener per shard on `ip`: shard *i* on `base + i`, or on a free port
+/// each when `base` is 0 (RFC 4975 URIs name a port, so each shard has its own and a session's
+/// peer connects straight to the shard that owns it). Returns each listener and its port.
+pub fn bind_msrp(
+    ip: std::net::IpAddr,
+    base: u16,
+    shards: usize,
+) -> Result<Vec<(RawFd, u16)>, StartError> {
+    let mut out = Vec::with_capacity(shards);
+    for i in 0..shards {
+        let port = if base == 0 {
+            0
+        } else {
+            // Validated with the configuration: base + shards fits in a port.
+            base.saturating_add(i as u16)
+        };
+        let addr = SocketAddr::new(ip, port);
+        let s = bind_tcp(addr).map_err(|e| bind_error("MSRP TCP", addr, e))?;
+        let port = local_port(&s).map_err(|e| bind_error("MSRP TCP", addr, e))?;
+        out.push((s.into_raw_fd(), port));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_shard_gets_its_own_msrp_port() {
+        let ports = bind_msrp("127.0.0.1".parse().unwrap(), 0, 3).unwrap();
+        let mut seen: Vec<u16> = ports.iter().map(|&(_, p)| p).collect();
+        seen.dedup();
+        assert_eq!(seen.len(), 3);
+        assert!(seen.iter().all(|&p| p != 0));
+        for (fd, _) in ports {
+            // SAFETY: each fd came from into_raw_fd and is closed once.
+            unsafe { libc::close(fd) };
+        }
+    }
 
     fn close(fds: Vec<ShardSockets>) {
         for s in fds {

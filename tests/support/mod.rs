@@ -86,7 +86,7 @@ impl Server {
             stderr,
         };
         let ready = server.wait_line("imrelay: ready: ");
-        // "imrelay: ready: sip udp+tcp 127.0.0.1:PORT, N shard(s) ..."
+        // "imrelay: ready: sip udp+tcp 127.0.0.1:PORT, N shard(s) …, msrp ports P0 P1"
         let addr = ready
             .split_whitespace()
             .nth(4)
@@ -95,6 +95,19 @@ impl Server {
         server.sip = addr;
         server.ready = ready;
         server
+    }
+
+    /// The MSRP port of each shard, from the ready line (`…, msrp ports P0 P1`).
+    #[allow(dead_code)]
+    pub fn msrp_ports(&self) -> Vec<u16> {
+        let list = self
+            .ready
+            .rsplit("msrp ports ")
+            .next()
+            .unwrap_or_else(|| panic!("no MSRP ports in {:?}", self.ready));
+        list.split(' ')
+            .map(|p| p.parse().expect("a port"))
+            .collect()
     }
 
     /// Waits for a stdout line starting with `prefix` and returns it.
