@@ -66,7 +66,45 @@ pub struct Config {
     #[serde(default)]
     pub pager: PagerConfig,
     #[serde(default)]
+    pub msrp: MsrpConfig,
+    #[serde(default)]
     pub log: Log,
+}
+
+/// MSRP relay settings (RFC 4976): who may use this server as their MSRP relay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MsrpConfig {
+    /// The Digest realm of `AUTH` challenges (default: the first of `server.domains`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    /// Users who may `AUTH`; none means relay mode is off (`AUTH` gets `403`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user: Vec<MsrpUser>,
+}
+
+/// A relay client's credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MsrpUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl MsrpConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (i, u) in self.user.iter().enumerate() {
+            let printable =
+                |s: &str| !s.is_empty() && !s.chars().any(|c| c == '"' || c.is_control());
+            if !printable(&u.name) || !printable(&u.password) {
+                return Err(ConfigError::invalid(
+                    &format!("msrp.user[{i}]"),
+                    "a name and a password, without quotes or control characters".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Pager-mode messages kept for offline users: how delivery is retried, and whether their
@@ -703,6 +741,7 @@ impl Config {
         }
         self.store.validate()?;
         self.pager.validate()?;
+        self.msrp.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError::invalid(
                 "log.level",
@@ -715,6 +754,27 @@ impl Config {
     /// The effective configuration as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+    }
+
+    /// The MSRP relay's credentials (RFC 4976 `AUTH`), keyed by `key` for nonces.
+    pub fn msrp_credentials(
+        &self,
+        key: std::collections::hash_map::RandomState,
+    ) -> crate::msrp::auth::Credentials {
+        let realm = self
+            .msrp
+            .realm
+            .clone()
+            .or_else(|| self.server.domains.first().cloned())
+            .unwrap_or_default();
+        crate::msrp::auth::Credentials::new(
+            &realm,
+            self.msrp
+                .user
+                .iter()
+                .map(|u| (u.name.clone(), u.password.clone())),
+            key,
+        )
     }
 
     /// The identity this server answers to (RFC 3261 §16.4 "myself").

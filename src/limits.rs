@@ -214,6 +214,13 @@ pub const MSRP_CONNECTIONS_PER_SHARD_MAX: usize = 16_384;
 /// connection is dropped.
 pub const MSRP_WRITE_TIMEOUT_SECS: u64 = 30;
 
+/// Bounds of the lifetime of a relay client's session made by `AUTH` (RFC 4976 §5.1), in
+/// seconds: a client that asks for less or more gets `423`; one that asks nothing gets the
+/// default.
+pub const MSRP_AUTH_EXPIRES_MIN_SECS: u64 = 60;
+pub const MSRP_AUTH_EXPIRES_DEFAULT_SECS: u64 = 1800;
+pub const MSRP_AUTH_EXPIRES_MAX_SECS: u64 = 86_400;
+
 const _: () = assert!(MSRP_HEAD_BYTES_MAX < MSRP_READ_BUFFER_BYTES);
 
 // ---------------------------------------------------------------------------------------------

@@ -67,6 +67,25 @@ struct Session {
     other: Vec<u8>,
     /// Content types accepted (empty: any).
     accept: Vec<Vec<u8>>,
+    /// A client's session made by `AUTH` (RFC 4976): when it lapses. `None` for a leg.
+    expires: Option<Instant>,
+}
+
+/// Where a request in progress goes.
+#[derive(Debug, Default, Clone)]
+enum Route {
+    /// Nowhere (refused, answered here, or a response).
+    #[default]
+    None,
+    /// To the other leg of the relay its session belongs to.
+    Leg,
+    /// RFC 4976: over `conn`, with these paths (our URIs taken off the To-Path and put on
+    /// the From-Path).
+    Path {
+        conn: ConnId,
+        to_path: Vec<u8>,
+        from_path: Vec<u8>,
+    },
 }
 
 /// A message arriving on a connection, between its head and its end-line.
@@ -89,6 +108,9 @@ struct Inbound {
     failure_report: Option<FailureReport>,
     /// A refusal to answer when the end-line comes.
     refuse: Option<(u16, &'static str)>,
+    /// Header lines for the answer (an `AUTH`'s `Use-Path`, a challenge, …).
+    answer_headers: Vec<u8>,
+    route: Route,
     /// Bytes of this chunk forwarded so far.
     forwarded: u64,
 }
@@ -135,6 +157,12 @@ pub struct Relay {
     tids: crate::wire::XorShift64,
     out: VecDeque<Output>,
     stats: RelayStats,
+    /// Who may `AUTH` (RFC 4976); none when empty.
+    creds: Option<super::auth::Credentials>,
+    /// The first `now` seen: nonces count from it.
+    epoch: Option<Instant>,
+    /// When client sessions lapse.
+    expiries: BinaryHeap<Reverse<(Instant, Vec<u8>)>>,
 }
 
 /// A transaction id of ours: 16 hex digits of a random number.
@@ -162,7 +190,15 @@ impl Relay {
             tids: crate::wire::XorShift64::new(seed),
             out: VecDeque::new(),
             stats: RelayStats::default(),
+            creds: None,
+            epoch: None,
+            expiries: BinaryHeap::new(),
         }
+    }
+
+    /// Lets the users of `creds` use this relay as clients (RFC 4976 `AUTH`).
+    pub fn set_credentials(&mut self, creds: super::auth::Credentials) {
+        self.creds = (!creds.is_empty()).then_some(creds);
     }
 
     pub fn stats(&self) -> RelayStats {
@@ -192,6 +228,7 @@ impl Relay {
                     conn: None,
                     other: other.clone(),
                     accept: Vec::new(),
+                    expires: None,
                 },
             );
         }
@@ -237,6 +274,7 @@ impl Relay {
     /// The bytes received on `conn` and not yet consumed; returns how many were consumed.
     /// Outputs (which may name spans of `buf`) must be drained before the next call.
     pub fn handle_stream(&mut self, now: Instant, conn: ConnId, buf: &[u8]) -> usize {
+        self.epoch.get_or_insert(now);
         let mut pos = 0;
         loop {
             let Some(c) = self.conns.get_mut(&conn) else {
@@ -253,7 +291,7 @@ impl Relay {
             let base = pos;
             pos += n;
             match event {
-                Event::Head(head, bytes) => self.on_head(conn, &head, bytes),
+                Event::Head(head, bytes) => self.on_head(now, conn, &head, bytes),
                 Event::Body(b) => self.on_body(now, conn, Span::new(base, base + b.len()), None),
                 Event::LastBody(b, flag) => {
                     self.on_body(now, conn, Span::new(base, base + b.len()), Some(flag))
@@ -275,6 +313,9 @@ impl Relay {
             self.forward(now, conn, None, Continuation::Aborted);
         }
         self.conns.remove(&conn);
+        // A relay client's sessions end with the connection they were made on.
+        self.sessions
+            .retain(|_, s| !(s.expires.is_some() && s.conn == Some(conn)));
         let mut gone = Vec::new();
         for s in self.sessions.values_mut() {
             if s.conn == Some(conn) {
@@ -287,7 +328,15 @@ impl Relay {
         let senders: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.inbound.method.is_some() && gone.contains(&c.inbound.session))
+            .filter(|(_, c)| {
+                let i = &c.inbound;
+                i.method.is_some()
+                    && match &i.route {
+                        Route::Leg => gone.contains(&i.session),
+                        Route::Path { conn: to, .. } => *to == conn,
+                        Route::None => false,
+                    }
+            })
             .map(|(&id, _)| id)
             .collect();
         for from in senders {
@@ -319,6 +368,21 @@ impl Relay {
 
     /// Fires the response timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Client sessions whose AUTH lapsed (a renewed AUTH made a new one).
+        while let Some(Reverse((at, _))) = self.expiries.peek() {
+            if *at > now {
+                break;
+            }
+            if let Some(Reverse((at, id))) = self.expiries.pop() {
+                if self
+                    .sessions
+                    .get(&id)
+                    .is_some_and(|s| s.expires == Some(at))
+                {
+                    self.sessions.remove(&id);
+                }
+            }
+        }
         while let Some(Reverse((at, tid))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -341,7 +405,9 @@ impl Relay {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let t = self.timers.peek().map(|Reverse((at, _))| *at);
+        let e = self.expiries.peek().map(|Reverse((at, _))| *at);
+        t.into_iter().chain(e).min()
     }
 
     #[must_use]
@@ -361,7 +427,7 @@ impl Relay {
         self.out.push_back(Output::Close(conn));
     }
 
-    fn on_head(&mut self, conn: ConnId, head: &super::parse::Head, bytes: &[u8]) {
+    fn on_head(&mut self, now: Instant, conn: ConnId, head: &super::parse::Head, bytes: &[u8]) {
         let mut i = Inbound {
             tid: head.tid.of(bytes).to_vec(),
             ..Inbound::default()
@@ -389,10 +455,27 @@ impl Relay {
         i.to_first = first.map(|u| u.as_bytes().to_vec()).unwrap_or_default();
         let session = first.and_then(|u| u.session_id()).map(<[u8]>::to_vec);
         let range = head.byte_range(bytes);
+        if i.method == Some(Method::Auth) {
+            self.on_auth(now, conn, head, bytes, &mut i);
+            self.set_inbound(conn, i);
+            return;
+        }
+        let client_session = session
+            .as_ref()
+            .and_then(|id| self.sessions.get(id))
+            .is_some_and(|s| s.expires.is_some());
         i.refuse = match (i.method, &session, range) {
             (_, _, Err(_)) => Some((400, "Bad Byte-Range")),
             (Some(Method::Other), ..) => Some((501, "Request-method-not-understood")),
             (_, None, _) => Some((481, "Session-does-not-exist")),
+            (_, Some(_), _) if client_session => match self.path_route(conn, to_path, &i.from_path)
+            {
+                Ok(route) => {
+                    i.route = route;
+                    None
+                }
+                Err(refusal) => Some(refusal),
+            },
             (_, Some(id), _) => match self.sessions.get_mut(id) {
                 None => Some((481, "Session-does-not-exist")),
                 Some(s) if s.conn.is_some_and(|c| c != conn) => {
@@ -401,6 +484,7 @@ impl Relay {
                 Some(s) => {
                     // §5.4: the first request names the session a connection carries.
                     s.conn = Some(conn);
+                    i.route = Route::Leg;
                     let ctype = head.value(bytes, HeaderName::ContentType);
                     let accepted = s.accept.is_empty()
                         || ctype.is_none_or(|t| s.accept.iter().any(|a| a.eq_ignore_ascii_case(t)));
@@ -433,6 +517,140 @@ impl Relay {
             }
         }
         self.set_inbound(conn, i);
+    }
+
+    /// RFC 4976 §5: an `AUTH` is challenged (`401`), or — with a good answer — gets a session
+    /// of ours for the client: `200` with `Use-Path` (its URI) and `Expires` (`423` with the
+    /// bounds when the client asks for a time out of them).
+    fn on_auth(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        head: &super::parse::Head,
+        bytes: &[u8],
+        i: &mut Inbound,
+    ) {
+        use crate::limits::{
+            MSRP_AUTH_EXPIRES_DEFAULT_SECS, MSRP_AUTH_EXPIRES_MAX_SECS, MSRP_AUTH_EXPIRES_MIN_SECS,
+        };
+        let Some(creds) = &self.creds else {
+            i.refuse = Some((403, "Action-not-allowed"));
+            return;
+        };
+        let since = now.saturating_duration_since(self.epoch.unwrap_or(now));
+        let challenge = |i: &mut Inbound| {
+            i.refuse = Some((401, "Unauthorized"));
+            i.answer_headers =
+                format!("WWW-Authenticate: {}\r\n", creds.challenge(since)).into_bytes();
+        };
+        let Some(authorization) = head.value(bytes, HeaderName::Authorization) else {
+            challenge(i);
+            return;
+        };
+        match creds.verify(since, authorization) {
+            Ok(user) => {
+                let asked = match head.seconds(bytes, HeaderName::Expires) {
+                    Ok(a) => a.map(u64::from),
+                    Err(_) => {
+                        i.refuse = Some((400, "Bad Expires"));
+                        return;
+                    }
+                };
+                let secs = asked.unwrap_or(MSRP_AUTH_EXPIRES_DEFAULT_SECS);
+                if !(MSRP_AUTH_EXPIRES_MIN_SECS..=MSRP_AUTH_EXPIRES_MAX_SECS).contains(&secs) {
+                    i.refuse = Some((423, "Interval-out-of-bounds"));
+                    i.answer_headers = format!(
+                        "Min-Expires: {MSRP_AUTH_EXPIRES_MIN_SECS}\r\nMax-Expires: {MSRP_AUTH_EXPIRES_MAX_SECS}\r\n"
+                    )
+                    .into_bytes();
+                    return;
+                }
+                let (id, uri) = self.new_session_id();
+                let until = now + Duration::from_secs(secs);
+                tracing::debug!(%user, "MSRP relay client authenticated");
+                self.sessions.insert(
+                    id.clone(),
+                    Session {
+                        local: uri.clone(),
+                        peer_path: i.from_path.clone(),
+                        conn: Some(conn),
+                        other: Vec::new(),
+                        accept: Vec::new(),
+                        expires: Some(until),
+                    },
+                );
+                self.expiries.push(Reverse((until, id)));
+                let mut h = b"Use-Path: ".to_vec();
+                h.extend_from_slice(&uri);
+                h.extend_from_slice(format!("\r\nExpires: {secs}\r\n").as_bytes());
+                i.answer_headers = h;
+            }
+            Err(super::auth::AuthError::Malformed) => i.refuse = Some((400, "Bad Authorization")),
+            Err(_) => challenge(i),
+        }
+    }
+
+    /// RFC 4976 §7: our URIs at the front of the To-Path (client sessions) come off it and go
+    /// on the From-Path; the request goes over the connection of the last of them — its
+    /// client's — unless it came from there, which would mean connecting to a next hop
+    /// elsewhere (this relay does not open connections: `403`).
+    fn path_route(
+        &self,
+        conn: ConnId,
+        to_path: &[u8],
+        from_path: &[u8],
+    ) -> Result<Route, (u16, &'static str)> {
+        let mut uris = Vec::new();
+        for u in path_uris(to_path) {
+            uris.push(u.map_err(|_| (400, "Bad To-Path"))?);
+        }
+        let ours = uris
+            .iter()
+            .take_while(|u| {
+                u.session_id()
+                    .and_then(|id| self.sessions.get(id))
+                    .is_some_and(|s| s.expires.is_some())
+            })
+            .count();
+        // The next hop names this relay but no session of it (lapsed, or its client gone).
+        let next_is_us = uris.get(ours).is_some_and(|u| {
+            let mut a = u.host().to_vec();
+            if let Some(p) = u.port {
+                a.push(b':');
+                a.extend_from_slice(p.to_string().as_bytes());
+            }
+            a.eq_ignore_ascii_case(&self.authority)
+        });
+        if ours == uris.len() || next_is_us {
+            return Err((481, "Session-does-not-exist"));
+        }
+        let last = uris[ours - 1]
+            .session_id()
+            .and_then(|id| self.sessions.get(id))
+            .ok_or((481, "Session-does-not-exist"))?;
+        let to = last.conn.ok_or((481, "Session-does-not-exist"))?;
+        if to == conn {
+            return Err((403, "Action-not-allowed"));
+        }
+        let join = |us: &mut dyn Iterator<Item = &MsrpUri<'_>>| {
+            let mut out = Vec::new();
+            for u in us {
+                if !out.is_empty() {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(u.as_bytes());
+            }
+            out
+        };
+        let to_path = join(&mut uris[ours..].iter());
+        let mut from = join(&mut uris[..ours].iter().rev());
+        from.push(b' ');
+        from.extend_from_slice(from_path);
+        Ok(Route::Path {
+            conn: to,
+            to_path,
+            from_path: from,
+        })
     }
 
     fn set_inbound(&mut self, conn: ConnId, i: Inbound) {
@@ -472,15 +690,25 @@ impl Relay {
             return;
         }
         let len = body.map_or(0, |b| u64::from(b.len));
-        let Some(other_id) = self.sessions.get(&i.session).map(|s| s.other.clone()) else {
-            i.refuse = Some((481, "Session-does-not-exist"));
-            return;
+        let (to_conn, to_path, from_path) = match &i.route {
+            Route::Path {
+                conn,
+                to_path,
+                from_path,
+            } => (Some(*conn), &to_path[..], &from_path[..]),
+            Route::Leg => {
+                let other = self
+                    .sessions
+                    .get(&i.session)
+                    .and_then(|s| self.sessions.get(&s.other));
+                match other {
+                    Some(o) => (o.conn, &o.peer_path[..], &o.local[..]),
+                    None => (None, &[][..], &[][..]),
+                }
+            }
+            Route::None => return,
         };
-        let Some(other) = self.sessions.get(&other_id) else {
-            i.refuse = Some((481, "Session-does-not-exist"));
-            return;
-        };
-        let Some(to_conn) = other.conn else {
+        let Some(to_conn) = to_conn else {
             // The other leg's peer has not connected (or went away): the sender is told
             // when its chunk ends.
             i.refuse = Some((481, "Session-does-not-exist"));
@@ -497,9 +725,9 @@ impl Relay {
         head.push(b' ');
         head.extend_from_slice(method);
         head.extend_from_slice(b"\r\nTo-Path: ");
-        head.extend_from_slice(&other.peer_path);
+        head.extend_from_slice(to_path);
         head.extend_from_slice(b"\r\nFrom-Path: ");
-        head.extend_from_slice(&other.local);
+        head.extend_from_slice(from_path);
         head.extend_from_slice(b"\r\n");
         if !i.message_id.is_empty() {
             head.extend_from_slice(b"Message-ID: ");
@@ -603,7 +831,9 @@ impl Relay {
         head.extend_from_slice(prev);
         head.extend_from_slice(b"\r\nFrom-Path: ");
         head.extend_from_slice(&i.to_first);
-        head.extend_from_slice(b"\r\n-------");
+        head.extend_from_slice(b"\r\n");
+        head.extend_from_slice(&i.answer_headers);
+        head.extend_from_slice(b"-------");
         head.extend_from_slice(&i.tid);
         head.extend_from_slice(b"$\r\n");
         self.out.push_back(Output::Write {

@@ -67,6 +67,7 @@ pub(crate) struct ShardSetup {
     /// This shard's MSRP listener, and the `host:port` its URIs name.
     pub msrp_fd: Option<std::os::fd::RawFd>,
     pub msrp_authority: String,
+    pub msrp_credentials: crate::msrp::auth::Credentials,
 }
 
 /// Something the running server says on stdout (the loopback tests read these lines).
@@ -143,6 +144,7 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
             pager: cfg.pager.clone(),
             flow_key: flow_key.clone(),
             msrp_fd: Some(msrp_fd),
+            msrp_credentials: cfg.msrp_credentials(flow_key.clone()),
             msrp_authority: match bound.ip() {
                 std::net::IpAddr::V6(ip) => format!("[{ip}]:{msrp_port}"),
                 ip => format!("{ip}:{msrp_port}"),

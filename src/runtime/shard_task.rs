@@ -111,6 +111,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         flow_key,
         msrp_fd,
         msrp_authority,
+        msrp_credentials,
     } = setup;
 
     let nothing = ShardResult {
@@ -142,6 +143,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
             let mut s = Shard::new(index, identity, seed);
             s.set_shards(shards);
             s.set_msrp(&msrp_authority, flow_key.clone(), seed.rotate_left(17));
+            s.msrp().set_credentials(msrp_credentials);
             s.set_flow_key(flow_key);
             s.set_clock(Instant::now(), crate::runtime::store::now_ms());
             s

@@ -480,3 +480,172 @@ fn a_session_that_accepts_some_types_refuses_others_with_415() {
     assert_eq!(net.received(A)[0].start, "415");
     assert!(net.wire.is_empty());
 }
+
+/// AUTHs on `conn` as `user` (password "secret"): returns the Use-Path URI.
+fn auth(net: &mut Net, conn: ConnId, user: &str, from: &str) -> String {
+    let t0 = Instant::now();
+    let to = "msrp://127.0.0.1:2855;tcp";
+    let ask = |tid: &str, extra: &str| {
+        format!("MSRP {tid} AUTH\r\nTo-Path: {to}\r\nFrom-Path: {from}\r\n{extra}-------{tid}$\r\n")
+            .into_bytes()
+    };
+    net.send(t0, conn, &ask(&format!("{user}a1"), ""));
+    let r = net.received(conn);
+    assert_eq!(r[0].start, "401");
+    let challenge = r[0].header("WWW-Authenticate").unwrap().to_owned();
+    let answer = crate::msrp::auth::digest_answer(&challenge, user, "secret", to, "abc").unwrap();
+    net.send(
+        t0,
+        conn,
+        &ask(
+            &format!("{user}a2"),
+            &format!("Authorization: {answer}\r\n"),
+        ),
+    );
+    let r = net.received(conn);
+    assert_eq!(r[0].start, "200", "{r:?}");
+    assert_eq!(r[0].header("Expires"), Some("1800"));
+    assert_eq!(r[0].header("To-Path"), Some(from));
+    r[0].header("Use-Path").unwrap().to_owned()
+}
+
+fn relay_with_users() -> Net {
+    let mut net = Net::new();
+    net.r.set_credentials(crate::msrp::auth::Credentials::new(
+        "localhost",
+        [
+            ("alice".to_string(), "secret".to_string()),
+            ("bob".to_string(), "secret".to_string()),
+        ],
+        std::collections::hash_map::RandomState::new(),
+    ));
+    net
+}
+
+#[test]
+fn auth_challenges_then_grants_a_session_within_bounds() {
+    let mut net = relay_with_users();
+    let t0 = Instant::now();
+    let use_path = auth(&mut net, A, "alice", PATH_A);
+    assert!(
+        use_path.starts_with("msrp://127.0.0.1:2855/00"),
+        "{use_path}"
+    );
+    // Out of bounds: 423 naming them. Wrong password: challenged again.
+    let to = "msrp://127.0.0.1:2855;tcp";
+    let r = {
+        net.send(
+            t0,
+            B,
+            format!("MSRP bb01 AUTH\r\nTo-Path: {to}\r\nFrom-Path: {PATH_B}\r\n-------bb01$\r\n")
+                .as_bytes(),
+        );
+        net.received(B)
+    };
+    let answer = crate::msrp::auth::digest_answer(
+        r[0].header("WWW-Authenticate").unwrap(),
+        "bob",
+        "secret",
+        to,
+        "x",
+    )
+    .unwrap();
+    net.send(t0, B, format!("MSRP bb02 AUTH\r\nTo-Path: {to}\r\nFrom-Path: {PATH_B}\r\nAuthorization: {answer}\r\nExpires: 10\r\n-------bb02$\r\n").as_bytes());
+    let r = net.received(B);
+    assert_eq!(r[0].start, "423");
+    assert_eq!(
+        (r[0].header("Min-Expires"), r[0].header("Max-Expires")),
+        (Some("60"), Some("86400"))
+    );
+    let bad = answer.replace("response=\"", "response=\"0");
+    net.send(t0, B, format!("MSRP bb03 AUTH\r\nTo-Path: {to}\r\nFrom-Path: {PATH_B}\r\nAuthorization: {bad}\r\n-------bb03$\r\n").as_bytes());
+    assert_eq!(net.received(B)[0].start, "401");
+    // Without users configured, AUTH is not allowed at all.
+    let mut plain = Net::new();
+    plain.send(
+        t0,
+        A,
+        format!("MSRP cc01 AUTH\r\nTo-Path: {to}\r\nFrom-Path: {PATH_A}\r\n-------cc01$\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(plain.received(A)[0].start, "403");
+}
+
+#[test]
+fn relay_clients_reach_each_other_through_their_use_paths() {
+    let mut net = relay_with_users();
+    let t0 = Instant::now();
+    let ua = auth(&mut net, A, "alice", PATH_A);
+    let ub = auth(&mut net, B, "bob", PATH_B);
+    // Alice's SEND: her relay URI, Bob's relay URI, Bob.
+    let to = format!("{ua} {ub} {PATH_B}");
+    let body: Vec<u8> = (0..70_000u32).map(|i| (i % 249) as u8).collect();
+    net.send(
+        t0,
+        A,
+        &send(
+            "r4976a",
+            &to,
+            PATH_A,
+            "Message-ID: q1\r\nByte-Range: 1-70000/70000\r\n",
+            Some(&body),
+            '$',
+        ),
+    );
+    let a = net.received(A);
+    assert_eq!((a.len(), a[0].start.as_str()), (1, "200"));
+    let b = net.received(B);
+    assert_eq!(b.iter().map(|g| g.body.len()).sum::<usize>(), body.len());
+    assert_eq!(
+        b.iter().flat_map(|g| g.body.clone()).collect::<Vec<_>>(),
+        body
+    );
+    for g in &b {
+        assert_eq!(g.header("To-Path"), Some(PATH_B));
+        assert_eq!(
+            g.header("From-Path"),
+            Some(format!("{ub} {ua} {PATH_A}").as_str())
+        );
+    }
+    // Bob's REPORT goes back the same way.
+    for g in &b {
+        net.send(t0, B, &response(&g.tid, 200, &ub, PATH_B));
+    }
+    let report = format!(
+        "MSRP rq01 REPORT\r\nTo-Path: {ub} {ua} {PATH_A}\r\nFrom-Path: {PATH_B}\r\nMessage-ID: q1\r\n\
+Byte-Range: 1-70000/70000\r\nStatus: 000 200 OK\r\n-------rq01$\r\n"
+    );
+    net.send(t0, B, report.as_bytes());
+    let a = net.received(A);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].start, "REPORT");
+    assert_eq!(a[0].header("To-Path"), Some(PATH_A));
+    assert_eq!(
+        a[0].header("From-Path"),
+        Some(format!("{ua} {ub} {PATH_B}").as_str())
+    );
+    // A next hop elsewhere would need a connection of ours: refused.
+    let away = format!("{ua} msrp://192.0.2.1:2855/x;tcp");
+    net.send(
+        t0,
+        A,
+        &send(
+            "r4976b",
+            &away,
+            PATH_A,
+            "Message-ID: q2\r\n",
+            Some(b"x"),
+            '$',
+        ),
+    );
+    assert_eq!(net.received(A)[0].start, "403");
+    // Bob's connection goes: his session with it.
+    net.r.handle_close(t0, B);
+    net.drain(&[]);
+    net.send(
+        t0,
+        A,
+        &send("r4976c", &to, PATH_A, "Message-ID: q3\r\n", Some(b"x"), '$'),
+    );
+    assert_eq!(net.received(A)[0].start, "481");
+}
