@@ -481,9 +481,8 @@ Byte-Range: 1-{len}/{len}\r\nContent-Type: application/octet-stream\r\n\r\n"
     w.write_all(head.as_bytes()).unwrap();
     let piece: Vec<u8> = (0..(1u64 << 20)).map(|i| byte(5, i)).collect();
     let mut written: u64 = 0;
-    'fill: for k in 0..(len >> 20) {
-        // Every MiB repeats the first one's bytes; only lengths are checked here.
-        let _ = k;
+    // Every MiB repeats the first one's bytes; only lengths are checked here.
+    'fill: for _ in 0..(len >> 20) {
         let mut p = &piece[..];
         while !p.is_empty() {
             match w.write(p) {
