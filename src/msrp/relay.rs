@@ -36,6 +36,12 @@ use crate::wire::Span;
 /// How long a request we sent waits for its response (RFC 4975 §7.1.1: 30 s, then `408`).
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Head and end-line buffers kept for reuse, at most.
+const RELAY_BUFFER_POOL_MAX: usize = 1024;
+
+/// How often the chunks waiting for an answer are checked for ones past their time.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Bytes of an outgoing transaction id (hex of a random 64-bit number).
 const TID_BYTES: usize = 16;
 
@@ -79,13 +85,9 @@ enum Route {
     None,
     /// To the other leg of the relay its session belongs to.
     Leg,
-    /// RFC 4976: over `conn`, with these paths (our URIs taken off the To-Path and put on
-    /// the From-Path).
-    Path {
-        conn: ConnId,
-        to_path: Vec<u8>,
-        from_path: Vec<u8>,
-    },
+    /// RFC 4976: over `conn`, with the paths in the inbound's `path_to`/`path_from` (our
+    /// URIs taken off the To-Path and put on the From-Path).
+    Path { conn: ConnId },
 }
 
 /// A message arriving on a connection, between its head and its end-line.
@@ -111,8 +113,56 @@ struct Inbound {
     /// Header lines for the answer (an `AUTH`'s `Use-Path`, a challenge, …).
     answer_headers: Vec<u8>,
     route: Route,
+    /// The paths of what is forwarded in relay mode.
+    path_to: Vec<u8>,
+    path_from: Vec<u8>,
     /// Bytes of this chunk forwarded so far.
     forwarded: u64,
+}
+
+impl Inbound {
+    /// Empties it for the next message, keeping its buffers (no allocation per chunk).
+    fn reset(&mut self) {
+        self.method = None;
+        self.tid.clear();
+        self.session.clear();
+        self.from_path.clear();
+        self.to_first.clear();
+        self.message_id.clear();
+        self.next_byte = 0;
+        self.total = None;
+        self.copied.clear();
+        self.failure_report = None;
+        self.refuse = None;
+        self.answer_headers.clear();
+        self.route = Route::None;
+        self.path_to.clear();
+        self.path_from.clear();
+        self.forwarded = 0;
+    }
+}
+
+/// Up to 32 bytes kept inline (session ids, message ids): no allocation per chunk sent.
+#[derive(Debug, Clone, Copy)]
+struct Inline32 {
+    bytes: [u8; 32],
+    len: u8,
+}
+
+impl Inline32 {
+    /// `None` when `b` is longer than 32 bytes.
+    fn of(b: &[u8]) -> Option<Inline32> {
+        let mut bytes = [0u8; 32];
+        bytes.get_mut(..b.len())?.copy_from_slice(b);
+        Some(Inline32 {
+            bytes,
+            len: b.len() as u8,
+        })
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 }
 
 #[derive(Debug)]
@@ -124,15 +174,15 @@ struct Conn {
 /// A chunk we sent, waiting for its answer.
 #[derive(Debug)]
 struct Sent {
-    /// The sending leg (where a failure REPORT goes) and the message.
-    from_session: Vec<u8>,
-    message_id: Vec<u8>,
-    /// The sender's From-Path (the REPORT's To-Path) and its Failure-Report.
-    report_to: Vec<u8>,
+    /// The sending session (a failure REPORT goes to its peer) and the message.
+    from_session: Inline32,
+    message_id: Inline32,
     failure_report: FailureReport,
     /// Bytes of the message sent up to and including this chunk.
     through: u64,
     total: Option<u64>,
+    /// When no answer means `408`.
+    deadline: Instant,
 }
 
 /// Counters.
@@ -153,7 +203,11 @@ pub struct Relay {
     sessions: HashMap<Vec<u8>, Session>,
     conns: HashMap<ConnId, Conn>,
     sent: HashMap<[u8; TID_BYTES], Sent>,
-    timers: BinaryHeap<Reverse<(Instant, [u8; TID_BYTES])>>,
+    /// When `sent` is next swept for answers that did not come (every second while any
+    /// is waiting: a sweep of the chunks in flight, instead of a timer per chunk).
+    sweep_at: Option<Instant>,
+    /// Buffers for heads and end-lines, given back by the runtime once written.
+    pool: Vec<Vec<u8>>,
     tids: crate::wire::XorShift64,
     out: VecDeque<Output>,
     stats: RelayStats,
@@ -186,7 +240,8 @@ impl Relay {
             sessions: HashMap::new(),
             conns: HashMap::new(),
             sent: HashMap::new(),
-            timers: BinaryHeap::new(),
+            sweep_at: None,
+            pool: Vec::new(),
             tids: crate::wire::XorShift64::new(seed),
             out: VecDeque::new(),
             stats: RelayStats::default(),
@@ -194,6 +249,18 @@ impl Relay {
             epoch: None,
             expiries: BinaryHeap::new(),
         }
+    }
+
+    /// Gives back a buffer of an [`Output::Write`] once written.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.pool.len() < RELAY_BUFFER_POOL_MAX && buf.capacity() <= 4096 {
+            buf.clear();
+            self.pool.push(buf);
+        }
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.pool.pop().unwrap_or_else(|| Vec::with_capacity(512))
     }
 
     /// Lets the users of `creds` use this relay as clients (RFC 4976 `AUTH`).
@@ -356,7 +423,7 @@ impl Relay {
             self.report_failure(
                 &session,
                 &message_id,
-                &report_to,
+                Some(&report_to),
                 fr,
                 through,
                 total,
@@ -383,31 +450,36 @@ impl Relay {
                 }
             }
         }
-        while let Some(Reverse((at, tid))) = self.timers.peek().copied() {
-            if at > now {
-                break;
+        // Chunks whose answer did not come in time (RFC 4975 §7.1.1: as a 408).
+        if self.sweep_at.is_some_and(|at| at <= now) {
+            let late: Vec<[u8; TID_BYTES]> = self
+                .sent
+                .iter()
+                .filter(|(_, s)| s.deadline <= now)
+                .map(|(t, _)| *t)
+                .collect();
+            for tid in late {
+                let expired = self.sent.remove(&tid);
+                if let Some(s) = expired.filter(|s| s.failure_report == FailureReport::Yes) {
+                    self.report_failure(
+                        s.from_session.get(),
+                        s.message_id.get(),
+                        None,
+                        Some(s.failure_report),
+                        s.through,
+                        s.total,
+                        408,
+                        "Transaction-did-not-complete-in-allotted-time",
+                    );
+                }
             }
-            self.timers.pop();
-            let expired = self.sent.remove(&tid);
-            if let Some(s) = expired.filter(|s| s.failure_report == FailureReport::Yes) {
-                self.report_failure(
-                    &s.from_session,
-                    &s.message_id,
-                    &s.report_to,
-                    Some(s.failure_report),
-                    s.through,
-                    s.total,
-                    408,
-                    "Transaction-did-not-complete-in-allotted-time",
-                );
-            }
+            self.sweep_at = (!self.sent.is_empty()).then_some(now + SWEEP_INTERVAL);
         }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let t = self.timers.peek().map(|Reverse((at, _))| *at);
         let e = self.expiries.peek().map(|Reverse((at, _))| *at);
-        t.into_iter().chain(e).min()
+        self.sweep_at.into_iter().chain(e).min()
     }
 
     #[must_use]
@@ -428,10 +500,14 @@ impl Relay {
     }
 
     fn on_head(&mut self, now: Instant, conn: ConnId, head: &super::parse::Head, bytes: &[u8]) {
-        let mut i = Inbound {
-            tid: head.tid.of(bytes).to_vec(),
-            ..Inbound::default()
-        };
+        // The connection's inbound record is reused, buffers and all.
+        let mut i = self
+            .conns
+            .get_mut(&conn)
+            .map(|c| std::mem::take(&mut c.inbound))
+            .unwrap_or_default();
+        i.reset();
+        i.tid.extend_from_slice(head.tid.of(bytes));
         match head.start {
             StartLine::Response { status, .. } => {
                 self.on_response(head.tid.of(bytes), status);
@@ -442,18 +518,16 @@ impl Relay {
             StartLine::Request { method, .. } => i.method = Some(method),
         }
         let to_path = head.value(bytes, HeaderName::ToPath).unwrap_or_default();
-        i.from_path = head
-            .value(bytes, HeaderName::FromPath)
-            .unwrap_or_default()
-            .to_vec();
-        i.message_id = head
-            .value(bytes, HeaderName::MessageId)
-            .unwrap_or_default()
-            .to_vec();
+        i.from_path
+            .extend_from_slice(head.value(bytes, HeaderName::FromPath).unwrap_or_default());
+        i.message_id
+            .extend_from_slice(head.value(bytes, HeaderName::MessageId).unwrap_or_default());
         i.failure_report = head.failure_report(bytes).ok();
         let first = path_uris(to_path).next().and_then(Result::ok);
-        i.to_first = first.map(|u| u.as_bytes().to_vec()).unwrap_or_default();
-        let session = first.and_then(|u| u.session_id()).map(<[u8]>::to_vec);
+        if let Some(u) = first {
+            i.to_first.extend_from_slice(u.as_bytes());
+        }
+        let session = first.and_then(|u| u.session_id());
         let range = head.byte_range(bytes);
         if i.method == Some(Method::Auth) {
             self.on_auth(now, conn, head, bytes, &mut i);
@@ -461,21 +535,27 @@ impl Relay {
             return;
         }
         let client_session = session
-            .as_ref()
             .and_then(|id| self.sessions.get(id))
             .is_some_and(|s| s.expires.is_some());
-        i.refuse = match (i.method, &session, range) {
+        i.refuse = match (i.method, session, range) {
             (_, _, Err(_)) => Some((400, "Bad Byte-Range")),
             (Some(Method::Other), ..) => Some((501, "Request-method-not-understood")),
             (_, None, _) => Some((481, "Session-does-not-exist")),
-            (_, Some(_), _) if client_session => match self.path_route(conn, to_path, &i.from_path)
-            {
-                Ok(route) => {
-                    i.route = route;
-                    None
+            (_, Some(_), _) if client_session => {
+                let (mut to, mut from) = (
+                    std::mem::take(&mut i.path_to),
+                    std::mem::take(&mut i.path_from),
+                );
+                let routed = self.path_route(conn, to_path, &i.from_path, &mut to, &mut from);
+                (i.path_to, i.path_from) = (to, from);
+                match routed {
+                    Ok(c) => {
+                        i.route = Route::Path { conn: c };
+                        None
+                    }
+                    Err(refusal) => Some(refusal),
                 }
-                Err(refusal) => Some(refusal),
-            },
+            }
             (_, Some(id), _) => match self.sessions.get_mut(id) {
                 None => Some((481, "Session-does-not-exist")),
                 Some(s) if s.conn.is_some_and(|c| c != conn) => {
@@ -493,7 +573,7 @@ impl Relay {
             },
         };
         if i.refuse.is_none() {
-            i.session = session.unwrap_or_default();
+            i.session.extend_from_slice(session.unwrap_or_default());
             if let Ok(r) = range {
                 i.next_byte = r.start;
                 i.total = r.total;
@@ -514,6 +594,7 @@ impl Relay {
             // A keep-alive (no body) is answered here and goes no further.
             if !head.has_body && i.method == Some(Method::Send) {
                 i.session.clear();
+                i.route = Route::None;
             }
         }
         self.set_inbound(conn, i);
@@ -599,58 +680,70 @@ impl Relay {
         conn: ConnId,
         to_path: &[u8],
         from_path: &[u8],
-    ) -> Result<Route, (u16, &'static str)> {
-        let mut uris = Vec::new();
-        for u in path_uris(to_path) {
-            uris.push(u.map_err(|_| (400, "Bad To-Path"))?);
+        to_out: &mut Vec<u8>,
+        from_out: &mut Vec<u8>,
+    ) -> Result<ConnId, (u16, &'static str)> {
+        if path_uris(to_path).any(|u| u.is_err()) {
+            return Err((400, "Bad To-Path"));
         }
-        let ours = uris
-            .iter()
-            .take_while(|u| {
-                u.session_id()
-                    .and_then(|id| self.sessions.get(id))
-                    .is_some_and(|s| s.expires.is_some())
-            })
-            .count();
+        let session_of = |u: &MsrpUri<'_>| {
+            u.session_id()
+                .and_then(|id| self.sessions.get(id))
+                .filter(|s| s.expires.is_some())
+        };
+        let uris = || path_uris(to_path).filter_map(Result::ok);
+        let ours = uris().take_while(|u| session_of(u).is_some()).count();
+        let total = uris().count();
         // The next hop names this relay but no session of it (lapsed, or its client gone).
-        let next_is_us = uris.get(ours).is_some_and(|u| {
-            let mut a = u.host().to_vec();
-            if let Some(p) = u.port {
-                a.push(b':');
-                a.extend_from_slice(p.to_string().as_bytes());
-            }
-            a.eq_ignore_ascii_case(&self.authority)
+        let next_is_us = uris().nth(ours).is_some_and(|u| {
+            let host = u.host();
+            let a = &self.authority;
+            a.len() > host.len()
+                && a[..host.len()].eq_ignore_ascii_case(host)
+                && a[host.len()] == b':'
+                && u.port.is_some_and(|p| {
+                    let mut digits = [0u8; 5];
+                    let mut n = p;
+                    let mut k = digits.len();
+                    loop {
+                        k -= 1;
+                        digits[k] = b'0' + (n % 10) as u8;
+                        n /= 10;
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    a[host.len() + 1..] == digits[k..]
+                })
         });
-        if ours == uris.len() || next_is_us {
+        if ours == total || next_is_us {
             return Err((481, "Session-does-not-exist"));
         }
-        let last = uris[ours - 1]
-            .session_id()
-            .and_then(|id| self.sessions.get(id))
+        let last = uris()
+            .nth(ours - 1)
+            .and_then(|u| session_of(&u))
             .ok_or((481, "Session-does-not-exist"))?;
         let to = last.conn.ok_or((481, "Session-does-not-exist"))?;
         if to == conn {
             return Err((403, "Action-not-allowed"));
         }
-        let join = |us: &mut dyn Iterator<Item = &MsrpUri<'_>>| {
-            let mut out = Vec::new();
-            for u in us {
-                if !out.is_empty() {
-                    out.push(b' ');
-                }
-                out.extend_from_slice(u.as_bytes());
+        to_out.clear();
+        for u in uris().skip(ours) {
+            if !to_out.is_empty() {
+                to_out.push(b' ');
             }
-            out
-        };
-        let to_path = join(&mut uris[ours..].iter());
-        let mut from = join(&mut uris[..ours].iter().rev());
-        from.push(b' ');
-        from.extend_from_slice(from_path);
-        Ok(Route::Path {
-            conn: to,
-            to_path,
-            from_path: from,
-        })
+            to_out.extend_from_slice(u.as_bytes());
+        }
+        // Our URIs, nearest first, then the From-Path as received.
+        from_out.clear();
+        for k in (0..ours).rev() {
+            if let Some(u) = uris().nth(k) {
+                from_out.extend_from_slice(u.as_bytes());
+                from_out.push(b' ');
+            }
+        }
+        from_out.extend_from_slice(from_path);
+        Ok(to)
     }
 
     fn set_inbound(&mut self, conn: ConnId, i: Inbound) {
@@ -691,11 +784,7 @@ impl Relay {
         }
         let len = body.map_or(0, |b| u64::from(b.len));
         let (to_conn, to_path, from_path) = match &i.route {
-            Route::Path {
-                conn,
-                to_path,
-                from_path,
-            } => (Some(*conn), &to_path[..], &from_path[..]),
+            Route::Path { conn } => (Some(*conn), &i.path_to[..], &i.path_from[..]),
             Route::Leg => {
                 let other = self
                     .sessions
@@ -719,7 +808,7 @@ impl Relay {
             Some(Method::Report) => &b"REPORT"[..],
             _ => b"SEND",
         };
-        let mut head = Vec::with_capacity(256 + i.copied.len());
+        let mut head = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(512));
         head.extend_from_slice(b"MSRP ");
         head.extend_from_slice(&tid);
         head.push(b' ');
@@ -754,7 +843,7 @@ impl Relay {
         if has_body {
             head.extend_from_slice(b"\r\n");
         }
-        let mut tail = Vec::with_capacity(TID_BYTES + 12);
+        let mut tail = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(64));
         if has_body {
             tail.extend_from_slice(b"\r\n");
         }
@@ -767,20 +856,21 @@ impl Relay {
         // Answers come unless the sender asked for none (Failure-Report: no); with
         // `partial` only error answers come, so silence is not a failure then.
         let track = i.method == Some(Method::Send) && i.failure_report != Some(FailureReport::No);
-        if track {
-            let from_session = i.session.clone();
+        if let (true, Some(from_session), Some(message_id)) =
+            (track, Inline32::of(&i.session), Inline32::of(&i.message_id))
+        {
             self.sent.insert(
                 tid,
                 Sent {
                     from_session,
-                    message_id: i.message_id.clone(),
-                    report_to: i.from_path.clone(),
+                    message_id,
                     failure_report: i.failure_report.unwrap_or(FailureReport::Yes),
                     through: i.next_byte - 1,
                     total: i.total,
+                    deadline: now + RESPONSE_TIMEOUT,
                 },
             );
-            self.timers.push(Reverse((now + RESPONSE_TIMEOUT, tid)));
+            self.sweep_at.get_or_insert(now + SWEEP_INTERVAL);
         }
         self.stats.chunks_out += 1;
         self.stats.bytes_relayed += len;
@@ -792,12 +882,21 @@ impl Relay {
         });
     }
 
-    /// The end of an incoming message: its response (hop by hop).
+    /// The end of an incoming message: its response (hop by hop). The connection's inbound
+    /// record is emptied and kept for the next message.
     fn finish(&mut self, conn: ConnId, _flag: Continuation) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let i = std::mem::take(&mut c.inbound);
+        let mut i = std::mem::take(&mut c.inbound);
+        self.answer(conn, &i);
+        i.reset();
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.inbound = i;
+        }
+    }
+
+    fn answer(&mut self, conn: ConnId, i: &Inbound) {
         let Some(method) = i.method else { return };
         self.stats.chunks_in += 1;
         if method == Method::Report {
@@ -816,7 +915,7 @@ impl Relay {
         if !answer {
             return;
         }
-        let mut head = Vec::with_capacity(160);
+        let mut head = self.buffer();
         head.extend_from_slice(b"MSRP ");
         head.extend_from_slice(&i.tid);
         head.push(b' ');
@@ -836,11 +935,12 @@ impl Relay {
         head.extend_from_slice(b"-------");
         head.extend_from_slice(&i.tid);
         head.extend_from_slice(b"$\r\n");
+        let tail = self.buffer();
         self.out.push_back(Output::Write {
             conn,
             head,
             body: None,
-            tail: Vec::new(),
+            tail,
         });
     }
 
@@ -853,9 +953,9 @@ impl Relay {
         };
         if status != 200 {
             self.report_failure(
-                &s.from_session,
-                &s.message_id,
-                &s.report_to,
+                s.from_session.get(),
+                s.message_id.get(),
+                None,
                 Some(s.failure_report),
                 s.through,
                 s.total,
@@ -866,13 +966,14 @@ impl Relay {
     }
 
     /// A failure REPORT (RFC 4975 §7.1.2) to the sender of message `message_id` on
-    /// `from_session`, when its Failure-Report asks for one.
+    /// `from_session`, when its Failure-Report asks for one: to `report_to` (the request's
+    /// From-Path) or, when not known any more, to the session's peer path.
     #[allow(clippy::too_many_arguments)]
     fn report_failure(
         &mut self,
         from_session: &[u8],
         message_id: &[u8],
-        report_to: &[u8],
+        report_to: Option<&[u8]>,
         failure_report: Option<FailureReport>,
         through: u64,
         total: Option<u64>,
@@ -887,11 +988,11 @@ impl Relay {
         };
         let Some(conn) = s.conn else { return };
         let tid = new_tid(&mut self.tids);
-        let mut head = Vec::with_capacity(256);
+        let mut head = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(512));
         head.extend_from_slice(b"MSRP ");
         head.extend_from_slice(&tid);
         head.extend_from_slice(b" REPORT\r\nTo-Path: ");
-        head.extend_from_slice(report_to);
+        head.extend_from_slice(report_to.unwrap_or(&s.peer_path));
         head.extend_from_slice(b"\r\nFrom-Path: ");
         head.extend_from_slice(&s.local);
         head.extend_from_slice(b"\r\nMessage-ID: ");
@@ -910,12 +1011,13 @@ impl Relay {
         head.extend_from_slice(b"\r\n-------");
         head.extend_from_slice(&tid);
         head.extend_from_slice(b"$\r\n");
+        let tail = self.pool.pop().unwrap_or_default();
         self.stats.reports_sent += 1;
         self.out.push_back(Output::Write {
             conn,
             head,
             body: None,
-            tail: Vec::new(),
+            tail,
         });
     }
 }

@@ -100,6 +100,7 @@ async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId) {
 
     let mut buf = vec![0u8; MSRP_READ_BUFFER_BYTES];
     let mut filled = 0usize;
+    let mut outputs: Vec<Output> = Vec::with_capacity(16);
     while !w.doomed.get() {
         let read = future::or(
             async { Some(reader.read(&mut buf[filled..]).await) },
@@ -114,16 +115,14 @@ async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId) {
             Some(Ok(n)) => n,
         };
         filled += n;
-        let (consumed, outputs) = {
+        let consumed = {
             let mut shard = local.shard.borrow_mut();
             let relay = shard.msrp();
             let consumed = relay.handle_stream(Instant::now(), id, &buf[..filled]);
-            (
-                consumed,
-                std::iter::from_fn(|| relay.poll_output()).collect::<Vec<_>>(),
-            )
+            outputs.extend(std::iter::from_fn(|| relay.poll_output()));
+            consumed
         };
-        for o in outputs {
+        for o in outputs.drain(..) {
             perform(&local, o, &buf[..filled]).await;
         }
         buf.copy_within(consumed..filled, 0);
@@ -177,6 +176,10 @@ async fn perform(local: &Rc<Local>, o: Output, input: &[u8]) {
                 tracing::debug!(?conn, error = %e, "MSRP write failed; closing");
                 doom(&w);
             }
+            // The head and end-line buffers go back to the relay for the next chunk.
+            let mut shard = local.shard.borrow_mut();
+            shard.msrp().recycle(head);
+            shard.msrp().recycle(tail);
         }
         Output::Close(conn) => {
             if let Some(w) = local.msrp.writers.borrow().get(&conn) {
