@@ -2,6 +2,7 @@
 //! the relay. Sans-IO like the SIP core: bytes and `now` in, bytes out.
 
 pub mod auth;
+pub mod endpoint;
 pub mod parse;
 pub mod relay;
 pub mod uri;

@@ -1,0 +1,371 @@
+//! A blocking MSRP endpoint for the loopback client, the tests and the benches: one TCP
+//! connection, `AUTH` to a relay (RFC 4976), chunked `SEND`s, and reading what arrives with
+//! its body streamed piece by piece.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use super::parse::{Event, MsrpError, Parser, StartLine};
+
+/// A message as it arrived: its start line, transaction id, headers and end.
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    /// The method (`SEND`, `REPORT`, …) or the status code of a response.
+    pub start: String,
+    pub tid: String,
+    pub headers: Vec<(String, String)>,
+    /// Body bytes seen (handed to the caller piece by piece, not kept).
+    pub body_len: usize,
+    /// `$`, `+` or `#`.
+    pub flag: u8,
+}
+
+impl Received {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first byte's place in its message (`Byte-Range` start, 1-based).
+    pub fn range_start(&self) -> Option<u64> {
+        self.header("Byte-Range")?.split('-').next()?.parse().ok()
+    }
+}
+
+/// Why the endpoint stopped.
+#[derive(Debug)]
+pub enum EndpointError {
+    Io(std::io::Error),
+    /// The peer sent something that is not MSRP.
+    Protocol(MsrpError),
+    /// The relay refused (`AUTH`): its status and what it said.
+    Refused(String),
+    /// The connection closed.
+    Closed,
+}
+
+impl std::fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndpointError::Io(e) => write!(f, "{e}"),
+            EndpointError::Protocol(e) => write!(f, "not MSRP: {e}"),
+            EndpointError::Refused(s) => write!(f, "refused: {s}"),
+            EndpointError::Closed => f.write_str("connection closed"),
+        }
+    }
+}
+
+impl std::error::Error for EndpointError {}
+
+impl From<std::io::Error> for EndpointError {
+    fn from(e: std::io::Error) -> Self {
+        EndpointError::Io(e)
+    }
+}
+
+/// The reading half: a parser and its buffer.
+pub struct Reader {
+    stream: TcpStream,
+    parser: Parser,
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl Reader {
+    pub fn new(stream: TcpStream) -> Reader {
+        Reader {
+            stream,
+            parser: Parser::new(),
+            buf: vec![0; 256 * 1024],
+            filled: 0,
+        }
+    }
+
+    /// The next whole message; each piece of its body goes to `on_body(message so far,
+    /// piece)` as it arrives.
+    pub fn next(
+        &mut self,
+        on_body: &mut dyn FnMut(&Received, &[u8]),
+    ) -> Result<Received, EndpointError> {
+        let mut m: Option<Received> = None;
+        loop {
+            let (n, ev) = self
+                .parser
+                .advance(&self.buf[..self.filled])
+                .map_err(EndpointError::Protocol)?;
+            if n == 0 && ev.is_none() {
+                if self.filled == self.buf.len() {
+                    return Err(EndpointError::Protocol(MsrpError::HeadTooLong));
+                }
+                let r = self.stream.read(&mut self.buf[self.filled..])?;
+                if r == 0 {
+                    return Err(EndpointError::Closed);
+                }
+                self.filled += r;
+                continue;
+            }
+            let mut done = false;
+            match ev {
+                Some(Event::Head(h, b)) => {
+                    m = Some(Received {
+                        start: match h.start {
+                            StartLine::Request { method_span, .. } => {
+                                String::from_utf8_lossy(method_span.of(b)).into_owned()
+                            }
+                            StartLine::Response { status, .. } => status.to_string(),
+                        },
+                        tid: String::from_utf8_lossy(h.tid.of(b)).into_owned(),
+                        headers: h
+                            .headers()
+                            .iter()
+                            .map(|x| {
+                                (
+                                    String::from_utf8_lossy(x.name_span.of(b)).into_owned(),
+                                    String::from_utf8_lossy(x.value.of(b)).into_owned(),
+                                )
+                            })
+                            .collect(),
+                        ..Received::default()
+                    })
+                }
+                Some(Event::Body(b)) => {
+                    if let Some(msg) = m.as_mut() {
+                        on_body(msg, b);
+                        msg.body_len += b.len();
+                    }
+                }
+                Some(Event::LastBody(b, f)) => {
+                    if let Some(msg) = m.as_mut() {
+                        on_body(msg, b);
+                        msg.body_len += b.len();
+                        msg.flag = f.flag();
+                    }
+                    done = true;
+                }
+                Some(Event::End(f)) => {
+                    if let Some(msg) = m.as_mut() {
+                        msg.flag = f.flag();
+                    }
+                    done = true;
+                }
+                None => {}
+            }
+            self.buf.copy_within(n..self.filled, 0);
+            self.filled -= n;
+            if done {
+                if let Some(msg) = m {
+                    return Ok(msg);
+                }
+            }
+        }
+    }
+
+    /// The next whole message, its body dropped.
+    pub fn next_message(&mut self) -> Result<Received, EndpointError> {
+        self.next(&mut |_: &Received, _: &[u8]| {})
+    }
+
+    /// The stream it reads.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+/// One MSRP endpoint on one connection.
+pub struct Endpoint {
+    /// The writing half.
+    pub w: TcpStream,
+    pub r: Reader,
+    /// Our own URI (the last URI of the paths peers use to reach us).
+    pub me: String,
+    relay: SocketAddr,
+    out: Vec<u8>,
+    next_tid: u64,
+}
+
+impl Endpoint {
+    /// Connects to `relay`; `me` is our URI.
+    pub fn connect(relay: SocketAddr, me: &str) -> Result<Endpoint, EndpointError> {
+        let s = TcpStream::connect(relay)?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(Endpoint {
+            w: s.try_clone()?,
+            r: Reader::new(s),
+            me: me.to_string(),
+            relay,
+            out: Vec::with_capacity(128 * 1024),
+            next_tid: 0,
+        })
+    }
+
+    fn tid(&mut self, prefix: &str) -> String {
+        self.next_tid += 1;
+        format!("{prefix}{:08x}", self.next_tid)
+    }
+
+    /// RFC 4976 §5: `AUTH` (challenged, then answered with Digest); returns the relay's
+    /// `Use-Path` for us.
+    pub fn auth(&mut self, user: &str, password: &str) -> Result<String, EndpointError> {
+        let to = format!("msrp://{};tcp", self.relay);
+        let mut authorization = String::new();
+        for _ in 0..2 {
+            let tid = self.tid("auth");
+            let ask = format!(
+                "MSRP {tid} AUTH\r\nTo-Path: {to}\r\nFrom-Path: {}\r\n{authorization}-------{tid}$\r\n",
+                self.me
+            );
+            self.w.write_all(ask.as_bytes())?;
+            let r = self.r.next_message()?;
+            match (r.start.as_str(), r.header("WWW-Authenticate")) {
+                ("200", _) => {
+                    return r
+                        .header("Use-Path")
+                        .map(str::to_owned)
+                        .ok_or(EndpointError::Refused("200 without Use-Path".into()));
+                }
+                ("401", Some(challenge)) => {
+                    let a = super::auth::digest_answer(challenge, user, password, &to, "imrelay")
+                        .ok_or(EndpointError::Refused(
+                        "401 without a Digest challenge".into(),
+                    ))?;
+                    authorization = format!("Authorization: {a}\r\n");
+                }
+                (other, _) => return Err(EndpointError::Refused(other.to_string())),
+            }
+        }
+        Err(EndpointError::Refused(
+            "401 (credentials not accepted)".into(),
+        ))
+    }
+
+    /// Sends one chunk: `range_start` is the 1-based place of `body` in a message of
+    /// `total` bytes; `last` ends the message (`$`), else `+`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_chunk(
+        &mut self,
+        to_path: &str,
+        message_id: &str,
+        content_type: &str,
+        range_start: u64,
+        total: u64,
+        body: &[u8],
+        last: bool,
+    ) -> Result<(), EndpointError> {
+        let tid = self.tid("s");
+        write_chunk(
+            &mut self.w,
+            &mut self.out,
+            &tid,
+            &self.me,
+            to_path,
+            message_id,
+            content_type,
+            range_start,
+            total,
+            body,
+            last,
+        )
+    }
+
+    /// A second writer on the same connection (for a thread that only sends chunks).
+    pub fn sender(&self) -> Result<Sender, EndpointError> {
+        Ok(Sender {
+            w: self.w.try_clone()?,
+            me: self.me.clone(),
+            out: Vec::with_capacity(128 * 1024),
+            next_tid: 0,
+        })
+    }
+
+    /// Answers a request hop by hop with `code`.
+    pub fn answer(&mut self, m: &Received, code: u16) -> Result<(), EndpointError> {
+        let prev = m
+            .header("From-Path")
+            .and_then(|p| p.split(' ').next())
+            .unwrap_or_default();
+        let resp = format!(
+            "MSRP {} {code} {}\r\nTo-Path: {prev}\r\nFrom-Path: {}\r\n-------{}$\r\n",
+            m.tid,
+            if code == 200 { "OK" } else { "Error" },
+            self.me,
+            m.tid
+        );
+        self.w.write_all(resp.as_bytes())?;
+        Ok(())
+    }
+}
+
+/// A writer of chunks on an endpoint's connection (see [`Endpoint::sender`]); its
+/// transaction ids are its own (`w…`).
+pub struct Sender {
+    w: TcpStream,
+    me: String,
+    out: Vec<u8>,
+    next_tid: u64,
+}
+
+impl Sender {
+    /// As [`Endpoint::send_chunk`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_chunk(
+        &mut self,
+        to_path: &str,
+        message_id: &str,
+        content_type: &str,
+        range_start: u64,
+        total: u64,
+        body: &[u8],
+        last: bool,
+    ) -> Result<(), EndpointError> {
+        self.next_tid += 1;
+        let tid = format!("w{:08x}", self.next_tid);
+        write_chunk(
+            &mut self.w,
+            &mut self.out,
+            &tid,
+            &self.me,
+            to_path,
+            message_id,
+            content_type,
+            range_start,
+            total,
+            body,
+            last,
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_chunk(
+    w: &mut TcpStream,
+    out: &mut Vec<u8>,
+    tid: &str,
+    me: &str,
+    to_path: &str,
+    message_id: &str,
+    content_type: &str,
+    range_start: u64,
+    total: u64,
+    body: &[u8],
+    last: bool,
+) -> Result<(), EndpointError> {
+    let end = (range_start + body.len() as u64).saturating_sub(1);
+    out.clear();
+    out.extend_from_slice(
+        format!(
+            "MSRP {tid} SEND\r\nTo-Path: {to_path}\r\nFrom-Path: {me}\r\nMessage-ID: {message_id}\r\n\
+Byte-Range: {range_start}-{end}/{total}\r\nContent-Type: {content_type}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(body);
+    let flag = if last { '$' } else { '+' };
+    out.extend_from_slice(format!("\r\n-------{tid}{flag}\r\n").as_bytes());
+    w.write_all(out)?;
+    Ok(())
+}
