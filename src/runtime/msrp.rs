@@ -100,7 +100,8 @@ async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId) {
 
     let mut buf = vec![0u8; MSRP_READ_BUFFER_BYTES];
     let mut filled = 0usize;
-    let mut outputs: Vec<Output> = Vec::with_capacity(16);
+    let mut outputs: Vec<Output> = Vec::with_capacity(64);
+    let mut batch = Batch::default();
     while !w.doomed.get() {
         let read = future::or(
             async { Some(reader.read(&mut buf[filled..]).await) },
@@ -122,9 +123,7 @@ async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId) {
             outputs.extend(std::iter::from_fn(|| relay.poll_output()));
             consumed
         };
-        for o in outputs.drain(..) {
-            perform(&local, o, &buf[..filled]).await;
-        }
+        perform_batch(&local, &mut outputs, &buf[..filled], &mut batch).await;
         buf.copy_within(consumed..filled, 0);
         filled -= consumed;
         if filled == buf.len() {
@@ -149,42 +148,91 @@ async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId) {
 /// Carries out what the relay asked outside any reader's call (timeouts, closes): writes
 /// without body spans, each in its own task so a slow peer holds no one else up.
 pub(crate) async fn drain(local: &Rc<Local>) {
-    let outputs: Vec<Output> = {
+    let mut outputs: Vec<Output> = {
         let mut shard = local.shard.borrow_mut();
         let relay = shard.msrp();
         std::iter::from_fn(|| relay.poll_output()).collect()
     };
-    for o in outputs {
-        let l = Rc::clone(local);
-        glommio::spawn_local(async move { perform(&l, o, &[]).await }).detach();
+    if outputs.is_empty() {
+        return;
     }
+    let l = Rc::clone(local);
+    glommio::spawn_local(async move {
+        let mut batch = Batch::default();
+        perform_batch(&l, &mut outputs, &[], &mut batch).await;
+    })
+    .detach();
 }
 
-async fn perform(local: &Rc<Local>, o: Output, input: &[u8]) {
-    match o {
-        Output::Write {
-            conn,
-            head,
-            body,
-            tail,
-        } => {
-            let Some(w) = local.msrp.writers.borrow().get(&conn).cloned() else {
-                return;
-            };
-            let body = body.map_or(&[][..], |b| b.of(input));
-            if let Err(e) = write_unit(&w, [&head, body, &tail]).await {
-                tracing::debug!(?conn, error = %e, "MSRP write failed; closing");
-                doom(&w);
+/// Scratch of [`perform_batch`], kept by each reader so that writing allocates nothing once
+/// warm.
+#[derive(Default)]
+struct Batch {
+    conns: Vec<ConnId>,
+    iov: Vec<libc::iovec>,
+}
+
+/// Carries out a read's outputs: for each connection written to, all its chunks in order
+/// with as few `sendmsg` calls as the kernel allows (a 64 KiB read of 2 KiB chunks is one
+/// call toward the receiver and one with the answers toward the sender), then gives the
+/// buffers back.
+async fn perform_batch(local: &Rc<Local>, outputs: &mut Vec<Output>, input: &[u8], batch: &mut Batch) {
+    batch.conns.clear();
+    for o in outputs.iter() {
+        match o {
+            Output::Write { conn, .. } => {
+                if !batch.conns.contains(conn) {
+                    batch.conns.push(*conn);
+                }
             }
-            // The head and end-line buffers go back to the relay for the next chunk.
-            let mut shard = local.shard.borrow_mut();
+            Output::Close(conn) => {
+                if let Some(w) = local.msrp.writers.borrow().get(conn) {
+                    doom(w);
+                }
+            }
+        }
+    }
+    for k in 0..batch.conns.len() {
+        let conn = batch.conns[k];
+        let Some(w) = local.msrp.writers.borrow().get(&conn).cloned() else {
+            continue;
+        };
+        batch.iov.clear();
+        for o in outputs.iter() {
+            if let Output::Write {
+                conn: c,
+                head,
+                body,
+                tail,
+            } = o
+            {
+                if *c != conn {
+                    continue;
+                }
+                let body = body.map_or(&[][..], |b| b.of(input));
+                for part in [&head[..], body, &tail[..]] {
+                    if !part.is_empty() {
+                        batch.iov.push(libc::iovec {
+                            iov_base: part.as_ptr() as *mut libc::c_void,
+                            iov_len: part.len(),
+                        });
+                    }
+                }
+            }
+        }
+        // SAFETY: every iovec points into `outputs` or `input`, both alive and unchanged
+        // until this function returns.
+        if let Err(e) = unsafe { write_iovecs(&w, &mut batch.iov) }.await {
+            tracing::debug!(?conn, error = %e, "MSRP write failed; closing");
+            doom(&w);
+        }
+    }
+    // The head and end-line buffers go back to the relay for the next chunks.
+    let mut shard = local.shard.borrow_mut();
+    for o in outputs.drain(..) {
+        if let Output::Write { head, tail, .. } = o {
             shard.msrp().recycle(head);
             shard.msrp().recycle(tail);
-        }
-        Output::Close(conn) => {
-            if let Some(w) = local.msrp.writers.borrow().get(&conn) {
-                doom(w);
-            }
         }
     }
 }
@@ -197,43 +245,43 @@ fn doom(w: &Writer) {
     unsafe { libc::shutdown(w.fd, libc::SHUT_RDWR) };
 }
 
-/// Writes `parts` in order, whole, with nothing else written to the connection in between.
-async fn write_unit(w: &Writer, parts: [&[u8]; 3]) -> std::io::Result<()> {
+/// Most iovecs given to one `sendmsg` (Linux's `IOV_MAX`).
+const IOV_MAX: usize = 1024;
+
+/// Writes what `iov` points at, in order, whole, with nothing else written to the
+/// connection in between (`iov` is consumed as it is written).
+///
+/// # Safety
+/// Every iovec must point at memory that stays valid and unchanged until the returned
+/// future completes.
+async unsafe fn write_iovecs(w: &Writer, iov: &mut [libc::iovec]) -> std::io::Result<()> {
     let _turn = w
         .lock
         .acquire_permit(1)
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut parts = parts;
-    loop {
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; 3];
-        let mut count = 0;
-        for p in parts.iter().filter(|p| !p.is_empty()) {
-            iov[count] = libc::iovec {
-                iov_base: p.as_ptr() as *mut libc::c_void,
-                iov_len: p.len(),
-            };
-            count += 1;
-        }
-        if count == 0 {
-            return Ok(());
-        }
+    let mut first = 0;
+    while first < iov.len() {
+        let count = (iov.len() - first).min(IOV_MAX);
         // SAFETY: an all-zero msghdr is valid (no address, no control data).
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iov = iov[first..].as_mut_ptr();
         msg.msg_iovlen = count;
-        // SAFETY: the iovecs point into slices that outlive the call; `fd` is kept open by
-        // `w.half`; MSG_DONTWAIT keeps the executor from blocking.
+        // SAFETY: the iovecs point at live memory (this function's contract); `fd` is kept
+        // open by `w.half`; MSG_DONTWAIT keeps the executor from blocking.
         let n = unsafe { libc::sendmsg(w.fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
         if n >= 0 {
             let mut n = n as usize;
-            for p in parts.iter_mut() {
-                let k = n.min(p.len());
-                *p = &p[k..];
+            while n > 0 && first < iov.len() {
+                let v = &mut iov[first];
+                let k = n.min(v.iov_len);
+                // SAFETY: advancing within the same buffer, by at most its length.
+                v.iov_base = unsafe { (v.iov_base as *mut u8).add(k) } as *mut libc::c_void;
+                v.iov_len -= k;
                 n -= k;
+                if v.iov_len == 0 {
+                    first += 1;
+                }
             }
             continue;
         }
@@ -242,20 +290,21 @@ async fn write_unit(w: &Writer, parts: [&[u8]; 3]) -> std::io::Result<()> {
             std::io::ErrorKind::Interrupted => continue,
             std::io::ErrorKind::WouldBlock => {
                 // The peer's window is full: let glommio wait for the socket with the first
-                // unwritten slice, then go on with `sendmsg`.
-                let Some(first) = parts.iter_mut().find(|p| !p.is_empty()) else {
-                    return Ok(());
-                };
+                // unwritten piece, then go on with `sendmsg`.
+                let v = iov[first];
+                // SAFETY: the iovec points at live memory (this function's contract).
+                let piece = unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) };
                 let taken = w.half.borrow_mut().take();
                 let Some(mut half) = taken else {
                     return Err(std::io::ErrorKind::NotConnected.into());
                 };
-                let r = half.write_all(first).await;
+                let r = half.write_all(piece).await;
                 *w.half.borrow_mut() = Some(half);
                 r?;
-                *first = &[];
+                first += 1;
             }
             _ => return Err(e),
         }
     }
+    Ok(())
 }
