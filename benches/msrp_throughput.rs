@@ -54,7 +54,13 @@ fn cpu_secs(pid: u32) -> f64 {
 
 /// Sends `total` bytes over `sessions` (To-Paths) round robin in `chunk`-byte chunks, while
 /// the receiver answers; returns MiB/s.
-fn relay_run(alice: &mut Endpoint, bob: &mut Endpoint, to_paths: &[String], total: u64, chunk: u64) -> f64 {
+fn relay_run(
+    alice: &mut Endpoint,
+    bob: &mut Endpoint,
+    to_paths: &[String],
+    total: u64,
+    chunk: u64,
+) -> f64 {
     let chunks = total / chunk;
     let per_session = total / to_paths.len() as u64;
     let mut replies = std::mem::replace(&mut alice.r, Reader::new(alice.w.try_clone().unwrap()));
@@ -77,7 +83,15 @@ fn relay_run(alice: &mut Endpoint, bob: &mut Endpoint, to_paths: &[String], tota
             offset[s] += chunk;
             let last = offset[s] == per_session;
             sender
-                .send_chunk(&paths[s], &format!("m{s}"), "application/octet-stream", start + 1, per_session, &body, last)
+                .send_chunk(
+                    &paths[s],
+                    &format!("m{s}"),
+                    "application/octet-stream",
+                    start + 1,
+                    per_session,
+                    &body,
+                    last,
+                )
                 .unwrap();
         }
     });
@@ -106,7 +120,16 @@ fn main() {
     )
     .unwrap();
     let mut server = Command::new(env!("CARGO_BIN_EXE_imrelay"))
-        .args(["serve", "--cores", "1", "--sip-addr", "127.0.0.1:0", "--msrp-port", "0", "--state-dir"])
+        .args([
+            "serve",
+            "--cores",
+            "1",
+            "--sip-addr",
+            "127.0.0.1:0",
+            "--msrp-port",
+            "0",
+            "--state-dir",
+        ])
         .arg(dir.path().join("state"))
         .arg("--config")
         .arg(&cfg)
@@ -139,7 +162,12 @@ fn main() {
     }
     for (name, sessions, total, chunk) in [
         ("one session, 64 KiB chunks", 1, GIB, 64u64 << 10),
-        ("100 sessions, 2 KiB chunks", 100, 100 * 1280 * (2u64 << 10), 2 << 10),
+        (
+            "100 sessions, 2 KiB chunks",
+            100,
+            100 * 1280 * (2u64 << 10),
+            2 << 10,
+        ),
     ] {
         let cpu0 = cpu_secs(pid);
         let mibs = relay_run(&mut alice, &mut bob, &paths[..sessions], total, chunk);

@@ -176,7 +176,12 @@ struct Batch {
 /// with as few `sendmsg` calls as the kernel allows (a 64 KiB read of 2 KiB chunks is one
 /// call toward the receiver and one with the answers toward the sender), then gives the
 /// buffers back.
-async fn perform_batch(local: &Rc<Local>, outputs: &mut Vec<Output>, input: &[u8], batch: &mut Batch) {
+async fn perform_batch(
+    local: &Rc<Local>,
+    outputs: &mut Vec<Output>,
+    input: &[u8],
+    batch: &mut Batch,
+) {
     batch.conns.clear();
     for o in outputs.iter() {
         match o {
@@ -293,7 +298,8 @@ async unsafe fn write_iovecs(w: &Writer, iov: &mut [libc::iovec]) -> std::io::Re
                 // unwritten piece, then go on with `sendmsg`.
                 let v = iov[first];
                 // SAFETY: the iovec points at live memory (this function's contract).
-                let piece = unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) };
+                let piece =
+                    unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) };
                 let taken = w.half.borrow_mut().take();
                 let Some(mut half) = taken else {
                     return Err(std::io::ErrorKind::NotConnected.into());
