@@ -221,6 +221,10 @@ pub const MSRP_AUTH_EXPIRES_MIN_SECS: u64 = 60;
 pub const MSRP_AUTH_EXPIRES_DEFAULT_SECS: u64 = 1800;
 pub const MSRP_AUTH_EXPIRES_MAX_SECS: u64 = 86_400;
 
+/// Most relay sessions one connection may hold by `AUTH` (several sessions may share a
+/// connection, RFC 4975 §5.4); past it `AUTH` gets `403`.
+pub const MSRP_AUTH_SESSIONS_PER_CONNECTION_MAX: usize = 128;
+
 const _: () = assert!(MSRP_HEAD_BYTES_MAX < MSRP_READ_BUFFER_BYTES);
 
 // ---------------------------------------------------------------------------------------------

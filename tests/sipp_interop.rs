@@ -8,13 +8,18 @@ use std::process::{Command, Stdio};
 
 use support::Server;
 
-/// A port that was free a moment ago, for SIPp's local socket (SIPp needs an explicit one).
+/// A port that was free a moment ago on both UDP and TCP, for SIPp's local socket (SIPp
+/// needs an explicit one). An ephemeral UDP port may be held on TCP by another connection:
+/// another is tried then.
 fn free_port() -> u16 {
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = udp.local_addr().unwrap().port();
-    // Also make sure TCP has it free.
-    let _tcp = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    port
+    for _ in 0..100 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free on both UDP and TCP");
 }
 
 fn sipp(server: std::net::SocketAddr, scenario: &str, transport: &str, calls: u32) {

@@ -54,21 +54,31 @@ impl Credentials {
     }
 
     /// The `WWW-Authenticate` value of a challenge made at `now` (time since an epoch the
-    /// caller keeps).
-    pub fn challenge(&self, now: Duration) -> String {
+    /// caller keeps) for connection `bind`: its nonce is good on that connection only, so
+    /// an answer seen elsewhere cannot be replayed on another.
+    pub fn challenge(&self, now: Duration, bind: u64) -> String {
         format!(
             "Digest realm=\"{}\", nonce=\"{}\", qop=\"auth\", algorithm=MD5",
             self.realm,
-            self.nonce(now.as_secs())
+            self.nonce(now.as_secs(), bind)
         )
     }
 
-    fn nonce(&self, secs: u64) -> String {
-        format!("{secs:016x}{:016x}", self.key.hash_one(("nonce", secs)))
+    fn nonce(&self, secs: u64, bind: u64) -> String {
+        format!(
+            "{secs:016x}{:016x}",
+            self.key.hash_one(("nonce", secs, bind))
+        )
     }
 
-    /// Checks an `Authorization` value of an `AUTH` at `now`; returns the user's name.
-    pub fn verify(&self, now: Duration, authorization: &[u8]) -> Result<String, AuthError> {
+    /// Checks an `Authorization` value of an `AUTH` at `now` on connection `bind`; returns
+    /// the user's name.
+    pub fn verify(
+        &self,
+        now: Duration,
+        bind: u64,
+        authorization: &[u8],
+    ) -> Result<String, AuthError> {
         let text = std::str::from_utf8(authorization).map_err(|_| AuthError::Malformed)?;
         let rest = text
             .trim()
@@ -94,7 +104,7 @@ impl Credentials {
             .get(..16)
             .and_then(|s| u64::from_str_radix(s, 16).ok())
             .ok_or(AuthError::StaleNonce)?;
-        if nonce != self.nonce(made)
+        if nonce != self.nonce(made, bind)
             || made > now.as_secs()
             || now.as_secs() - made > NONCE_LIFETIME.as_secs()
         {
@@ -199,35 +209,40 @@ mod tests {
     fn a_right_answer_passes_and_wrong_ones_say_why() {
         let c = creds();
         let t = Duration::from_secs(1000);
-        let ch = c.challenge(t);
+        let ch = c.challenge(t, 7);
         let uri = "msrp://relay.example.com:2855;tcp";
         assert_eq!(
-            c.verify(t, answer(&ch, "alice", "secret", uri).as_bytes()),
+            c.verify(t, 7, answer(&ch, "alice", "secret", uri).as_bytes()),
             Ok("alice".into())
         );
         assert_eq!(
-            c.verify(t, answer(&ch, "alice", "wrong", uri).as_bytes()),
+            c.verify(t, 7, answer(&ch, "alice", "wrong", uri).as_bytes()),
             Err(AuthError::Denied)
         );
         assert_eq!(
-            c.verify(t, answer(&ch, "mallory", "secret", uri).as_bytes()),
+            c.verify(t, 7, answer(&ch, "mallory", "secret", uri).as_bytes()),
             Err(AuthError::Denied)
         );
         let late = t + NONCE_LIFETIME + Duration::from_secs(1);
         assert_eq!(
-            c.verify(late, answer(&ch, "alice", "secret", uri).as_bytes()),
+            c.verify(late, 7, answer(&ch, "alice", "secret", uri).as_bytes()),
+            Err(AuthError::StaleNonce)
+        );
+        // Another connection's answer does not pass here.
+        assert_eq!(
+            c.verify(t, 8, answer(&ch, "alice", "secret", uri).as_bytes()),
             Err(AuthError::StaleNonce)
         );
         let forged = ch.replace("nonce=\"", "nonce=\"1");
         assert!(c
-            .verify(t, answer(&forged, "alice", "secret", uri).as_bytes())
+            .verify(t, 7, answer(&forged, "alice", "secret", uri).as_bytes())
             .is_err());
         assert_eq!(
-            c.verify(t, b"Basic YWxhZGRpbjpvcGVuc2VzYW1l"),
+            c.verify(t, 7, b"Basic YWxhZGRpbjpvcGVuc2VzYW1l"),
             Err(AuthError::Malformed)
         );
         assert_eq!(
-            c.verify(t, b"Digest username=\"alice\""),
+            c.verify(t, 7, b"Digest username=\"alice\""),
             Err(AuthError::Malformed)
         );
     }

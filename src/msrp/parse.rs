@@ -19,8 +19,9 @@
 //! bytes and the end-line are in hand together). A body is handed out in pieces as it
 //! arrives — a relay streams a chunk of any size without holding it whole — and never
 //! includes a byte that could still turn out to be the start of the end-line: the end-line
-//! is `CRLF "-------" transact-id flag CRLF`, found with `memmem`, and up to its length minus
-//! one bytes are held back until the next bytes decide. Any segmentation of the stream gives
+//! is `CRLF "-------" transact-id flag CRLF`, found with `memmem`, and up to its length
+//! bytes are held back until the next bytes decide (one more than could begin it, so that a
+//! non-empty body always ends with [`Event::LastBody`]). Any segmentation of the stream gives
 //! the same heads, the same body bytes in the same order, and the same ends.
 
 use memchr::memmem;
@@ -586,10 +587,11 @@ impl Parser {
                     }
                     return (consumed, Some(Event::End(flag)));
                 }
-                // Could be the end-line, the rest has not come: hand out what is before it.
+                // Could be the end-line, the rest has not come: hand out what is before it,
+                // but its last byte (so the body's end comes with the end-line).
                 Some(None) => {
-                    return if i > 0 {
-                        (i, Some(Event::Body(&buf[..i])))
+                    return if i > 1 {
+                        (i - 1, Some(Event::Body(&buf[..i - 1])))
                     } else {
                         (0, None)
                     };
@@ -598,9 +600,11 @@ impl Parser {
                 None => from = i + 1,
             }
         }
-        // No end-line: everything but a tail that may begin one is body.
+        // No end-line: everything but a tail that may begin one is body — and one byte more
+        // is kept, so that the last piece of a body always comes with its end-line
+        // ([`Event::LastBody`]) and a relay never has to send an empty chunk for the flag.
         let keep = (END_LINE_BYTES_MAX - 1).min(buf.len());
-        let safe = safe_prefix(buf, buf.len() - keep, pattern);
+        let safe = safe_prefix(buf, buf.len() - keep, pattern).saturating_sub(1);
         if safe == 0 {
             (0, None)
         } else {

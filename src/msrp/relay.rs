@@ -33,6 +33,11 @@ use super::uri::{path_uris, MsrpUri, SessionIds};
 use crate::transport::ConnId;
 use crate::wire::Span;
 
+/// The smallest piece of body forwarded before its chunk ends, in bytes (see
+/// [`Relay::handle_stream`]); below the receive buffer, so waiting for more always ends.
+const MSRP_FORWARD_BYTES_MIN: usize = 1024;
+const _: () = assert!(MSRP_FORWARD_BYTES_MIN < crate::limits::MSRP_READ_BUFFER_BYTES);
+
 /// How long a request we sent waits for its response (RFC 4975 §7.1.1: 30 s, then `408`).
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -183,6 +188,8 @@ struct Sent {
     total: Option<u64>,
     /// When no answer means `408`.
     deadline: Instant,
+    /// Where it went: only that connection answers it.
+    to_conn: ConnId,
 }
 
 /// Counters.
@@ -208,7 +215,11 @@ pub struct Relay {
     sweep_at: Option<Instant>,
     /// Buffers for heads and end-lines, given back by the runtime once written.
     pool: Vec<Vec<u8>>,
-    tids: crate::wire::XorShift64,
+    /// Transaction ids: a keyed SipHash of a counter under a random key. An end-line a
+    /// sender would plant in a body to cut our chunk short needs our next id: 64 bits it
+    /// cannot compute (an xorshift output could be inverted).
+    tid_key: std::collections::hash_map::RandomState,
+    tid_counter: u64,
     out: VecDeque<Output>,
     stats: RelayStats,
     /// Who may `AUTH` (RFC 4976); none when empty.
@@ -219,10 +230,11 @@ pub struct Relay {
     expiries: BinaryHeap<Reverse<(Instant, Vec<u8>)>>,
 }
 
-/// A transaction id of ours: 16 hex digits of a random number.
-fn new_tid(rng: &mut crate::wire::XorShift64) -> [u8; TID_BYTES] {
+/// A transaction id of ours: 16 hex digits of a keyed hash of a counter.
+fn new_tid(key: &std::collections::hash_map::RandomState, counter: &mut u64) -> [u8; TID_BYTES] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let n = rng.next_u64();
+    *counter = counter.wrapping_add(1);
+    let n = std::hash::BuildHasher::hash_one(key, *counter);
     let mut t = [0u8; TID_BYTES];
     for (i, b) in t.iter_mut().enumerate() {
         *b = HEX[((n >> ((15 - i) * 4)) & 15) as usize];
@@ -242,7 +254,8 @@ impl Relay {
             sent: HashMap::new(),
             sweep_at: None,
             pool: Vec::new(),
-            tids: crate::wire::XorShift64::new(seed),
+            tid_key: std::collections::hash_map::RandomState::new(),
+            tid_counter: seed,
             out: VecDeque::new(),
             stats: RelayStats::default(),
             creds: None,
@@ -350,11 +363,19 @@ impl Relay {
             let (n, event) = match c.parser.advance(&buf[pos..]) {
                 Ok(r) => r,
                 Err(e) => {
-                    self.malformed(conn, e);
+                    self.malformed(now, conn, e);
                     return buf.len();
                 }
             };
             let Some(event) = event else { return pos };
+            // A small piece that does not end its chunk waits for more bytes (unconsumed:
+            // the parser finds it again, longer): a sender trickling bytes must not make us
+            // send a chunk head for each few of them.
+            if let Event::Body(b) = &event {
+                if b.len() < MSRP_FORWARD_BYTES_MIN {
+                    return pos;
+                }
+            }
             let base = pos;
             pos += n;
             match event {
@@ -487,15 +508,12 @@ impl Relay {
         self.out.pop_front()
     }
 
-    fn malformed(&mut self, conn: ConnId, e: MsrpError) {
+    fn malformed(&mut self, now: Instant, conn: ConnId, e: MsrpError) {
         tracing::debug!(?conn, error = %e, "MSRP stream is not MSRP; closing");
         self.stats.refused += 1;
-        self.conns.remove(&conn);
-        for s in self.sessions.values_mut() {
-            if s.conn == Some(conn) {
-                s.conn = None;
-            }
-        }
+        // Torn down as if it had closed (its receiver told, its senders' peers told), then
+        // closed.
+        self.handle_close(now, conn);
         self.out.push_back(Output::Close(conn));
     }
 
@@ -510,7 +528,7 @@ impl Relay {
         i.tid.extend_from_slice(head.tid.of(bytes));
         match head.start {
             StartLine::Response { status, .. } => {
-                self.on_response(head.tid.of(bytes), status);
+                self.on_response(conn, head.tid.of(bytes), status);
                 // Nothing else to do at its end-line.
                 self.set_inbound(conn, i);
                 return;
@@ -622,13 +640,13 @@ impl Relay {
         let challenge = |i: &mut Inbound| {
             i.refuse = Some((401, "Unauthorized"));
             i.answer_headers =
-                format!("WWW-Authenticate: {}\r\n", creds.challenge(since)).into_bytes();
+                format!("WWW-Authenticate: {}\r\n", creds.challenge(since, conn.0)).into_bytes();
         };
         let Some(authorization) = head.value(bytes, HeaderName::Authorization) else {
             challenge(i);
             return;
         };
-        match creds.verify(since, authorization) {
+        match creds.verify(since, conn.0, authorization) {
             Ok(user) => {
                 let asked = match head.seconds(bytes, HeaderName::Expires) {
                     Ok(a) => a.map(u64::from),
@@ -645,6 +663,23 @@ impl Relay {
                     )
                     .into_bytes();
                     return;
+                }
+                let held = self
+                    .sessions
+                    .values()
+                    .filter(|s| s.expires.is_some() && s.conn == Some(conn))
+                    .count();
+                if held >= crate::limits::MSRP_AUTH_SESSIONS_PER_CONNECTION_MAX {
+                    i.refuse = Some((403, "Action-not-allowed"));
+                    return;
+                }
+                // Lapsed or closed sessions leave their expiry behind: drop those now and
+                // then, so the heap stays near the number of sessions.
+                if self.expiries.len() > 2 * self.sessions.len() + 64 {
+                    let live = &self.sessions;
+                    self.expiries.retain(|Reverse((at, id))| {
+                        live.get(id).is_some_and(|s| s.expires == Some(*at))
+                    });
                 }
                 let (id, uri) = self.new_session_id();
                 let until = now + Duration::from_secs(secs);
@@ -724,7 +759,13 @@ impl Relay {
             .and_then(|u| session_of(&u))
             .ok_or((481, "Session-does-not-exist"))?;
         let to = last.conn.ok_or((481, "Session-does-not-exist"))?;
-        if to == conn {
+        // The first of our URIs must be the sender's own session (the one it authenticated
+        // on this connection): no one else speaks through a client's relay URI.
+        let first_is_senders = uris()
+            .next()
+            .and_then(|u| session_of(&u))
+            .is_some_and(|s| s.conn == Some(conn));
+        if to == conn || !first_is_senders {
             return Err((403, "Action-not-allowed"));
         }
         to_out.clear();
@@ -803,7 +844,7 @@ impl Relay {
             i.refuse = Some((481, "Session-does-not-exist"));
             return;
         };
-        let tid = new_tid(&mut self.tids);
+        let tid = new_tid(&self.tid_key, &mut self.tid_counter);
         let method = match i.method {
             Some(Method::Report) => &b"REPORT"[..],
             _ => b"SEND",
@@ -853,9 +894,11 @@ impl Relay {
         tail.extend_from_slice(b"\r\n");
         i.next_byte += len;
         i.forwarded += len;
-        // Answers come unless the sender asked for none (Failure-Report: no); with
-        // `partial` only error answers come, so silence is not a failure then.
-        let track = i.method == Some(Method::Send) && i.failure_report != Some(FailureReport::No);
+        // Answers are awaited when the sender wants failures reported always (`yes`, the
+        // default); with `no` none come, with `partial` only errors (and an error answer to
+        // an untracked chunk is then not reported: nothing is held for it 30 s).
+        let track = i.method == Some(Method::Send)
+            && matches!(i.failure_report, None | Some(FailureReport::Yes));
         if let (true, Some(from_session), Some(message_id)) =
             (track, Inline32::of(&i.session), Inline32::of(&i.message_id))
         {
@@ -868,6 +911,7 @@ impl Relay {
                     through: i.next_byte - 1,
                     total: i.total,
                     deadline: now + RESPONSE_TIMEOUT,
+                    to_conn,
                 },
             );
             self.sweep_at.get_or_insert(now + SWEEP_INTERVAL);
@@ -944,10 +988,13 @@ impl Relay {
         });
     }
 
-    fn on_response(&mut self, tid: &[u8], status: u16) {
+    fn on_response(&mut self, conn: ConnId, tid: &[u8], status: u16) {
         let Ok(key) = <[u8; TID_BYTES]>::try_from(tid) else {
             return;
         };
+        if self.sent.get(&key).is_none_or(|s| s.to_conn != conn) {
+            return;
+        }
         let Some(s) = self.sent.remove(&key) else {
             return;
         };
@@ -987,7 +1034,7 @@ impl Relay {
             return;
         };
         let Some(conn) = s.conn else { return };
-        let tid = new_tid(&mut self.tids);
+        let tid = new_tid(&self.tid_key, &mut self.tid_counter);
         let mut head = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(512));
         head.extend_from_slice(b"MSRP ");
         head.extend_from_slice(&tid);

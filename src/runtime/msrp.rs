@@ -123,6 +123,8 @@ async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId) {
             outputs.extend(std::iter::from_fn(|| relay.poll_output()));
             consumed
         };
+        // Chunks sent now await answers: the sweep for late ones must be armed.
+        super::shard_task::rearm(&local);
         perform_batch(&local, &mut outputs, &buf[..filled], &mut batch).await;
         buf.copy_within(consumed..filled, 0);
         filled -= consumed;
@@ -138,10 +140,11 @@ async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId) {
         .handle_close(Instant::now(), id);
     drain(&local).await;
     local.msrp.writers.borrow_mut().remove(&id);
-    let half = w.half.borrow_mut().take();
-    if let Some(mut half) = half {
-        let _ = half.close().await;
-    }
+    // The socket is shut down, not closed here: a writer parked on this connection's turn
+    // still holds the `Writer`, and the descriptor must stay this socket's (not a newly
+    // accepted one's) until the last holder drops it.
+    doom(&w);
+    drop(reader);
     local.msrp.live.set(local.msrp.live.get() - 1);
 }
 
@@ -245,8 +248,9 @@ async fn perform_batch(
 /// Marks a connection to go and wakes its reader (a shutdown makes its read return).
 fn doom(w: &Writer) {
     w.doomed.set(true);
-    // SAFETY: `fd` belongs to a socket kept open by `w.half` (the writer is still in the map
-    // or held by the caller); shutdown(2) does not close it.
+    // SAFETY: `fd` belongs to a socket kept open by `w.half`, which is only taken out for the
+    // length of one write by the holder of the connection's turn and put back, and dropped
+    // with the last `Rc<Writer>` (the caller holds one); shutdown(2) does not close it.
     unsafe { libc::shutdown(w.fd, libc::SHUT_RDWR) };
 }
 
@@ -265,6 +269,9 @@ async unsafe fn write_iovecs(w: &Writer, iov: &mut [libc::iovec]) -> std::io::Re
         .acquire_permit(1)
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+    if w.doomed.get() {
+        return Err(std::io::ErrorKind::NotConnected.into());
+    }
     let mut first = 0;
     while first < iov.len() {
         let count = (iov.len() - first).min(IOV_MAX);

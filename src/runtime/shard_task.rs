@@ -405,6 +405,11 @@ async fn flush(local: &Rc<Local>) {
     }
     // MSRP writes asked for outside a connection's reader (timeouts).
     super::msrp::drain(local).await;
+    rearm(local);
+}
+
+/// Wakes the timer task when new input moved the shard's next deadline earlier.
+pub(crate) fn rearm(local: &Local) {
     let next = local.shard.borrow().poll_timeout();
     if let Some(at) = next {
         if local.armed.get().is_none_or(|armed| at < armed) {

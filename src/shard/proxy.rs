@@ -130,14 +130,26 @@ impl Core {
         };
         // The last of our Routes names, in its signed token, the peer this request goes to
         // inside a dialog we record-routed (RFC 5658 §3.4 picks the last of one's own).
+        // Inside such a dialog the token alone says where the request goes — also when
+        // another proxy's Route follows ours (that proxy is the peer the token names, and
+        // pops its own Route): a peer cannot add a Route to send it anywhere else.
         let token_peer = self.token_in_routes(msg, buf, pop_routes);
+        // (A token naming the very peer the request came from is its own: ignored.)
+        let own = |to: Peer| match to.transport {
+            Transport::Tcp(_) => to.transport == peer.transport,
+            Transport::Udp => peer.transport == Transport::Udp && to.addr == peer.addr,
+        };
+        if let Some(to) = token_peer.filter(|&to| !own(to)) {
+            plan.to = to;
+            return Ok(plan);
+        }
         if let Some(route) = self.next_route(msg, buf, pop_routes) {
-            // Another proxy's Route: followed inside a dialog of ours, or to a static route;
-            // a stranger's preloaded Route to anywhere else is refused (no open relay).
+            // Another proxy's Route outside a dialog of ours: followed only to a static
+            // route; a stranger's preloaded Route elsewhere is refused (no open relay).
             let routed = SipUri::parse(route)
                 .ok()
                 .is_some_and(|u| self.route_for_host(u.host_bytes()).is_some());
-            if token_peer.is_none() && !routed {
+            if !routed {
                 let why = format!(
                     "not relaying along a Route to {}",
                     String::from_utf8_lossy(route)
@@ -145,10 +157,6 @@ impl Core {
                 return Err((403, "Forbidden", Some(why)));
             }
             plan.to = self.resolve(route)?;
-            return Ok(plan);
-        }
-        if let Some(to) = token_peer.filter(|&to| to != peer) {
-            plan.to = to;
             return Ok(plan);
         }
         let target = SipUri::parse(uri).map_err(|e| match e {

@@ -1266,6 +1266,18 @@ fn an_invite_dialog_runs_through_the_proxy_end_to_end() {
     s.handle_datagram(t0 + T1, bob, &stray);
     let out = drain(&mut s);
     assert_eq!((out.len(), out[0].1, out[0].0.addr), (1, 404, bob));
+    // A genuine token with a Route of the sender's choosing after it: the token decides.
+    let detour = format!("{rr}, <sip:192.0.2.7;lr>");
+    let bye = in_dialog(
+        "BYE",
+        "sip:alice@127.0.0.1:40000",
+        "z9hG4bKb7",
+        true,
+        &detour,
+    );
+    s.handle_datagram(t0 + T1, bob, &bye);
+    let out = drain(&mut s);
+    assert_eq!((out.len(), out[0].0.addr), (1, client()));
     // (The last of our Routes decides: forge that one, Alice's.)
     let forged = rr.replacen("<sip:u7f0000019c40", "<sip:u7f0000029c40", 1);
     let stray = in_dialog(

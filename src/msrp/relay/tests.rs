@@ -41,6 +41,8 @@ struct Net {
     wire: HashMap<ConnId, Vec<u8>>,
     closed: Vec<ConnId>,
     rng: crate::wire::XorShift64,
+    /// Bytes received on each connection and not yet consumed by the relay.
+    pending: HashMap<ConnId, Vec<u8>>,
 }
 
 impl Net {
@@ -53,13 +55,14 @@ impl Net {
             wire: HashMap::new(),
             closed: Vec::new(),
             rng: crate::wire::XorShift64::new(99),
+            pending: HashMap::new(),
         }
     }
 
     /// Sends `bytes` from the peer of `conn` in random segments (1 byte to 3 KiB), the
     /// relay keeping what it does not consume, as a runtime would.
     fn send(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        let mut pending: Vec<u8> = Vec::new();
+        let mut pending = self.pending.remove(&conn).unwrap_or_default();
         let mut pos = 0;
         while pos < bytes.len() {
             let n = (1 + self.rng.next_u64() as usize % 3072).min(bytes.len() - pos);
@@ -69,7 +72,13 @@ impl Net {
             self.drain(&pending);
             pending.drain(..used);
         }
-        assert!(pending.is_empty(), "{} bytes left unparsed", pending.len());
+        // A small piece of an unfinished chunk may wait for more bytes; a whole message never.
+        assert!(
+            pending.len() < MSRP_FORWARD_BYTES_MIN + 64,
+            "{} bytes left",
+            pending.len()
+        );
+        self.pending.insert(conn, pending);
     }
 
     fn drain(&mut self, input: &[u8]) {
@@ -365,14 +374,19 @@ Byte-Range: 1-*/*\r\nContent-Type: text/plain\r\n\r\n"
     );
     net.send(t0, A, head.as_bytes());
     net.send(t0, A, &[b'x'; 5000]);
-    assert!(!net.received(B).is_empty(), "the first pieces went through");
+    let through: usize = net.received(B).iter().map(|g| g.body.len()).sum();
+    assert!(through > 0, "the first pieces went through");
     net.r.handle_close(t0, B);
     net.drain(&[]);
     let a = net.received(A);
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].start, "REPORT");
     assert_eq!(a[0].header("Message-ID"), Some("m2"));
-    assert_eq!(a[0].header("Byte-Range"), Some("1-5000/*"));
+    // It reports what was passed on before the leg went.
+    assert_eq!(
+        a[0].header("Byte-Range"),
+        Some(format!("1-{through}/*").as_str())
+    );
     assert!(a[0].header("Status").unwrap().starts_with("000 408"));
     // The rest of the chunk is refused, and nothing more goes to the gone leg.
     net.send(t0, A, b"yyyy\r\n-------big1$\r\n");
@@ -394,10 +408,8 @@ Byte-Range: 1-*/*\r\nContent-Type: text/plain\r\n\r\nsome bytes"
     net.drain(&[]);
     let b = net.received(B);
     assert_eq!(b.last().unwrap().flag, Some(Continuation::Aborted));
-    assert_eq!(
-        b.iter().map(|g| g.body.len()).sum::<usize>(),
-        "some bytes".len()
-    );
+    // (A few bytes that had not been passed on yet go with the sender.)
+    assert!(b.iter().map(|g| g.body.len()).sum::<usize>() <= "some bytes".len());
 }
 
 #[test]
@@ -628,6 +640,35 @@ Byte-Range: 1-70000/70000\r\nStatus: 000 200 OK\r\n-------rq01$\r\n"
         a[0].header("From-Path"),
         Some(format!("{ua} {ub} {PATH_B}").as_str())
     );
+    // No one but Alice speaks through Alice's relay URI: not Bob, not a stranger.
+    let c = ConnId(3);
+    net.r.handle_connect(c);
+    net.send(
+        t0,
+        c,
+        &send(
+            "spoof001",
+            &to,
+            PATH_B,
+            "Message-ID: q9\r\n",
+            Some(b"x"),
+            '$',
+        ),
+    );
+    assert_eq!(net.received(c)[0].start, "403");
+    net.send(
+        t0,
+        B,
+        &send(
+            "spoof002",
+            &to,
+            PATH_B,
+            "Message-ID: q8\r\n",
+            Some(b"x"),
+            '$',
+        ),
+    );
+    assert_eq!(net.received(B)[0].start, "403");
     // A next hop elsewhere would need a connection of ours: refused.
     let away = format!("{ua} msrp://192.0.2.1:2855/x;tcp");
     net.send(
