@@ -4,9 +4,7 @@
 //!
 //! `cargo bench --bench msrp`. The allocation count is printed; a non-zero count fails.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -15,31 +13,9 @@ use imrelay::msrp::relay::{Output, Relay};
 use imrelay::msrp::uri::SessionIds;
 use imrelay::transport::ConnId;
 
-/// Counts every allocation made through the global allocator.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "common/counting.rs"]
+mod counting;
+use counting::allocations;
 
 fn chunk(tid: &str, to: &str, from: &str, len: usize) -> Vec<u8> {
     let mut m = format!(
@@ -168,11 +144,11 @@ fn relay(c: &mut Criterion) {
         for _ in 0..100 {
             relay_one(&mut r, &m, &mut answer, &ub);
         }
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = allocations();
         for _ in 0..1000 {
             relay_one(&mut r, &m, &mut answer, &ub);
         }
-        let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        let allocations = allocations() - before;
         println!(
             "msrp relay, {} KiB chunks: {allocations} allocations in 1000 relayed chunks",
             len >> 10

@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use imrelay::msrp::endpoint::{Endpoint, Reader};
+use imrelay::msrp::endpoint::Endpoint;
 
 const GIB: u64 = 1 << 30;
 
@@ -63,7 +63,7 @@ fn relay_run(
 ) -> f64 {
     let chunks = total / chunk;
     let per_session = total / to_paths.len() as u64;
-    let mut replies = std::mem::replace(&mut alice.r, Reader::new(alice.w.try_clone().unwrap()));
+    let mut replies = alice.take_reader().unwrap();
     let answers = std::thread::spawn(move || {
         for _ in 0..chunks {
             let m = replies.next_message().expect("answers");

@@ -5,40 +5,16 @@
 //! global allocator proves indexing a message allocates nothing; the count is printed and a
 //! non-zero count fails the bench.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use imrelay::sip::header::HeaderName;
 use imrelay::sip::message::{Framing, Message};
 use imrelay::sip::values::{CSeq, Via};
 
-/// Counts every allocation made through the global allocator.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "common/counting.rs"]
+mod counting;
+use counting::allocations;
 
 const REGISTER: &[u8] = b"REGISTER sip:ims.example.com SIP/2.0\r\n\
 Via: SIP/2.0/TCP 192.0.2.44:49152;branch=z9hG4bK3f9a7c2e1d;rport\r\n\
@@ -120,11 +96,11 @@ fn allocations_per_parse() {
             matches!(m.parse_stream(bytes), Ok(Framing::Complete(n)) if n == bytes.len()),
             "{name}"
         );
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = allocations();
         for _ in 0..10_000 {
             let _ = black_box(m.parse_stream(black_box(bytes)));
         }
-        let after = ALLOCATIONS.load(Ordering::Relaxed);
+        let after = allocations();
         let per = (after - before) as f64 / 10_000.0;
         println!(
             "allocations per parse ({name}, {} bytes): {per}",

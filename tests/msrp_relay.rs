@@ -136,10 +136,6 @@ fn answers(r: Reader, n: u64) -> std::thread::JoinHandle<Reader> {
     })
 }
 
-fn take_reader(e: &mut Endpoint) -> Reader {
-    std::mem::replace(&mut e.r, Reader::new(e.w.try_clone().unwrap()))
-}
-
 #[test]
 fn a_100_mib_message_crosses_the_relay_byte_exact_in_64_kib_and_2_kib_chunks() {
     let (mut srv, _cfg) = relay_server();
@@ -151,7 +147,7 @@ fn a_100_mib_message_crosses_the_relay_byte_exact_in_64_kib_and_2_kib_chunks() {
     for (id, chunk) in [("big64k", 64u64 << 10), ("big2k", 2 << 10)] {
         // Alice's answers are read meanwhile (else her side of TCP fills and the relay,
         // which answers each chunk, waits on her).
-        let replies = answers(take_reader(&mut alice), len.div_ceil(chunk));
+        let replies = answers(alice.take_reader().unwrap(), len.div_ceil(chunk));
         let sender = {
             let to = to.clone();
             let id = id.to_string();
@@ -197,14 +193,14 @@ fn sessions_interleaved_on_one_connection_stay_apart() {
     let to2 = format!("{a2} {b2} {}", bob.me);
     let len: u64 = 1 << 20;
     let chunk: u64 = 8 << 10;
-    let replies = answers(take_reader(&mut alice), 2 * (len / chunk));
+    let replies = answers(alice.take_reader().unwrap(), 2 * (len / chunk));
     let mut a = alice;
     let sender = std::thread::spawn(move || {
         // Chunks of the two messages alternate on the one connection.
         for k in 0..len / chunk {
             for (id, seed, to) in [("inter1", 11, &to1), ("inter2", 22, &to2)] {
                 let (start, end) = (k * chunk, (k + 1) * chunk);
-                a.send_chunk(
+                a.tx.send_chunk(
                     to,
                     id,
                     "text/plain",
@@ -236,8 +232,8 @@ fn a_receiver_that_drops_mid_chunk_gets_the_sender_a_failure_report() {
 Byte-Range: 1-*/*\r\nContent-Type: text/plain\r\n\r\n",
         alice.me
     );
-    alice.w.write_all(head.as_bytes()).unwrap();
-    alice.w.write_all(&[b'z'; 10_000]).unwrap();
+    alice.w().write_all(head.as_bytes()).unwrap();
+    alice.w().write_all(&[b'z'; 10_000]).unwrap();
     // Bob sees the chunk begin, then his connection dies.
     let mut seen = 0usize;
     let mut s = bob.r.stream().try_clone().unwrap();
@@ -257,7 +253,7 @@ Byte-Range: 1-*/*\r\nContent-Type: text/plain\r\n\r\n",
     );
     assert_eq!(report.header("To-Path"), Some(alice.me.as_str()));
     // The rest of the chunk is refused.
-    alice.w.write_all(b"zz\r\n-------cut00001$\r\n").unwrap();
+    alice.w().write_all(b"zz\r\n-------cut00001$\r\n").unwrap();
     let m = alice.r.next_message().unwrap();
     assert_eq!((m.tid.as_str(), m.start.as_str()), ("cut00001", "481"));
     assert!(srv.terminate().success());
@@ -278,14 +274,14 @@ fn rss_kib(pid: u32) -> u64 {
 fn a_slow_receiver_holds_the_sender_back_and_memory_stays_bounded() {
     let (mut srv, _cfg) = relay_server();
     let port = srv.msrp_ports()[0];
-    let (alice, ua) = client(port, "alice", "msrp://127.0.0.1:9001/alice;tcp");
+    let (mut alice, ua) = client(port, "alice", "msrp://127.0.0.1:9001/alice;tcp");
     let (bob, ub) = client(port, "bob", "msrp://127.0.0.1:9002/bob;tcp");
     let to = format!("{ua} {ub} {}", bob.me);
     let before = rss_kib(srv.child.id());
     // Bob reads nothing for now. Alice writes 100 MiB with a bounded wait per write: only
     // what the sockets and the relay's one buffer hold gets in.
     let len: u64 = 100 << 20;
-    let mut w = alice.w.try_clone().unwrap();
+    let mut w = alice.w().try_clone().unwrap();
     w.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
     let head = format!(
         "MSRP slow0001 SEND\r\nTo-Path: {to}\r\nFrom-Path: {}\r\nMessage-ID: slow\r\n\

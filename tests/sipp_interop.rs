@@ -108,55 +108,9 @@ fn sipp_messages_reach_a_registered_sipp_user_agent() {
     let mut srv = Server::start(&[]);
     let calls = 50;
     // The user agent: a SIPp in server mode on its own port, answering every MESSAGE.
-    let uas_port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let uas_scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/message_uas.xml");
-    let uas = Command::new("sipp")
-        .current_dir(dir.path())
-        .args([
-            "-sf",
-            uas_scenario,
-            "-t",
-            "u1",
-            "-i",
-            "127.0.0.1",
-            "-nostdin",
-        ])
-        .args(["-p", &uas_port.to_string(), "-m", &calls.to_string()])
-        .args(["-timeout", "30", "-timeout_error"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sipp");
-    // Its address registered for sip:uas@localhost (on its behalf: the Contact names it).
-    let reg = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    reg.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    let local = reg.local_addr().unwrap();
-    let register = format!(
-        "REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-uas;rport\r\n\
-Max-Forwards: 70\r\nTo: <sip:uas@localhost>\r\nFrom: <sip:uas@localhost>;tag=u\r\n\
-Call-ID: uas-reg\r\nCSeq: 1 REGISTER\r\nContact: <sip:uas@127.0.0.1:{uas_port}>\r\n\
-Expires: 600\r\nContent-Length: 0\r\n\r\n"
-    );
-    reg.send_to(register.as_bytes(), srv.sip).unwrap();
-    let mut buf = [0u8; 4096];
-    let (n, _) = reg.recv_from(&mut buf).expect("REGISTER answered");
-    assert!(
-        buf[..n].starts_with(b"SIP/2.0 200 "),
-        "{}",
-        String::from_utf8_lossy(&buf[..n])
-    );
-
+    let uas = registered_sipp_ua(&srv, "message_uas.xml", calls);
     sipp_with(srv.sip, "message_uac.xml", "u1", calls, &["-s", "uas"]);
-    let out = uas.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the SIPp user agent failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_ua(uas);
     assert!(srv.terminate().success());
     let stopped = srv.wait_line("imrelay: stopped: ");
     assert!(stopped.contains(" 0 malformed"), "{stopped}");

@@ -67,16 +67,16 @@ impl From<std::io::Error> for EndpointError {
     }
 }
 
-/// The reading half: a parser and its buffer.
-pub struct Reader {
-    stream: TcpStream,
+/// The reading half: a parser and its buffer, over a stream (or any bytes).
+pub struct Reader<R: Read = TcpStream> {
+    stream: R,
     parser: Parser,
     buf: Vec<u8>,
     filled: usize,
 }
 
-impl Reader {
-    pub fn new(stream: TcpStream) -> Reader {
+impl<R: Read> Reader<R> {
+    pub fn new(stream: R) -> Reader<R> {
         Reader {
             stream,
             parser: Parser::new(),
@@ -170,20 +170,19 @@ impl Reader {
     }
 
     /// The stream it reads.
-    pub fn stream(&self) -> &TcpStream {
+    pub fn stream(&self) -> &R {
         &self.stream
     }
 }
 
 /// One MSRP endpoint on one connection.
 pub struct Endpoint {
-    /// The writing half.
-    pub w: TcpStream,
+    /// The writing half (and chunk writer).
+    pub tx: Sender,
     pub r: Reader,
     /// Our own URI (the last URI of the paths peers use to reach us).
     pub me: String,
     relay: SocketAddr,
-    out: Vec<u8>,
     next_tid: u64,
 }
 
@@ -194,13 +193,29 @@ impl Endpoint {
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
         Ok(Endpoint {
-            w: s.try_clone()?,
+            tx: Sender {
+                w: s.try_clone()?,
+                me: me.to_string(),
+                out: Vec::with_capacity(128 * 1024),
+                next_tid: 0,
+            },
             r: Reader::new(s),
             me: me.to_string(),
             relay,
-            out: Vec::with_capacity(128 * 1024),
             next_tid: 0,
         })
+    }
+
+    /// Takes the reader (for a thread that reads answers while this one sends), leaving a
+    /// fresh one on the same connection; give it back with `e.r = reader`.
+    pub fn take_reader(&mut self) -> Result<Reader, EndpointError> {
+        let fresh = Reader::new(self.tx.w.try_clone()?);
+        Ok(std::mem::replace(&mut self.r, fresh))
+    }
+
+    /// The connection, for writing raw bytes.
+    pub fn w(&mut self) -> &mut TcpStream {
+        &mut self.tx.w
     }
 
     fn tid(&mut self, prefix: &str) -> String {
@@ -219,7 +234,7 @@ impl Endpoint {
                 "MSRP {tid} AUTH\r\nTo-Path: {to}\r\nFrom-Path: {}\r\n{authorization}-------{tid}$\r\n",
                 self.me
             );
-            self.w.write_all(ask.as_bytes())?;
+            self.tx.w.write_all(ask.as_bytes())?;
             let r = self.r.next_message()?;
             match (r.start.as_str(), r.header("WWW-Authenticate")) {
                 ("200", _) => {
@@ -243,39 +258,10 @@ impl Endpoint {
         ))
     }
 
-    /// Sends one chunk: `range_start` is the 1-based place of `body` in a message of
-    /// `total` bytes; `last` ends the message (`$`), else `+`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn send_chunk(
-        &mut self,
-        to_path: &str,
-        message_id: &str,
-        content_type: &str,
-        range_start: u64,
-        total: u64,
-        body: &[u8],
-        last: bool,
-    ) -> Result<(), EndpointError> {
-        let tid = self.tid("s");
-        write_chunk(
-            &mut self.w,
-            &mut self.out,
-            &tid,
-            &self.me,
-            to_path,
-            message_id,
-            content_type,
-            range_start,
-            total,
-            body,
-            last,
-        )
-    }
-
     /// A second writer on the same connection (for a thread that only sends chunks).
     pub fn sender(&self) -> Result<Sender, EndpointError> {
         Ok(Sender {
-            w: self.w.try_clone()?,
+            w: self.tx.w.try_clone()?,
             me: self.me.clone(),
             out: Vec::with_capacity(128 * 1024),
             next_tid: 0,
@@ -295,13 +281,13 @@ impl Endpoint {
             self.me,
             m.tid
         );
-        self.w.write_all(resp.as_bytes())?;
+        self.tx.w.write_all(resp.as_bytes())?;
         Ok(())
     }
 }
 
-/// A writer of chunks on an endpoint's connection (see [`Endpoint::sender`]); its
-/// transaction ids are its own (`w…`).
+/// A writer of chunks on an endpoint's connection ([`Endpoint::tx`], or another one from
+/// [`Endpoint::sender`] for a thread that only sends).
 pub struct Sender {
     w: TcpStream,
     me: String,
@@ -310,7 +296,8 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// As [`Endpoint::send_chunk`].
+    /// Sends one chunk: `range_start` is the 1-based place of `body` in a message of
+    /// `total` bytes; `last` ends the message (`$`), else `+`.
     #[allow(clippy::too_many_arguments)]
     pub fn send_chunk(
         &mut self,

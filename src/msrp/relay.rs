@@ -480,18 +480,8 @@ impl Relay {
                 .map(|(t, _)| *t)
                 .collect();
             for tid in late {
-                let expired = self.sent.remove(&tid);
-                if let Some(s) = expired.filter(|s| s.failure_report == FailureReport::Yes) {
-                    self.report_failure(
-                        s.from_session.get(),
-                        s.message_id.get(),
-                        None,
-                        Some(s.failure_report),
-                        s.through,
-                        s.total,
-                        408,
-                        "Transaction-did-not-complete-in-allotted-time",
-                    );
+                if let Some(s) = self.sent.remove(&tid) {
+                    self.report_sent(&s, 408, "Transaction-did-not-complete-in-allotted-time");
                 }
             }
             self.sweep_at = (!self.sent.is_empty()).then_some(now + SWEEP_INTERVAL);
@@ -999,17 +989,22 @@ impl Relay {
             return;
         };
         if status != 200 {
-            self.report_failure(
-                s.from_session.get(),
-                s.message_id.get(),
-                None,
-                Some(s.failure_report),
-                s.through,
-                s.total,
-                status,
-                "failed at the next hop",
-            );
+            self.report_sent(&s, status, "failed at the next hop");
         }
+    }
+
+    /// A failure REPORT for chunk `s` of ours that failed with `status`.
+    fn report_sent(&mut self, s: &Sent, status: u16, comment: &str) {
+        self.report_failure(
+            s.from_session.get(),
+            s.message_id.get(),
+            None,
+            Some(s.failure_report),
+            s.through,
+            s.total,
+            status,
+            comment,
+        );
     }
 
     /// A failure REPORT (RFC 4975 §7.1.2) to the sender of message `message_id` on

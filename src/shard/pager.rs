@@ -11,7 +11,6 @@ use std::time::Instant;
 use super::proxy::{InviteLeg, Plan};
 use super::*;
 use crate::sip::client::{self, ClientOutput, ResponseMatch};
-use crate::sip::print::RequestEdits;
 use crate::sip::transaction::TxId;
 use crate::store::core::{AppendRequest, StoreError};
 
@@ -422,27 +421,13 @@ impl Core {
         plan: Plan,
     ) {
         let cid = self.client.next_id();
-        let via = self.via_for(plan.to, cid);
         let creates_dialog = matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
             && msg
                 .value(buf, HeaderName::To)
                 .and_then(|t| NameAddr::parse("To", t).ok())
                 .is_none_or(|t| t.tag().is_none());
         let rr = creates_dialog.then(|| self.record_route(upstream, plan.to));
-        let mut out = self.buffer();
-        print::write_forwarded_request(
-            &mut out,
-            msg,
-            buf,
-            &RequestEdits {
-                request_uri: plan.request_uri.as_deref(),
-                push_via: Some(&via),
-                record_route: rr.as_deref(),
-                pop_routes: plan.pop_routes,
-            },
-            plan.max_forwards,
-        );
-        out.extend_from_slice(msg.body().of(buf));
+        let out = self.write_forward(msg, buf, &plan, cid, rr.as_deref());
         let refusal = if !plan.to.transport.is_reliable()
             && out.len() > crate::limits::UDP_DATAGRAM_BYTES_MAX
         {

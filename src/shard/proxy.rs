@@ -287,6 +287,25 @@ impl Core {
             return;
         };
         let id = self.client.next_id();
+        let out = self.write_forward(msg, buf, &plan, id, None);
+        self.stats.relayed += 1;
+        self.out.push_back(Transmit {
+            to: plan.to,
+            bytes: out,
+        });
+    }
+
+    /// `msg` as forwarded along `plan` as transaction `id` (§16.6): our Via on top, the
+    /// Request-URI and Routes as planned, Max-Forwards less one, `record_route` if any, the
+    /// body untouched.
+    pub(super) fn write_forward(
+        &mut self,
+        msg: &Message,
+        buf: &[u8],
+        plan: &Plan,
+        id: u64,
+        record_route: Option<&[u8]>,
+    ) -> Vec<u8> {
         let via = self.via_for(plan.to, id);
         let mut out = self.buffer();
         print::write_forwarded_request(
@@ -296,17 +315,13 @@ impl Core {
             &RequestEdits {
                 request_uri: plan.request_uri.as_deref(),
                 push_via: Some(&via),
-                record_route: None,
+                record_route,
                 pop_routes: plan.pop_routes,
             },
             plan.max_forwards,
         );
         out.extend_from_slice(msg.body().of(buf));
-        self.stats.relayed += 1;
-        self.out.push_back(Transmit {
-            to: plan.to,
-            bytes: out,
-        });
+        out
     }
 
     /// The `Via` this shard pushes on a request it sends to `to` as transaction `id`.

@@ -1,7 +1,7 @@
 //! The relay driven with exact bytes: two endpoints on two connections, any segmentation.
 
 use super::*;
-use crate::msrp::parse::{Head, Parser as MsgParser};
+use crate::msrp::endpoint::{EndpointError, Reader, Received};
 
 const A: ConnId = ConnId(1);
 const B: ConnId = ConnId(2);
@@ -105,54 +105,34 @@ impl Net {
     /// Everything sent to `conn` so far, parsed (and taken).
     fn received(&mut self, conn: ConnId) -> Vec<Got> {
         let bytes = self.wire.remove(&conn).unwrap_or_default();
-        let mut p = MsgParser::new();
+        let mut r = Reader::new(&bytes[..]);
         let mut out: Vec<Got> = Vec::new();
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let (n, ev) = p.advance(&bytes[pos..]).expect("the relay writes MSRP");
-            assert!(n > 0, "incomplete output");
-            match ev {
-                Some(Event::Head(h, b)) => out.push(got(&h, b)),
-                Some(Event::Body(b)) => out.last_mut().unwrap().body.extend_from_slice(b),
-                Some(Event::LastBody(b, f)) => {
-                    let g = out.last_mut().unwrap();
-                    g.body.extend_from_slice(b);
-                    g.flag = Some(f);
-                }
-                Some(Event::End(f)) => out.last_mut().unwrap().flag = Some(f),
-                None => unreachable!(),
+        loop {
+            let mut body = Vec::new();
+            match r.next(&mut |_: &Received, piece: &[u8]| body.extend_from_slice(piece)) {
+                Ok(m) => out.push(Got {
+                    flag: match m.flag {
+                        b'$' => Some(Continuation::Complete),
+                        b'+' => Some(Continuation::More),
+                        b'#' => Some(Continuation::Aborted),
+                        _ => None,
+                    },
+                    start: m.start,
+                    tid: m.tid,
+                    headers: m.headers,
+                    body,
+                }),
+                // All of it read; a message cut short would stop here too, so check.
+                Err(EndpointError::Closed) => break,
+                Err(e) => panic!("the relay writes MSRP: {e}"),
             }
-            pos += n;
         }
+        let whole: usize = out.len();
         assert!(
-            out.iter().all(|g| g.flag.is_some()),
+            out.iter().all(|g| g.flag.is_some()) && (whole > 0 || bytes.is_empty()),
             "a message without its end-line"
         );
         out
-    }
-}
-
-fn got(h: &Head, b: &[u8]) -> Got {
-    Got {
-        start: match h.start {
-            StartLine::Request { method_span, .. } => {
-                String::from_utf8_lossy(method_span.of(b)).into_owned()
-            }
-            StartLine::Response { status, .. } => status.to_string(),
-        },
-        tid: String::from_utf8_lossy(h.tid.of(b)).into_owned(),
-        headers: h
-            .headers()
-            .iter()
-            .map(|x| {
-                (
-                    String::from_utf8_lossy(x.name_span.of(b)).into_owned(),
-                    String::from_utf8_lossy(x.value.of(b)).into_owned(),
-                )
-            })
-            .collect(),
-        body: Vec::new(),
-        flag: None,
     }
 }
 
