@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Semaphore;
-use glommio::timer::sleep;
 
 use super::shard_task::Local;
 use crate::limits::{
@@ -57,21 +56,7 @@ impl MsrpConns {
 const MSRP_CONN_BASE: u64 = 1 << 40;
 
 pub(crate) async fn accept_loop(local: Rc<Local>, listener: TcpListener) {
-    loop {
-        let accepted = future::or(async { Some(listener.accept().await) }, async {
-            let _ = local.stopping.acquire(1).await;
-            None
-        })
-        .await;
-        let Some(accepted) = accepted else { return };
-        let stream = match accepted {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "MSRP accept failed");
-                sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+    while let Some(stream) = super::shard_task::accept_next(&local, &listener).await {
         if local.msrp.live.get() >= MSRP_CONNECTIONS_PER_SHARD_MAX {
             tracing::warn!("MSRP connection limit reached; closing a new connection");
             continue;

@@ -605,24 +605,28 @@ async fn udp_loop(local: Rc<Local>) {
     }
 }
 
-async fn accept_loop(local: Rc<Local>, listener: TcpListener) {
+/// The next connection on `listener`, or `None` once the shard stops.
+pub(crate) async fn accept_next(local: &Local, listener: &TcpListener) -> Option<TcpStream> {
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             let _ = local.stopping.acquire(1).await;
             None
         })
-        .await;
-        let Some(accepted) = accepted else { return };
-        let stream = match accepted {
-            Ok(s) => s,
+        .await?;
+        match accepted {
+            Ok(s) => return Some(s),
             Err(e) => {
                 // EMFILE/ENFILE/ENOMEM leave the connection in the backlog: back off instead
                 // of spinning on it.
                 tracing::warn!(error = %e, "accept failed");
                 sleep(Duration::from_millis(10)).await;
-                continue;
             }
-        };
+        }
+    }
+}
+
+async fn accept_loop(local: Rc<Local>, listener: TcpListener) {
+    while let Some(stream) = accept_next(&local, &listener).await {
         if local.live_conns.get() >= SIP_TCP_CONNECTIONS_PER_SHARD_MAX {
             tracing::warn!("SIP TCP connection limit reached; closing a new connection");
             drop(stream);
