@@ -210,6 +210,10 @@ pub const MSRP_READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Most MSRP connections one shard serves at once; past it new ones are closed.
 pub const MSRP_CONNECTIONS_PER_SHARD_MAX: usize = 16_384;
 
+/// How long an MSRP connection may stay open without naming a session of ours or
+/// authenticating, in seconds (RFC 4975 §5.4: the one that connects sends a request at once).
+pub const MSRP_BIND_SECS: u64 = 30;
+
 /// How long a write to an MSRP peer may wait for it to read, in seconds, before the
 /// connection is dropped.
 pub const MSRP_WRITE_TIMEOUT_SECS: u64 = 30;

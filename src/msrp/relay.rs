@@ -340,6 +340,11 @@ impl Relay {
         (id, uri)
     }
 
+    /// Whether `conn` carries a session of ours (named by a request, or made by `AUTH`).
+    pub fn is_bound(&self, conn: ConnId) -> bool {
+        self.sessions.values().any(|s| s.conn == Some(conn))
+    }
+
     /// A new connection.
     pub fn handle_connect(&mut self, conn: ConnId) {
         self.conns.insert(

@@ -21,7 +21,7 @@ use glommio::sync::Semaphore;
 
 use super::shard_task::Local;
 use crate::limits::{
-    MSRP_CONNECTIONS_PER_SHARD_MAX, MSRP_READ_BUFFER_BYTES, MSRP_WRITE_TIMEOUT_SECS,
+    MSRP_BIND_SECS, MSRP_CONNECTIONS_PER_SHARD_MAX, MSRP_READ_BUFFER_BYTES, MSRP_WRITE_TIMEOUT_SECS,
 };
 use crate::msrp::relay::Output;
 use crate::transport::ConnId;
@@ -87,11 +87,27 @@ async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId) {
     let mut filled = 0usize;
     let mut outputs: Vec<Output> = Vec::with_capacity(64);
     let mut batch = Batch::default();
+    let opened = Instant::now();
+    let mut bound = false;
     while !w.doomed.get() {
+        // A connection that has not named a session of ours (or authenticated) within
+        // MSRP_BIND_SECS is closed: an idle stranger does not keep a read buffer.
+        bound = bound || local.shard.borrow_mut().msrp().is_bound(id);
+        let deadline = opened + Duration::from_secs(MSRP_BIND_SECS);
         let read = future::or(
             async { Some(reader.read(&mut buf[filled..]).await) },
             async {
-                let _ = local.stopping.acquire(1).await;
+                if bound {
+                    let _ = local.stopping.acquire(1).await;
+                } else {
+                    future::or(
+                        async {
+                            let _ = local.stopping.acquire(1).await;
+                        },
+                        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())),
+                    )
+                    .await;
+                }
                 None
             },
         )

@@ -163,6 +163,7 @@ fn bound() -> (Net, String, String) {
         String::from_utf8(ub).unwrap(),
     );
     let t0 = Instant::now();
+    assert!(!net.r.is_bound(A));
     net.send(
         t0,
         A,
@@ -187,6 +188,7 @@ fn bound() -> (Net, String, String) {
             '$',
         ),
     );
+    assert!(net.r.is_bound(A) && net.r.is_bound(B));
     let a = net.received(A);
     let b = net.received(B);
     assert_eq!((a.len(), a[0].start.as_str()), (1, "200"));
