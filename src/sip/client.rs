@@ -104,6 +104,10 @@ struct Tx {
     interval: Duration,
     /// Generation of the timers that are current (older ones are skipped when they fire).
     armed: u32,
+    /// When Timer C is due: moved on by each provisional without a new heap entry (the
+    /// entry that fires early is pushed again to this time), so a callee sending many 18x
+    /// does not grow the heap.
+    timer_c_at: Instant,
 }
 
 /// What the table asks of its user.
@@ -201,6 +205,7 @@ impl ClientTransactions {
                 request,
                 interval: T1,
                 armed: 0,
+                timer_c_at: now,
             },
         );
         let (retransmit, give_up) = if invite {
@@ -271,14 +276,14 @@ impl ClientTransactions {
             (ClientState::Calling, 100..=199) => {
                 tx.state = ClientState::Proceeding;
                 tx.armed += 1;
-                timers.push(Reverse((now + TIMER_C, id, Timer::C, tx.armed)));
+                tx.timer_c_at = now + TIMER_C;
+                timers.push(Reverse((tx.timer_c_at, id, Timer::C, tx.armed)));
                 ResponseMatch::Deliver
             }
             (ClientState::Proceeding, 100..=199) => {
                 // §16.7 step 2: a provisional (other than 100) restarts Timer C.
                 if status > 100 {
-                    tx.armed += 1;
-                    timers.push(Reverse((now + TIMER_C, id, Timer::C, tx.armed)));
+                    tx.timer_c_at = now + TIMER_C;
                 }
                 ResponseMatch::Deliver
             }
@@ -371,6 +376,11 @@ impl ClientTransactions {
                     tx.interval *= 2;
                     self.timers
                         .push(Reverse((at + tx.interval, id, Timer::A, tx.armed)));
+                }
+                (Timer::C, ClientState::Proceeding) if tx.timer_c_at > at => {
+                    // A later provisional moved it: wait until then.
+                    self.timers
+                        .push(Reverse((tx.timer_c_at, id, Timer::C, tx.armed)));
                 }
                 (Timer::B, ClientState::Calling) | (Timer::C, ClientState::Proceeding) => {
                     self.txs.remove(&id);
