@@ -197,6 +197,7 @@ impl Endpoint {
                 w: s.try_clone()?,
                 me: me.to_string(),
                 out: Vec::with_capacity(128 * 1024),
+                id: sender_id(),
                 next_tid: 0,
             },
             r: Reader::new(s),
@@ -264,6 +265,7 @@ impl Endpoint {
             w: self.tx.w.try_clone()?,
             me: self.me.clone(),
             out: Vec::with_capacity(128 * 1024),
+            id: sender_id(),
             next_tid: 0,
         })
     }
@@ -287,12 +289,21 @@ impl Endpoint {
 }
 
 /// A writer of chunks on an endpoint's connection ([`Endpoint::tx`], or another one from
-/// [`Endpoint::sender`] for a thread that only sends).
+/// [`Endpoint::sender`] for a thread that only sends). Each numbers its transactions apart
+/// (`w<sender>x<n>`), so two on one connection never share an id.
 pub struct Sender {
     w: TcpStream,
     me: String,
     out: Vec<u8>,
+    id: u64,
     next_tid: u64,
+}
+
+/// Numbers the senders of this process.
+static SENDERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn sender_id() -> u64 {
+    SENDERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Sender {
@@ -310,7 +321,7 @@ impl Sender {
         last: bool,
     ) -> Result<(), EndpointError> {
         self.next_tid += 1;
-        let tid = format!("w{:08x}", self.next_tid);
+        let tid = format!("w{:x}x{:08x}", self.id, self.next_tid);
         write_chunk(
             &mut self.w,
             &mut self.out,

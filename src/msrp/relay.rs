@@ -118,6 +118,8 @@ struct Inbound {
     /// Header lines for the answer (an `AUTH`'s `Use-Path`, a challenge, …).
     answer_headers: Vec<u8>,
     route: Route,
+    /// Failure REPORTs can go back to its sender (a session of ours is the sender's).
+    reports: bool,
     /// The paths of what is forwarded in relay mode.
     path_to: Vec<u8>,
     path_from: Vec<u8>,
@@ -141,6 +143,7 @@ impl Inbound {
         self.refuse = None;
         self.answer_headers.clear();
         self.route = Route::None;
+        self.reports = false;
         self.path_to.clear();
         self.path_from.clear();
         self.forwarded = 0;
@@ -174,6 +177,8 @@ impl Inline32 {
 struct Conn {
     parser: Parser,
     inbound: Inbound,
+    /// It carries a session of ours, or delivered a request to one of our clients.
+    bound: bool,
 }
 
 /// A chunk we sent, waiting for its answer.
@@ -342,7 +347,7 @@ impl Relay {
 
     /// Whether `conn` carries a session of ours (named by a request, or made by `AUTH`).
     pub fn is_bound(&self, conn: ConnId) -> bool {
-        self.sessions.values().any(|s| s.conn == Some(conn))
+        self.conns.get(&conn).is_some_and(|c| c.bound)
     }
 
     /// A new connection.
@@ -352,6 +357,7 @@ impl Relay {
             Conn {
                 parser: Parser::new(),
                 inbound: Inbound::default(),
+                bound: false,
             },
         );
     }
@@ -397,6 +403,10 @@ impl Relay {
     /// `conn` is gone: its sessions are unbound, and a message that was being relayed to it
     /// is reported failed to its sender.
     pub fn handle_close(&mut self, now: Instant, conn: ConnId) {
+        if !self.conns.contains_key(&conn) {
+            // Torn down already (it sent something that was not MSRP).
+            return;
+        }
         // A chunk it was sending and we were relaying: the receiver is told it was given up.
         let sending = self.conns.get(&conn).is_some_and(|c| {
             let i = &c.inbound;
@@ -438,6 +448,9 @@ impl Relay {
             };
             let i = &mut c.inbound;
             i.refuse = Some((481, "Session-does-not-exist"));
+            if !i.reports {
+                continue;
+            }
             let (session, message_id, report_to, fr, through, total) = (
                 i.session.clone(),
                 i.message_id.clone(),
@@ -485,7 +498,8 @@ impl Relay {
                 .map(|(t, _)| *t)
                 .collect();
             for tid in late {
-                if let Some(s) = self.sent.remove(&tid) {
+                let expired = self.sent.remove(&tid);
+                if let Some(s) = expired.filter(|s| s.failure_report == FailureReport::Yes) {
                     self.report_sent(&s, 408, "Transaction-did-not-complete-in-allotted-time");
                 }
             }
@@ -564,6 +578,13 @@ impl Relay {
                 match routed {
                     Ok(c) => {
                         i.route = Route::Path { conn: c };
+                        // Reports go to the sender's own session, when it is ours.
+                        i.reports = session
+                            .and_then(|id| self.sessions.get(id))
+                            .is_some_and(|s| s.conn == Some(conn));
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.bound = true;
+                        }
                         None
                     }
                     Err(refusal) => Some(refusal),
@@ -578,6 +599,10 @@ impl Relay {
                     // §5.4: the first request names the session a connection carries.
                     s.conn = Some(conn);
                     i.route = Route::Leg;
+                    i.reports = true;
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.bound = true;
+                    }
                     let ctype = head.value(bytes, HeaderName::ContentType);
                     let accepted = s.accept.is_empty()
                         || ctype.is_none_or(|t| s.accept.iter().any(|a| a.eq_ignore_ascii_case(t)));
@@ -691,6 +716,9 @@ impl Relay {
                     },
                 );
                 self.expiries.push(Reverse((until, id)));
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.bound = true;
+                }
                 let mut h = b"Use-Path: ".to_vec();
                 h.extend_from_slice(&uri);
                 h.extend_from_slice(format!("\r\nExpires: {secs}\r\n").as_bytes());
@@ -756,11 +784,14 @@ impl Relay {
         let to = last.conn.ok_or((481, "Session-does-not-exist"))?;
         // The first of our URIs must be the sender's own session (the one it authenticated
         // on this connection): no one else speaks through a client's relay URI.
+        // With two or more of our URIs, the first must be the sender's own session (the one
+        // it authenticated on this connection): no one else speaks through a client's relay
+        // URI. One URI of ours is a delivery to that client from anyone (RFC 4976 §7).
         let first_is_senders = uris()
             .next()
             .and_then(|u| session_of(&u))
             .is_some_and(|s| s.conn == Some(conn));
-        if to == conn || !first_is_senders {
+        if to == conn || (ours >= 2 && !first_is_senders) {
             return Err((403, "Action-not-allowed"));
         }
         to_out.clear();
@@ -889,11 +920,12 @@ impl Relay {
         tail.extend_from_slice(b"\r\n");
         i.next_byte += len;
         i.forwarded += len;
-        // Answers are awaited when the sender wants failures reported always (`yes`, the
-        // default); with `no` none come, with `partial` only errors (and an error answer to
-        // an untracked chunk is then not reported: nothing is held for it 30 s).
+        // Answers are awaited unless the sender wants no reports (`no`); with `partial` only
+        // error answers come, so silence is then not reported (see the sweep). A request
+        // from a stranger for one of our clients has no session of its sender to report to.
         let track = i.method == Some(Method::Send)
-            && matches!(i.failure_report, None | Some(FailureReport::Yes));
+            && i.failure_report != Some(FailureReport::No)
+            && i.reports;
         if let (true, Some(from_session), Some(message_id)) =
             (track, Inline32::of(&i.session), Inline32::of(&i.message_id))
         {

@@ -139,9 +139,14 @@ impl Core {
             Transport::Tcp(_) => to.transport == peer.transport,
             Transport::Udp => peer.transport == Transport::Udp && to.addr == peer.addr,
         };
-        if let Some(to) = token_peer.filter(|&to| !own(to)) {
-            plan.to = to;
-            return Ok(plan);
+        if let Some(to) = token_peer {
+            // A token naming the sender itself with another Route after ours: a call that
+            // passes a proxy twice (A → E → us → E → B); the request goes back to that peer,
+            // whose Route it is — and nowhere else, whatever that Route says.
+            if !own(to) || self.next_route(msg, buf, pop_routes).is_some() {
+                plan.to = to;
+                return Ok(plan);
+            }
         }
         if let Some(route) = self.next_route(msg, buf, pop_routes) {
             // Another proxy's Route outside a dialog of ours: followed only to a static

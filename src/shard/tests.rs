@@ -1278,6 +1278,21 @@ fn an_invite_dialog_runs_through_the_proxy_end_to_end() {
     s.handle_datagram(t0 + T1, bob, &bye);
     let out = drain(&mut s);
     assert_eq!((out.len(), out[0].0.addr), (1, client()));
+    // A proxy on both sides (its token names the sender): back to it, along its Route.
+    let hairpin = format!("{top}, <sip:127.0.0.1:40100;lr>, <sip:edge.example;lr>");
+    let bye = in_dialog(
+        "BYE",
+        "sip:alice@127.0.0.1:40000",
+        "z9hG4bKb6",
+        true,
+        &hairpin,
+    );
+    s.handle_datagram(t0 + T1, bob, &bye);
+    let out = drain(&mut s);
+    assert_eq!((out.len(), out[0].0.addr), (1, bob));
+    assert!(
+        text(&out[0].2).contains("\r\nRoute: <sip:127.0.0.1:40100;lr>, <sip:edge.example;lr>\r\n")
+    );
     // (The last of our Routes decides: forge that one, Alice's.)
     let forged = rr.replacen("<sip:u7f0000019c40", "<sip:u7f0000029c40", 1);
     let stray = in_dialog(

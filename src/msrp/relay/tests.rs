@@ -651,6 +651,29 @@ Byte-Range: 1-70000/70000\r\nStatus: 000 200 OK\r\n-------rq01$\r\n"
         ),
     );
     assert_eq!(net.received(B)[0].start, "403");
+    // A stranger delivering to Bob through Bob's relay URI alone is passed on (RFC 4976 §7).
+    let inbound = format!("{ub} {PATH_B}");
+    net.send(
+        t0,
+        c,
+        &send(
+            "deliver1",
+            &inbound,
+            "msrp://127.0.0.1:9777/x;tcp",
+            "Message-ID: q7\r\n",
+            Some(b"hello"),
+            '$',
+        ),
+    );
+    assert_eq!(net.received(c)[0].start, "200");
+    let b = net.received(B);
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].body, b"hello");
+    assert_eq!(
+        b[0].header("From-Path"),
+        Some(format!("{ub} msrp://127.0.0.1:9777/x;tcp").as_str())
+    );
+    assert!(net.r.is_bound(c));
     // A next hop elsewhere would need a connection of ours: refused.
     let away = format!("{ua} msrp://192.0.2.1:2855/x;tcp");
     net.send(
