@@ -198,6 +198,10 @@ pub const STORE_UPKEEP_INTERVAL_MS: u64 = 1000;
 /// many is refused (the connection cannot be resynchronised and is closed).
 pub const MSRP_HEAD_BYTES_MAX: usize = 16 * 1024;
 
+/// Most URIs in one MSRP `To-Path` or `From-Path` a relay routes along (a client, a few
+/// relays, the peer); a longer path gets `400`.
+pub const MSRP_PATH_URIS_MAX: usize = 16;
+
 /// Most header fields in one MSRP head (RFC 4975 defines 15; the rest are MIME and
 /// extension headers).
 pub const MSRP_HEADERS_MAX: usize = 32;

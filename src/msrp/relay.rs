@@ -30,6 +30,7 @@ use super::parse::{
     Continuation, Event, FailureReport, HeaderName, Method, MsrpError, Parser, StartLine,
 };
 use super::uri::{path_uris, MsrpUri, SessionIds};
+use crate::limits::MSRP_PATH_URIS_MAX;
 use crate::transport::ConnId;
 use crate::wire::Span;
 
@@ -741,19 +742,24 @@ impl Relay {
         to_out: &mut Vec<u8>,
         from_out: &mut Vec<u8>,
     ) -> Result<ConnId, (u16, &'static str)> {
-        if path_uris(to_path).any(|u| u.is_err()) {
-            return Err((400, "Bad To-Path"));
+        // Parsed once, on the stack (this runs for every chunk a relay client sends).
+        let mut parsed: [Option<MsrpUri<'_>>; MSRP_PATH_URIS_MAX] = [None; MSRP_PATH_URIS_MAX];
+        let mut total = 0;
+        for u in path_uris(to_path) {
+            let u = u.map_err(|_| (400, "Bad To-Path"))?;
+            *parsed.get_mut(total).ok_or((400, "To-Path too long"))? = Some(u);
+            total += 1;
         }
-        let session_of = |u: &MsrpUri<'_>| {
-            u.session_id()
+        let uris = &parsed[..total];
+        let session_of = |u: &Option<MsrpUri<'_>>| {
+            u.as_ref()?
+                .session_id()
                 .and_then(|id| self.sessions.get(id))
                 .filter(|s| s.expires.is_some())
         };
-        let uris = || path_uris(to_path).filter_map(Result::ok);
-        let ours = uris().take_while(|u| session_of(u).is_some()).count();
-        let total = uris().count();
+        let ours = uris.iter().take_while(|u| session_of(u).is_some()).count();
         // The next hop names this relay but no session of it (lapsed, or its client gone).
-        let next_is_us = uris().nth(ours).is_some_and(|u| {
+        let next_is_us = uris.get(ours).and_then(Option::as_ref).is_some_and(|u| {
             let host = u.host();
             let a = &self.authority;
             a.len() > host.len()
@@ -774,28 +780,20 @@ impl Relay {
                     a[host.len() + 1..] == digits[k..]
                 })
         });
-        if ours == total || next_is_us {
+        if ours == 0 || ours == total || next_is_us {
             return Err((481, "Session-does-not-exist"));
         }
-        let last = uris()
-            .nth(ours - 1)
-            .and_then(|u| session_of(&u))
-            .ok_or((481, "Session-does-not-exist"))?;
+        let last = session_of(&uris[ours - 1]).ok_or((481, "Session-does-not-exist"))?;
         let to = last.conn.ok_or((481, "Session-does-not-exist"))?;
-        // The first of our URIs must be the sender's own session (the one it authenticated
-        // on this connection): no one else speaks through a client's relay URI.
         // With two or more of our URIs, the first must be the sender's own session (the one
         // it authenticated on this connection): no one else speaks through a client's relay
         // URI. One URI of ours is a delivery to that client from anyone (RFC 4976 §7).
-        let first_is_senders = uris()
-            .next()
-            .and_then(|u| session_of(&u))
-            .is_some_and(|s| s.conn == Some(conn));
+        let first_is_senders = session_of(&uris[0]).is_some_and(|s| s.conn == Some(conn));
         if to == conn || (ours >= 2 && !first_is_senders) {
             return Err((403, "Action-not-allowed"));
         }
         to_out.clear();
-        for u in uris().skip(ours) {
+        for u in uris[ours..].iter().flatten() {
             if !to_out.is_empty() {
                 to_out.push(b' ');
             }
@@ -803,11 +801,9 @@ impl Relay {
         }
         // Our URIs, nearest first, then the From-Path as received.
         from_out.clear();
-        for k in (0..ours).rev() {
-            if let Some(u) = uris().nth(k) {
-                from_out.extend_from_slice(u.as_bytes());
-                from_out.push(b' ');
-            }
+        for u in uris[..ours].iter().rev().flatten() {
+            from_out.extend_from_slice(u.as_bytes());
+            from_out.push(b' ');
         }
         from_out.extend_from_slice(from_path);
         Ok(to)
