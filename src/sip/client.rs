@@ -1,6 +1,6 @@
-//! Client non-INVITE transactions (RFC 3261 §17.1.2), without I/O.
+//! Client transactions (RFC 3261 §17.1), INVITE and non-INVITE, without I/O.
 //!
-//! A shard sends requests of its own — a `MESSAGE` relayed to a registered contact, a stored
+//! A shard sends requests of its own — any request the proxy forwards, a stored
 //! message delivered — through this table. Each request carries a branch minted by
 //! [`branch`]: the `z9hG4bK` cookie, the shard's number and the transaction's number, so a
 //! response arriving on any shard can be handed to the one that sent the request
