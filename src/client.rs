@@ -30,6 +30,8 @@ pub enum ClientError {
     },
     /// A response that does not parse.
     Garbled(String),
+    /// The MSRP side of a session-mode message failed.
+    Msrp(String),
 }
 
 impl fmt::Display for ClientError {
@@ -53,6 +55,7 @@ impl fmt::Display for ClientError {
                 Ok(())
             }
             ClientError::Garbled(why) => write!(f, "unreadable response: {why}"),
+            ClientError::Msrp(why) => write!(f, "MSRP: {why}"),
         }
     }
 }
@@ -332,6 +335,9 @@ Content-Length: {len}\r\n\r\n",
         Ok(got)
     }
 }
+
+mod session;
+pub use session::SESSION_CHUNK_BYTES;
 
 /// The top Via's branch of a parsed message (empty when it has none).
 fn branch_of<'r>(m: &Message, raw: &'r [u8]) -> &'r [u8] {

@@ -485,6 +485,10 @@ pub struct ModeRole {
     pub enabled: bool,
     #[serde(default)]
     pub mode: Mode,
+    /// Home role: the deferred server (IM server C) that takes requests for users of ours
+    /// who are offline (`ip:port`, UDP). Without it, this process's own deferred role does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_server: Option<SocketAddr>,
 }
 
 impl Default for ModeRole {
@@ -492,6 +496,7 @@ impl Default for ModeRole {
         ModeRole {
             enabled: true,
             mode: Mode::Participating,
+            deferred_server: None,
         }
     }
 }
@@ -789,6 +794,12 @@ impl Config {
                 .collect(),
             addr: self.server.sip_addr,
             notice_from: self.pager.notice_from.clone(),
+            deferred: self.roles.deferred.enabled,
+            deferred_server: self
+                .roles
+                .home
+                .deferred_server
+                .filter(|_| self.roles.home.enabled),
             routes: self
                 .route
                 .iter()
@@ -818,6 +829,10 @@ pub struct Identity {
     pub routes: Vec<(String, SocketAddr)>,
     /// Who tells a sender that its MESSAGE was kept for later (`pager.notice_from`).
     pub notice_from: Option<String>,
+    /// The deferred role runs here: offline users' messages are stored by this process.
+    pub deferred: bool,
+    /// Requests for offline users of ours go to this deferred server instead.
+    pub deferred_server: Option<SocketAddr>,
 }
 
 impl Identity {

@@ -233,6 +233,10 @@ pub const MSRP_AUTH_EXPIRES_MAX_SECS: u64 = 86_400;
 /// connection, RFC 4975 §5.4); past it `AUTH` gets `403`.
 pub const MSRP_AUTH_SESSIONS_PER_CONNECTION_MAX: usize = 128;
 
+/// Messages one deferred-role session may be receiving at once (interleaved chunks of
+/// different messages, RFC 4975 §7.1); a further one gets `413`.
+pub const MSRP_STORE_UPLOADS_PER_SESSION_MAX: usize = 8;
+
 const _: () = assert!(MSRP_HEAD_BYTES_MAX < MSRP_READ_BUFFER_BYTES);
 
 // ---------------------------------------------------------------------------------------------
@@ -261,3 +265,16 @@ const _: () = assert!(SIP_STREAM_BUFFER_BYTES_MIN <= SIP_STREAM_BUFFER_BYTES);
 const _: () = assert!(SDP_BYTES_MAX <= SIP_BODY_BYTES_MAX);
 const _: () =
     assert!(SIP_BODY_BYTES_MAX + 4 * STORE_URI_BYTES_MAX < STORE_RECORD_PAYLOAD_BYTES_MAX);
+
+/// Sessions in which the deferred role is storing messages, per shard; past it an `INVITE`
+/// to store gets `503`.
+pub const DEFERRED_DIALOGS_PER_SHARD_MAX: usize = 65_536;
+
+/// The longest a storing session lasts without a `BYE`, in seconds (then it ends, and a
+/// message not yet whole on it is abandoned).
+pub const DEFERRED_DIALOG_SECS_MAX: u64 = 3600;
+
+/// The loopback client sends bodies up to this many bytes in pager mode (`MESSAGE`, which
+/// must fit one UDP datagram below the path MTU, RFC 3428 §4) and larger ones in session
+/// mode (MSRP).
+pub const CLIENT_PAGER_BYTES_MAX: usize = 1300;

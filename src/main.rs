@@ -68,14 +68,25 @@ enum ClientCommand {
     },
     /// Remove every binding of the user (`Contact: *`).
     Unregister,
-    /// Send a pager-mode MESSAGE.
+    /// Send a message: pager mode (MESSAGE) up to 1300 bytes, session mode (INVITE + MSRP)
+    /// above.
     Send {
         /// The recipient, e.g. sip:bob@localhost.
         to: String,
-        /// The text to send.
-        text: String,
+        /// The text to send (or use --file).
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+        /// Send this file's bytes instead of TEXT.
+        #[arg(long, value_name = "PATH", conflicts_with = "text")]
+        file: Option<PathBuf>,
         #[arg(long, default_value = "text/plain;charset=utf-8")]
         content_type: String,
+        /// `pager`, `session`, or `auto` (by size).
+        #[arg(long, default_value = "auto")]
+        mode: SendMode,
+        /// MSRP chunk size in bytes (session mode).
+        #[arg(long, default_value_t = imrelay::client::SESSION_CHUNK_BYTES)]
+        chunk: usize,
     },
     /// Register, print each MESSAGE that arrives (sender, time, text), then unregister.
     Listen {
@@ -86,6 +97,13 @@ enum ClientCommand {
         #[arg(long = "for", default_value_t = 60)]
         seconds: u64,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SendMode {
+    Auto,
+    Pager,
+    Session,
 }
 
 #[derive(Args)]
@@ -175,15 +193,51 @@ fn client(args: ClientArgs) -> ExitCode {
             ClientCommand::Send {
                 to,
                 text,
+                file,
                 content_type,
+                mode,
+                chunk,
             } => {
-                let a = c.send(&to, &content_type, text.as_bytes())?;
-                let what = if a.code == 202 {
-                    "kept for delivery when the recipient is back"
-                } else {
-                    "delivered"
+                let body = match (file, text) {
+                    (Some(path), _) => std::fs::read(&path).map_err(|e| {
+                        imrelay::client::ClientError::Io(std::io::Error::new(
+                            e.kind(),
+                            format!("{}: {e}", path.display()),
+                        ))
+                    })?,
+                    (None, Some(t)) => t.into_bytes(),
+                    (None, None) => Vec::new(),
                 };
-                println!("{} {}: {what}", a.code, a.reason);
+                let session = match mode {
+                    SendMode::Pager => false,
+                    SendMode::Session => true,
+                    SendMode::Auto => body.len() > imrelay::limits::CLIENT_PAGER_BYTES_MAX,
+                };
+                if session {
+                    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                    let a = c.send_session(&to, &content_type, &body, chunk, |sent, total| {
+                        if bar {
+                            progress_bar(sent, total);
+                        }
+                    })?;
+                    if bar {
+                        eprintln!();
+                    }
+                    println!(
+                        "{} {}: {} bytes sent in session mode and acknowledged",
+                        a.code,
+                        a.reason,
+                        body.len()
+                    );
+                } else {
+                    let a = c.send(&to, &content_type, &body)?;
+                    let what = if a.code == 202 {
+                        "kept for delivery when the recipient is back"
+                    } else {
+                        "delivered"
+                    };
+                    println!("{} {}: {what}", a.code, a.reason);
+                }
             }
             ClientCommand::Listen { count, seconds } => {
                 c.register(600)?;
@@ -212,6 +266,20 @@ fn client(args: ClientArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A one-line progress bar on stderr.
+fn progress_bar(sent: u64, total: u64) {
+    const WIDTH: u64 = 40;
+    let filled = (sent * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let bar: String = (0..WIDTH)
+        .map(|i| if i < filled { '#' } else { '.' })
+        .collect();
+    eprint!(
+        "\r[{bar}] {:>6.1} / {:.1} MiB",
+        sent as f64 / 1048576.0,
+        total as f64 / 1048576.0
+    );
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

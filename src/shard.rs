@@ -160,6 +160,10 @@ struct Core {
     /// Recipients with kept messages not yet delivered: new MESSAGEs for them are kept too,
     /// behind the others, rather than relayed past them.
     backlog: std::collections::HashSet<Vec<u8>>,
+    /// Dialogs in which the deferred role stores a sender's messages, and when they next
+    /// need a look.
+    dialogs: std::collections::HashMap<Vec<u8>, session::Dialog>,
+    dialog_sweep_at: Option<Instant>,
     txns: ServerTransactions,
     out: VecDeque<Transmit>,
     pool: Vec<Vec<u8>>,
@@ -204,6 +208,8 @@ impl Shard {
                 deliveries: std::collections::HashMap::new(),
                 delivered: VecDeque::new(),
                 backlog: std::collections::HashSet::new(),
+                dialogs: std::collections::HashMap::new(),
+                dialog_sweep_at: None,
                 txns: ServerTransactions::default(),
                 out: VecDeque::new(),
                 pool: Vec::new(),
@@ -253,6 +259,7 @@ impl Shard {
     /// expiry and `Date`); later instants are reckoned from it.
     pub fn set_clock(&mut self, at: Instant, unix_ms: u64) {
         self.core.clock = (at, unix_ms);
+        self.core.msrp.set_clock(at, unix_ms);
     }
 
     /// Handles a request another shard handed over (it is for state this shard owns); `from`
@@ -401,6 +408,7 @@ impl Shard {
             self.core.client.poll_timeout(),
             self.core.lingering.front().map(|&(at, _)| at),
             self.core.msrp.poll_timeout(),
+            self.core.dialog_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -415,6 +423,9 @@ impl Shard {
         self.core.drain_client_outputs(now);
         self.core.reap_lingering(now);
         self.core.msrp.handle_timeout(now);
+        if self.core.dialog_sweep_at.is_some_and(|at| at <= now) {
+            self.core.dialog_sweep(now);
+        }
         let ms = self.core.unix_ms(now);
         self.core.registrar.handle_timeout(ms);
     }
@@ -544,6 +555,23 @@ impl Core {
     ) {
         let mut tag = [0u8; 16];
         let tag = self.tag(&mut tag);
+        self.answer_with(peer, msg, buf, via, a, tx, tag, None);
+    }
+
+    /// [`Self::answer`] with a given `To` tag and, when given, a body (content type, bytes);
+    /// returns where the response went and its bytes' place in the output queue.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_with(
+        &mut self,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        via: Option<&Via<'_>>,
+        a: &Answering<'_>,
+        tx: Option<(Instant, crate::sip::transaction::TxId)>,
+        tag: &[u8],
+        body: Option<(&[u8], &[u8])>,
+    ) -> Peer {
         let (dest, received) = response_destination(peer, via);
         let mut ip = IpText::default();
         // §8.2.2.3: a 420 names the extensions it does not support.
@@ -567,7 +595,7 @@ impl Core {
             },
             headers,
             warning: a.warning,
-            body: None,
+            body,
         };
         let mut b = self.buffer();
         print::write_response(&mut b, msg, buf, a.code, a.reason, &parts);
@@ -576,6 +604,7 @@ impl Core {
         }
         self.stats.responses_sent += 1;
         self.out.push_back(Transmit { to: dest, bytes: b });
+        dest
     }
 
     /// A tag: the shard number then 64 random bits, in hex (≤ 16 bytes written into `buf`).
@@ -639,7 +668,20 @@ impl Core {
                     .filter(|u| self.identity.is_myself(u.host_bytes(), u.port()))
                     .and_then(|_| self.home_aor(uri.of(buf)).ok())
             };
-            let owner = aor.map_or(self.id, |aor| crate::store::shard_of(&aor, self.shards));
+            // A request inside a dialog of ours (addressed to this server, no user): the
+            // shard whose number begins our To tag.
+            let in_our_dialog = || {
+                SipUri::parse(uri.of(buf))
+                    .ok()
+                    .filter(|u| {
+                        u.user().is_none() && self.identity.is_myself(u.host_bytes(), u.port())
+                    })
+                    .and_then(|_| self.dialog_owner(msg, buf))
+            };
+            let owner = match aor {
+                Some(aor) => crate::store::shard_of(&aor, self.shards),
+                None => in_our_dialog().unwrap_or(self.id),
+            };
             if owner != self.id {
                 self.stats.handoffs_out += 1;
                 self.handoffs.push_back(Handoff {
@@ -698,7 +740,9 @@ impl Core {
             }
             RequestMatch::AckAbsorbed => return Ok(()),
             RequestMatch::AckForTu => {
-                self.forward_ack(now, peer, msg, buf, uri.of(buf));
+                if !self.dialog_ack(msg, buf) {
+                    self.forward_ack(now, peer, msg, buf, uri.of(buf));
+                }
                 return Ok(());
             }
             RequestMatch::Full => {
@@ -746,6 +790,9 @@ impl Core {
             if let Some((invite, _)) = found {
                 self.cancel_downstream(now, invite);
             }
+            return Ok(());
+        }
+        if method == Method::Bye && self.dialog_bye(now, id, peer, msg, buf, &via) {
             return Ok(());
         }
         if !self.for_the_server(msg, buf, method, uri.of(buf)) {
@@ -1142,6 +1189,7 @@ impl IpText {
 
 mod pager;
 mod proxy;
+mod session;
 pub use pager::{Delivery, NotReachable, StoreAsk};
 
 #[cfg(test)]

@@ -194,6 +194,7 @@ impl Endpoint {
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
         Ok(Endpoint {
             tx: Sender {
+                success_report: false,
                 w: s.try_clone()?,
                 me: me.to_string(),
                 out: Vec::with_capacity(128 * 1024),
@@ -262,6 +263,7 @@ impl Endpoint {
     /// A second writer on the same connection (for a thread that only sends chunks).
     pub fn sender(&self) -> Result<Sender, EndpointError> {
         Ok(Sender {
+            success_report: self.tx.success_report,
             w: self.tx.w.try_clone()?,
             me: self.me.clone(),
             out: Vec::with_capacity(128 * 1024),
@@ -292,6 +294,8 @@ impl Endpoint {
 /// [`Endpoint::sender`] for a thread that only sends). Each numbers its transactions apart
 /// (`w<sender>x<n>`), so two on one connection never share an id.
 pub struct Sender {
+    /// Ask for a success `REPORT` of each message (`Success-Report: yes`).
+    pub success_report: bool,
     w: TcpStream,
     me: String,
     out: Vec<u8>,
@@ -334,6 +338,7 @@ impl Sender {
             total,
             body,
             last,
+            self.success_report,
         )
     }
 }
@@ -351,13 +356,15 @@ fn write_chunk(
     total: u64,
     body: &[u8],
     last: bool,
+    success_report: bool,
 ) -> Result<(), EndpointError> {
     let end = (range_start + body.len() as u64).saturating_sub(1);
     out.clear();
     out.extend_from_slice(
         format!(
             "MSRP {tid} SEND\r\nTo-Path: {to_path}\r\nFrom-Path: {me}\r\nMessage-ID: {message_id}\r\n\
-Byte-Range: {range_start}-{end}/{total}\r\nContent-Type: {content_type}\r\n\r\n"
+Byte-Range: {range_start}-{end}/{total}\r\n{report}Content-Type: {content_type}\r\n\r\n",
+            report = if success_report { "Success-Report: yes\r\n" } else { "" },
         )
         .as_bytes(),
     );

@@ -31,6 +31,7 @@ use super::parse::{
 };
 use super::uri::{path_uris, MsrpUri, SessionIds};
 use crate::limits::MSRP_PATH_URIS_MAX;
+use crate::store::core::Ticket;
 use crate::transport::ConnId;
 use crate::wire::Span;
 
@@ -65,6 +66,10 @@ pub enum Output {
     },
     /// Close `conn` (it sent something that is not MSRP).
     Close(ConnId),
+    /// A message stored by a deferred-role session is complete: call [`Relay::durable`]
+    /// with this ticket's outcome once the store has it (its last chunk's `200` and the
+    /// success `REPORT` wait for that).
+    Durable(Ticket),
 }
 
 /// One session: a URI of ours and the peer's path.
@@ -81,6 +86,8 @@ struct Session {
     accept: Vec<Vec<u8>>,
     /// A client's session made by `AUTH` (RFC 4976): when it lapses. `None` for a leg.
     expires: Option<Instant>,
+    /// A deferred-role session: what arrives is stored for its recipient.
+    store: Option<Box<deferred::Deposit>>,
 }
 
 /// Where a request in progress goes.
@@ -94,6 +101,8 @@ enum Route {
     /// RFC 4976: over `conn`, with the paths in the inbound's `path_to`/`path_from` (our
     /// URIs taken off the To-Path and put on the From-Path).
     Path { conn: ConnId },
+    /// Into the store (a deferred-role session).
+    Store,
 }
 
 /// A message arriving on a connection, between its head and its end-line.
@@ -126,6 +135,11 @@ struct Inbound {
     path_from: Vec<u8>,
     /// Bytes of this chunk forwarded so far.
     forwarded: u64,
+    /// Its `Content-Type` and whether it asked for a success REPORT (stored messages).
+    content_type: Vec<u8>,
+    success_report: bool,
+    /// Its answer waits until the message it ends is durable.
+    hold: Option<Ticket>,
 }
 
 impl Inbound {
@@ -148,6 +162,9 @@ impl Inbound {
         self.path_to.clear();
         self.path_from.clear();
         self.forwarded = 0;
+        self.content_type.clear();
+        self.success_report = false;
+        self.hold = None;
     }
 }
 
@@ -234,6 +251,12 @@ pub struct Relay {
     epoch: Option<Instant>,
     /// When client sessions lapse.
     expiries: BinaryHeap<Reverse<(Instant, Vec<u8>)>>,
+    /// Where deferred-role sessions store what they receive (none: such sessions refuse).
+    sink: Option<Box<dyn deferred::Sink>>,
+    /// Answers to last chunks waiting for their message to be durable.
+    held: HashMap<Ticket, deferred::Held>,
+    /// A monotonic instant and the Unix time in milliseconds it stands for.
+    clock: (Instant, u64),
 }
 
 /// A transaction id of ours: 16 hex digits of a keyed hash of a counter.
@@ -267,6 +290,9 @@ impl Relay {
             creds: None,
             epoch: None,
             expiries: BinaryHeap::new(),
+            sink: None,
+            held: HashMap::new(),
+            clock: (Instant::now(), 0),
         }
     }
 
@@ -315,24 +341,11 @@ impl Relay {
                     other: other.clone(),
                     accept: Vec::new(),
                     expires: None,
+                    store: None,
                 },
             );
         }
         (uri_a, uri_b)
-    }
-
-    /// Ends the relay that `local_uri` (either side) belongs to.
-    pub fn close_relay(&mut self, local_uri: &[u8]) {
-        let Some(id) = MsrpUri::parse(local_uri)
-            .ok()
-            .and_then(|u| u.session_id())
-            .map(<[u8]>::to_vec)
-        else {
-            return;
-        };
-        if let Some(s) = self.sessions.remove(&id) {
-            self.sessions.remove(&s.other);
-        }
     }
 
     fn new_session_id(&mut self) -> (Vec<u8>, Vec<u8>) {
@@ -392,9 +405,11 @@ impl Relay {
             pos += n;
             match event {
                 Event::Head(head, bytes) => self.on_head(now, conn, &head, bytes),
-                Event::Body(b) => self.on_body(now, conn, Span::new(base, base + b.len()), None),
+                Event::Body(b) => {
+                    self.on_body(now, conn, Span::new(base, base + b.len()), b, None)
+                }
                 Event::LastBody(b, flag) => {
-                    self.on_body(now, conn, Span::new(base, base + b.len()), Some(flag))
+                    self.on_body(now, conn, Span::new(base, base + b.len()), b, Some(flag))
                 }
                 Event::End(flag) => self.on_end(now, conn, flag),
             }
@@ -417,6 +432,7 @@ impl Relay {
             self.forward(now, conn, None, Continuation::Aborted);
         }
         self.conns.remove(&conn);
+        self.abandon_conn(now, conn);
         // A relay client's sessions end with the connection they were made on.
         self.sessions
             .retain(|_, s| !(s.expires.is_some() && s.conn == Some(conn)));
@@ -438,7 +454,7 @@ impl Relay {
                     && match &i.route {
                         Route::Leg => gone.contains(&i.session),
                         Route::Path { conn: to, .. } => *to == conn,
-                        Route::None => false,
+                        Route::None | Route::Store => false,
                     }
             })
             .map(|(&id, _)| id)
@@ -551,6 +567,9 @@ impl Relay {
         i.message_id
             .extend_from_slice(head.value(bytes, HeaderName::MessageId).unwrap_or_default());
         i.failure_report = head.failure_report(bytes).ok();
+        i.success_report = head.success_report(bytes).unwrap_or(false);
+        i.content_type
+            .extend_from_slice(head.value(bytes, HeaderName::ContentType).unwrap_or_default());
         let first = path_uris(to_path).next().and_then(Result::ok);
         if let Some(u) = first {
             i.to_first.extend_from_slice(u.as_bytes());
@@ -599,7 +618,11 @@ impl Relay {
                 Some(s) => {
                     // §5.4: the first request names the session a connection carries.
                     s.conn = Some(conn);
-                    i.route = Route::Leg;
+                    i.route = if s.store.is_some() {
+                        Route::Store
+                    } else {
+                        Route::Leg
+                    };
                     i.reports = true;
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.bound = true;
@@ -714,6 +737,7 @@ impl Relay {
                         other: Vec::new(),
                         accept: Vec::new(),
                         expires: Some(until),
+                        store: None,
                     },
                 );
                 self.expiries.push(Reverse((until, id)));
@@ -816,8 +840,20 @@ impl Relay {
     }
 
     /// A piece of body (with the end-line when `last` says how the chunk ended).
-    fn on_body(&mut self, now: Instant, conn: ConnId, body: Span, last: Option<Continuation>) {
-        self.forward(now, conn, Some(body), last.unwrap_or(Continuation::More));
+    fn on_body(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        body: Span,
+        data: &[u8],
+        last: Option<Continuation>,
+    ) {
+        let flag = last.unwrap_or(Continuation::More);
+        if self.storing(conn) {
+            self.store_piece(now, conn, data, flag);
+        } else {
+            self.forward(now, conn, Some(body), flag);
+        }
         if let Some(flag) = last {
             self.finish(conn, flag);
         }
@@ -830,7 +866,9 @@ impl Relay {
             let i = &c.inbound;
             i.method.is_some() && !i.session.is_empty() && i.refuse.is_none()
         });
-        if needs {
+        if needs && self.storing(conn) {
+            self.store_piece(now, conn, &[], flag);
+        } else if needs {
             self.forward(now, conn, None, flag);
         }
         self.finish(conn, flag);
@@ -858,7 +896,7 @@ impl Relay {
                     None => (None, &[][..], &[][..]),
                 }
             }
-            Route::None => return,
+            Route::None | Route::Store => return,
         };
         let Some(to_conn) = to_conn else {
             // The other leg's peer has not connected (or went away): the sender is told
@@ -956,7 +994,10 @@ impl Relay {
             return;
         };
         let mut i = std::mem::take(&mut c.inbound);
-        self.answer(conn, &i);
+        match i.hold.take() {
+            Some(ticket) if i.refuse.is_none() => self.hold_answer(conn, ticket, &i),
+            _ => self.answer(conn, &i),
+        }
         i.reset();
         if let Some(c) = self.conns.get_mut(&conn) {
             c.inbound = i;
@@ -974,7 +1015,26 @@ impl Relay {
         if code != 200 {
             self.stats.refused += 1;
         }
-        let answer = match i.failure_report {
+        let reply = Reply {
+            tid: &i.tid,
+            from_path: &i.from_path,
+            to_first: &i.to_first,
+            headers: &i.answer_headers,
+        };
+        self.respond(conn, &reply, i.failure_report, code, comment);
+    }
+
+    /// Writes the response to a request (hop by hop: to the previous hop, from the URI it
+    /// named), unless its `Failure-Report` says none is wanted.
+    fn respond(
+        &mut self,
+        conn: ConnId,
+        r: &Reply<'_>,
+        failure_report: Option<FailureReport>,
+        code: u16,
+        comment: &str,
+    ) {
+        let answer = match failure_report {
             Some(FailureReport::No) => false,
             Some(FailureReport::Partial) => code != 200,
             _ => true,
@@ -984,23 +1044,23 @@ impl Relay {
         }
         let mut head = self.buffer();
         head.extend_from_slice(b"MSRP ");
-        head.extend_from_slice(&i.tid);
+        head.extend_from_slice(r.tid);
         head.push(b' ');
         crate::wire::push_decimal(&mut head, u64::from(code));
         head.push(b' ');
         head.extend_from_slice(comment.as_bytes());
         head.extend_from_slice(b"\r\nTo-Path: ");
-        let prev = path_uris(&i.from_path)
+        let prev = path_uris(r.from_path)
             .next()
             .and_then(Result::ok)
-            .map_or(&i.from_path[..], |u| u.as_bytes());
+            .map_or(r.from_path, |u| u.as_bytes());
         head.extend_from_slice(prev);
         head.extend_from_slice(b"\r\nFrom-Path: ");
-        head.extend_from_slice(&i.to_first);
+        head.extend_from_slice(r.to_first);
         head.extend_from_slice(b"\r\n");
-        head.extend_from_slice(&i.answer_headers);
+        head.extend_from_slice(r.headers);
         head.extend_from_slice(b"-------");
-        head.extend_from_slice(&i.tid);
+        head.extend_from_slice(r.tid);
         head.extend_from_slice(b"$\r\n");
         let tail = self.buffer();
         self.out.push_back(Output::Write {
@@ -1055,7 +1115,34 @@ impl Relay {
         status: u16,
         comment: &str,
     ) {
-        if failure_report == Some(FailureReport::No) || message_id.is_empty() {
+        if failure_report == Some(FailureReport::No) {
+            return;
+        }
+        self.report(
+            from_session,
+            message_id,
+            report_to,
+            through,
+            total,
+            status,
+            comment,
+        );
+    }
+
+    /// A `REPORT` (RFC 4975 §7.1.2) on `from_session` about bytes 1 to `through` of message
+    /// `message_id`, with `Status: 000 <status> <comment>`.
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &mut self,
+        from_session: &[u8],
+        message_id: &[u8],
+        report_to: Option<&[u8]>,
+        through: u64,
+        total: Option<u64>,
+        status: u16,
+        comment: &str,
+    ) {
+        if message_id.is_empty() {
             return;
         }
         let Some(s) = self.sessions.get(from_session) else {
@@ -1096,6 +1183,18 @@ impl Relay {
         });
     }
 }
+
+/// What a response is written from: the request's transaction id and paths, and extra
+/// header lines.
+struct Reply<'a> {
+    tid: &'a [u8],
+    from_path: &'a [u8],
+    to_first: &'a [u8],
+    headers: &'a [u8],
+}
+
+mod deferred;
+pub use deferred::Sink;
 
 #[cfg(test)]
 mod tests;

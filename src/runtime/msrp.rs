@@ -168,6 +168,22 @@ pub(crate) async fn drain(local: &Rc<Local>) {
     .detach();
 }
 
+/// Answers a stored message's last chunk once the store says how its batch went.
+fn await_durable(local: &Rc<Local>, ticket: crate::store::core::Ticket) {
+    let outcome = local.store_local().outcome(ticket);
+    let l = Rc::clone(local);
+    glommio::spawn_local(async move {
+        let result = outcome.recv().await.unwrap_or_else(|| {
+            Err(crate::store::core::StoreError::Io(
+                "the store stopped".into(),
+            ))
+        });
+        l.shard.borrow_mut().msrp().durable(ticket, result);
+        drain(&l).await;
+    })
+    .detach();
+}
+
 /// Scratch of [`perform_batch`], kept by each reader so that writing allocates nothing once
 /// warm.
 #[derive(Default)]
@@ -199,6 +215,7 @@ async fn perform_batch(
                     doom(w);
                 }
             }
+            Output::Durable(ticket) => await_durable(local, *ticket),
         }
     }
     for k in 0..batch.conns.len() {

@@ -93,6 +93,13 @@ pub(crate) struct Local {
     pager: crate::config::PagerConfig,
 }
 
+impl Local {
+    /// This shard's own store partition.
+    pub(crate) fn store_local(&self) -> &Rc<ShardStore> {
+        self.store.local()
+    }
+}
+
 pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
     let ShardSetup {
         index,
@@ -169,6 +176,10 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         pager,
     });
 
+    {
+        let sink = crate::runtime::store::StoreSink(Rc::clone(local.store.local()));
+        local.shard.borrow_mut().msrp().set_sink(Box::new(sink));
+    }
     spawn_mesh_receivers(&local, receivers);
 
     // Startup self-check: every peer shard answers a ping over the mesh.

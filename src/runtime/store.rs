@@ -134,6 +134,26 @@ impl ShardStore {
             .unwrap_or_else(|| Err(StoreError::Io("the store stopped".into())))
     }
 
+    /// Whether `aor` may store a message of `bytes` (when known) now.
+    pub fn may_store(&self, aor: &[u8], bytes: Option<u64>) -> Result<(), StoreError> {
+        if self.closed.get() {
+            return Err(StoreError::Io("the store is stopping".into()));
+        }
+        self.fs.borrow().core().may_store(aor, bytes)
+    }
+
+    /// A receiver of ticket `t`'s outcome (a message queued through [`StoreSink`]); made
+    /// before the shard yields, so the outcome cannot pass by unheard.
+    pub fn outcome(&self, t: Ticket) -> local_channel::LocalReceiver<Result<MessageId, StoreError>> {
+        let (tx, rx) = local_channel::new_bounded(1);
+        if self.closed.get() {
+            let _ = tx.try_send(Err(StoreError::Io("the store is stopping".into())));
+        } else {
+            self.waiting.borrow_mut().insert(t, tx);
+        }
+        rx
+    }
+
     /// Marks a message delivered; the mark is durable with the next batch.
     pub fn deliver(&self, now_ms: u64, aor: &[u8], id: MessageId) -> Result<(), StoreError> {
         self.fs.borrow_mut().mark_delivered(now_ms, aor, id)?;
@@ -385,6 +405,72 @@ async fn upkeep(store: Rc<ShardStore>) {
         }
         store.fs.borrow_mut().upkeep(now_ms());
         store.work.signal(1);
+    }
+}
+
+/// The shard's partition as the sink of its deferred-role MSRP sessions
+/// ([`crate::msrp::relay::Sink`]): pieces go into the bookkeeping at once (written with the
+/// next batch); a finished message wakes the writer.
+pub struct StoreSink(pub Rc<ShardStore>);
+
+impl crate::msrp::relay::Sink for StoreSink {
+    fn may_store(&self, aor: &[u8], bytes: Option<u64>) -> Result<(), StoreError> {
+        self.0.may_store(aor, bytes)
+    }
+
+    fn begin(
+        &mut self,
+        now_ms: u64,
+        aor: &[u8],
+        sender: &[u8],
+        content_type: &[u8],
+        total: Option<u64>,
+    ) -> Result<crate::store::core::UploadId, StoreError> {
+        if self.0.closed.get() {
+            return Err(StoreError::Io("the store is stopping".into()));
+        }
+        self.0
+            .fs
+            .borrow_mut()
+            .core_mut()
+            .begin_upload(now_ms, aor, sender, content_type, total, None)
+    }
+
+    fn piece(
+        &mut self,
+        now_ms: u64,
+        up: crate::store::core::UploadId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let r = self
+            .0
+            .fs
+            .borrow_mut()
+            .core_mut()
+            .upload_chunk(up, now_ms, offset, data);
+        // Large messages are written as they come, not held until their end.
+        self.0.work.signal(1);
+        r
+    }
+
+    fn finish(
+        &mut self,
+        now_ms: u64,
+        up: crate::store::core::UploadId,
+    ) -> Result<Ticket, StoreError> {
+        let r = self.0.fs.borrow_mut().core_mut().finish_upload(up, now_ms);
+        self.0.work.signal(1);
+        r
+    }
+
+    fn abort(&mut self, now_ms: u64, up: crate::store::core::UploadId, reason: u16) {
+        self.0
+            .fs
+            .borrow_mut()
+            .core_mut()
+            .abort_upload(up, now_ms, reason);
+        self.0.work.signal(1);
     }
 }
 

@@ -265,6 +265,10 @@ impl Core {
         }
         match self.plan(now, peer, msg, buf, uri) {
             Ok(plan) => self.forward(now, id, peer, msg, buf, method, plan),
+            // A session-mode message for a user who is offline: the deferred role takes it.
+            Err((480, ..))
+                if method == Method::Invite
+                    && self.store_session(now, id, peer, msg, buf, via, uri) => {}
             Err((code, reason, warning)) => {
                 let answer = Answering {
                     code,

@@ -570,6 +570,35 @@ impl Store {
     // Chunked (MSRP session-mode) messages.
     // -----------------------------------------------------------------------------------------
 
+    /// Whether `aor` may store one more message of `bytes` (when known) now: its permission
+    /// and quotas, without changing anything (a deferred server asks before it accepts a
+    /// session, DESIGN §3 step 4).
+    pub fn may_store(&self, aor: &[u8], bytes: Option<u64>) -> Result<(), StoreError> {
+        if !self.policy.permits(aor) {
+            return Err(StoreError::NotPermitted);
+        }
+        let (quota_bytes, quota_messages) = self.policy.quota(aor);
+        let (used_bytes, used_messages) = self
+            .logs
+            .get(&RecipientKey::of(aor))
+            .map_or((0, 0), |l| (l.used_bytes, l.used_messages));
+        if used_messages >= quota_messages {
+            return Err(StoreError::QuotaMessages {
+                used: used_messages,
+                quota: quota_messages,
+            });
+        }
+        let need = bytes.unwrap_or(1);
+        if used_bytes.saturating_add(need) > quota_bytes {
+            return Err(StoreError::QuotaBytes {
+                used: used_bytes,
+                quota: quota_bytes,
+                need,
+            });
+        }
+        Ok(())
+    }
+
     /// Checks that `aor` may store one more message of `bytes` (when known) under its
     /// permission and quotas, creating its log if needed; returns its key.
     fn admit(&mut self, aor: &[u8], bytes: Option<u64>) -> Result<RecipientKey, StoreError> {

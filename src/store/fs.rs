@@ -858,6 +858,12 @@ impl FsStore {
             .append_message(now_ms, aor, sender, content_type, body, retention_ms)
     }
 
+    /// The store's bookkeeping, to change (uploads of chunked messages, see
+    /// [`Store::begin_upload`]); what it queues is written by the next job.
+    pub fn core_mut(&mut self) -> &mut Store {
+        &mut self.core
+    }
+
     /// Stores one message durably and returns its id.
     pub fn append(
         &mut self,

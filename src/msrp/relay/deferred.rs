@@ -1,0 +1,431 @@
+//! Deferred-role sessions (DESIGN §3, store flows step 6): the MSRP messages a sender sends
+//! on such a session are appended, chunk by chunk as they arrive, to the recipient's log in
+//! the store. The `200` to a message's last chunk — and the success `REPORT`, when asked
+//! for — are sent only once the whole message is durable, so a sender that asked for no
+//! reports can still trust that final `200`; a refusal on the way (over quota, a failed
+//! write) stops the message with an error answer and a failure `REPORT`, and nothing of it
+//! is kept.
+//!
+//! The store is reached through [`Sink`], synchronous bookkeeping without I/O (the store's
+//! core queues the bytes for its next batch); the runtime waits for the batch and calls
+//! [`Relay::durable`].
+
+use std::time::Instant;
+
+use super::{Continuation, FailureReport, Method, Output, Relay, Reply, Route, Session};
+use crate::limits::MSRP_STORE_UPLOADS_PER_SESSION_MAX;
+use crate::store::core::{StoreError, Ticket, UploadId};
+use crate::store::record::MessageId;
+use crate::transport::ConnId;
+
+/// Where a deferred-role session's messages go: the store's bookkeeping for chunked
+/// messages ([`crate::store::core::Store::begin_upload`] and the rest).
+pub trait Sink {
+    /// Whether `aor` may store a message of `bytes` (when known) now.
+    fn may_store(&self, aor: &[u8], bytes: Option<u64>) -> Result<(), StoreError>;
+    fn begin(
+        &mut self,
+        now_ms: u64,
+        aor: &[u8],
+        sender: &[u8],
+        content_type: &[u8],
+        total: Option<u64>,
+    ) -> Result<UploadId, StoreError>;
+    fn piece(
+        &mut self,
+        now_ms: u64,
+        up: UploadId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError>;
+    fn finish(&mut self, now_ms: u64, up: UploadId) -> Result<Ticket, StoreError>;
+    fn abort(&mut self, now_ms: u64, up: UploadId, reason: u16);
+}
+
+/// What a deferred-role session stores for.
+#[derive(Debug)]
+pub(super) struct Deposit {
+    /// The recipient's address of record, and the original sender (from the INVITE).
+    aor: Vec<u8>,
+    sender: Vec<u8>,
+    /// Messages being received: MSRP Message-ID → upload.
+    uploads: Vec<(Vec<u8>, UploadId)>,
+    /// The last message refused: its further chunks are refused without another REPORT.
+    refused: Vec<u8>,
+}
+
+/// The answer to a message's last chunk, waiting for the message to be durable.
+#[derive(Debug)]
+pub(super) struct Held {
+    conn: ConnId,
+    session: Vec<u8>,
+    tid: Vec<u8>,
+    from_path: Vec<u8>,
+    to_first: Vec<u8>,
+    message_id: Vec<u8>,
+    failure_report: Option<FailureReport>,
+    success_report: bool,
+    /// The message's length.
+    through: u64,
+}
+
+/// The MSRP status and comment for a store refusal (RFC 4975 §10: `413` stops the
+/// message; `403` for a recipient who may not store; `400` for a message that does not add
+/// up; `408` — try again later — for a failed write).
+pub fn status_of(e: &StoreError) -> (u16, &'static str) {
+    match e {
+        StoreError::QuotaBytes { .. } | StoreError::QuotaMessages { .. } => {
+            (413, "Quota-exceeded")
+        }
+        StoreError::Encode(_) => (413, "Message-too-large"),
+        StoreError::NotPermitted => (403, "Storing-not-permitted"),
+        StoreError::OutOfOrder { .. } | StoreError::LengthMismatch { .. } => {
+            (400, "Bad-Byte-Range")
+        }
+        StoreError::UnknownMessage | StoreError::Io(_) => (408, "Store-failed"),
+    }
+}
+
+impl Relay {
+    /// Tells the relay that the monotonic instant `at` is Unix time `unix_ms` (stored
+    /// messages are stamped with it); later instants are reckoned from it.
+    pub fn set_clock(&mut self, at: Instant, unix_ms: u64) {
+        self.clock = (at, unix_ms);
+    }
+
+    fn unix_ms(&self, now: Instant) -> u64 {
+        let (at, ms) = self.clock;
+        if now >= at {
+            ms + now.duration_since(at).as_millis() as u64
+        } else {
+            ms.saturating_sub(at.duration_since(now).as_millis() as u64)
+        }
+    }
+
+    /// Whether `aor` may store a message of `bytes` (when known) now (no sink: it may not).
+    pub fn may_store(&self, aor: &[u8], bytes: Option<u64>) -> Result<(), StoreError> {
+        match &self.sink {
+            Some(s) => s.may_store(aor, bytes),
+            None => Err(StoreError::NotPermitted),
+        }
+    }
+
+    /// The address and port our URIs name (this shard's MSRP listener).
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        std::str::from_utf8(&self.authority).ok()?.parse().ok()
+    }
+
+    /// Lets deferred-role sessions store what they receive through `sink`.
+    pub fn set_sink(&mut self, sink: Box<dyn Sink>) {
+        self.sink = Some(sink);
+    }
+
+    /// A deferred-role session: messages the peer at `peer_path` (its `a=path`) sends on it
+    /// are stored for `aor`, as sent by `sender`; `accept` lists the content types taken
+    /// (empty: any). Returns our URI for it (the `a=path` of the SDP answer).
+    pub fn create_store_session(
+        &mut self,
+        aor: &[u8],
+        sender: &[u8],
+        peer_path: &[u8],
+        accept: Vec<Vec<u8>>,
+    ) -> Vec<u8> {
+        let (id, uri) = self.new_session_id();
+        self.sessions.insert(
+            id,
+            Session {
+                local: uri.clone(),
+                peer_path: peer_path.to_vec(),
+                conn: None,
+                other: Vec::new(),
+                accept,
+                expires: None,
+                store: Some(Box::new(Deposit {
+                    aor: aor.to_vec(),
+                    sender: sender.to_vec(),
+                    uploads: Vec::new(),
+                    refused: Vec::new(),
+                })),
+            },
+        );
+        uri
+    }
+
+    /// Ends the session `local_uri` names (a relay's two legs, or a deferred-role session):
+    /// a message still being stored on it is abandoned (nothing of it is kept).
+    pub fn close_session(&mut self, now: Instant, local_uri: &[u8]) {
+        let Some(id) = super::MsrpUri::parse(local_uri)
+            .ok()
+            .and_then(|u| u.session_id())
+            .map(<[u8]>::to_vec)
+        else {
+            return;
+        };
+        if let Some(s) = self.sessions.remove(&id) {
+            self.abandon(now, s.store);
+            self.sessions.remove(&s.other);
+        }
+    }
+
+    /// Abandons the uploads of a session that ended.
+    pub(super) fn abandon(&mut self, now: Instant, store: Option<Box<Deposit>>) {
+        let now_ms = self.unix_ms(now);
+        let (Some(d), Some(sink)) = (store, self.sink.as_mut()) else {
+            return;
+        };
+        for (_, up) in d.uploads {
+            sink.abort(now_ms, up, 481);
+        }
+    }
+
+    /// Abandons what deferred-role sessions bound to `conn` were receiving (the connection
+    /// is gone); the sessions stay, for the peer to connect again.
+    pub(super) fn abandon_conn(&mut self, now: Instant, conn: ConnId) {
+        let now_ms = self.unix_ms(now);
+        let Some(sink) = self.sink.as_mut() else {
+            return;
+        };
+        for s in self.sessions.values_mut() {
+            if s.conn != Some(conn) {
+                continue;
+            }
+            if let Some(d) = s.store.as_mut() {
+                for (_, up) in d.uploads.drain(..) {
+                    sink.abort(now_ms, up, 408);
+                }
+            }
+        }
+    }
+
+    /// Whether the request arriving on `conn` goes into the store.
+    pub(super) fn storing(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| matches!(c.inbound.route, Route::Store))
+    }
+
+    /// A piece of a message for a deferred-role session (`flag`: how its chunk goes on).
+    pub(super) fn store_piece(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        data: &[u8],
+        flag: Continuation,
+    ) {
+        let now_ms = self.unix_ms(now);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let i = &mut c.inbound;
+        if i.refuse.is_some() || i.session.is_empty() || i.method != Some(Method::Send) {
+            return;
+        }
+        let Some(d) = self
+            .sessions
+            .get_mut(&i.session)
+            .and_then(|s| s.store.as_deref_mut())
+        else {
+            i.refuse = Some((481, "Session-does-not-exist"));
+            return;
+        };
+        if !d.refused.is_empty() && d.refused == i.message_id {
+            // A later chunk of a message already refused (and reported).
+            i.refuse = Some((413, "Message-refused"));
+            return;
+        }
+        let Some(sink) = self.sink.as_mut() else {
+            i.refuse = Some((403, "Storing-not-available"));
+            return;
+        };
+        let found = d.uploads.iter().position(|(m, _)| *m == i.message_id);
+        let result = match found {
+            Some(k) => Ok(d.uploads[k].1),
+            None if i.next_byte != 1 => Err(((400, "Message-start-not-received"), None)),
+            None if d.uploads.len() >= MSRP_STORE_UPLOADS_PER_SESSION_MAX => {
+                Err(((413, "Too-many-messages-at-once"), None))
+            }
+            None => sink
+                .begin(now_ms, &d.aor, &d.sender, &i.content_type, i.total)
+                .map(|up| {
+                    d.uploads.push((i.message_id.clone(), up));
+                    up
+                })
+                .map_err(|e| (status_of(&e), None)),
+        };
+        let result = result.and_then(|up| {
+            sink.piece(now_ms, up, i.next_byte - 1, data)
+                .map(|()| up)
+                .map_err(|e| (status_of(&e), Some(up)))
+        });
+        let up = match result {
+            Ok(up) => up,
+            Err((refusal, up)) => {
+                if let Some(up) = up {
+                    sink.abort(now_ms, up, refusal.0);
+                }
+                d.uploads.retain(|(m, _)| *m != i.message_id);
+                d.refused.clone_from(&i.message_id);
+                i.refuse = Some(refusal);
+                let through = i.next_byte.saturating_sub(1);
+                let (session, message_id, report_to, fr, total) = (
+                    i.session.clone(),
+                    i.message_id.clone(),
+                    i.from_path.clone(),
+                    i.failure_report,
+                    i.total,
+                );
+                // Error answers are reported unless the sender wants none (`partial` too).
+                self.report_failure(
+                    &session,
+                    &message_id,
+                    Some(&report_to),
+                    fr,
+                    through,
+                    total,
+                    refusal.0,
+                    refusal.1,
+                );
+                return;
+            }
+        };
+        i.next_byte += data.len() as u64;
+        self.stats.bytes_relayed += data.len() as u64;
+        match flag {
+            Continuation::More => {}
+            Continuation::Aborted => {
+                d.uploads.retain(|(m, _)| *m != i.message_id);
+                sink.abort(now_ms, up, 0);
+            }
+            Continuation::Complete => {
+                d.uploads.retain(|(m, _)| *m != i.message_id);
+                match sink.finish(now_ms, up) {
+                    Ok(ticket) => {
+                        i.hold = Some(ticket);
+                        self.out.push_back(Output::Durable(ticket));
+                    }
+                    Err(e) => {
+                        let refusal = status_of(&e);
+                        i.refuse = Some(refusal);
+                        let through = i.next_byte.saturating_sub(1);
+                        let (session, message_id, report_to, fr, total) = (
+                            i.session.clone(),
+                            i.message_id.clone(),
+                            i.from_path.clone(),
+                            i.failure_report,
+                            i.total,
+                        );
+                        self.report_failure(
+                            &session,
+                            &message_id,
+                            Some(&report_to),
+                            fr,
+                            through,
+                            total,
+                            refusal.0,
+                            refusal.1,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keeps the answer to a stored message's last chunk until [`Relay::durable`].
+    pub(super) fn hold_answer(&mut self, conn: ConnId, ticket: Ticket, i: &super::Inbound) {
+        self.stats.chunks_in += 1;
+        self.held.insert(
+            ticket,
+            Held {
+                conn,
+                session: i.session.clone(),
+                tid: i.tid.clone(),
+                from_path: i.from_path.clone(),
+                to_first: i.to_first.clone(),
+                message_id: i.message_id.clone(),
+                failure_report: i.failure_report,
+                success_report: i.success_report,
+                through: i.next_byte.saturating_sub(1),
+            },
+        );
+    }
+
+    /// The store's outcome for a message a deferred-role session received: the `200` to its
+    /// last chunk and, when asked for, a success `REPORT` — or, when the store failed, an
+    /// error answer and a failure `REPORT`.
+    pub fn durable(&mut self, ticket: Ticket, result: Result<MessageId, StoreError>) {
+        let Some(h) = self.held.remove(&ticket) else {
+            return;
+        };
+        let (code, comment) = match &result {
+            Ok(_) => (200, "OK"),
+            Err(e) => status_of(e),
+        };
+        let reply = Reply {
+            tid: &h.tid,
+            from_path: &h.from_path,
+            to_first: &h.to_first,
+            headers: b"",
+        };
+        self.respond(h.conn, &reply, h.failure_report, code, comment);
+        let total = Some(h.through);
+        match result {
+            Ok(id) => {
+                tracing::debug!(%id, bytes = h.through, "MSRP message stored");
+                if h.success_report {
+                    self.report(
+                        &h.session,
+                        &h.message_id,
+                        Some(&h.from_path),
+                        h.through,
+                        total,
+                        200,
+                        "OK",
+                    );
+                }
+            }
+            Err(_) => self.report_failure(
+                &h.session,
+                &h.message_id,
+                Some(&h.from_path),
+                h.failure_report,
+                h.through,
+                total,
+                code,
+                comment,
+            ),
+        }
+    }
+}
+
+/// The store's bookkeeping is a sink (the tests drive it without files; the runtime wraps
+/// the shard's partition).
+impl Sink for crate::store::core::Store {
+    fn may_store(&self, aor: &[u8], bytes: Option<u64>) -> Result<(), StoreError> {
+        crate::store::core::Store::may_store(self, aor, bytes)
+    }
+    fn begin(
+        &mut self,
+        now_ms: u64,
+        aor: &[u8],
+        sender: &[u8],
+        content_type: &[u8],
+        total: Option<u64>,
+    ) -> Result<UploadId, StoreError> {
+        self.begin_upload(now_ms, aor, sender, content_type, total, None)
+    }
+    fn piece(
+        &mut self,
+        now_ms: u64,
+        up: UploadId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        self.upload_chunk(up, now_ms, offset, data)
+    }
+    fn finish(&mut self, now_ms: u64, up: UploadId) -> Result<Ticket, StoreError> {
+        self.finish_upload(up, now_ms)
+    }
+    fn abort(&mut self, now_ms: u64, up: UploadId, reason: u16) {
+        self.abort_upload(up, now_ms, reason);
+    }
+}

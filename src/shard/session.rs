@@ -1,0 +1,310 @@
+//! Session-mode messages for offline users: the deferred role's side of SIP (DESIGN §3, store
+//! flows steps 3–7; the patent's figures 1 and 2 at server C).
+//!
+//! An `INVITE` with an MSRP offer (`m=message … TCP/MSRP`) for a user of ours who has no
+//! binding is answered here when this process runs the deferred role: the recipient must be
+//! allowed to store and have room (`403` / `480` with a `Warning` otherwise, as for pager
+//! mode), then a deferred-role MSRP session is made on this shard — the shard that owns the
+//! recipient, so the chunks go straight into its partition of the store — and the `200`
+//! carries our SDP answer: `a=path` naming this shard's MSRP port, `a=setup:passive` (the
+//! offerer connects, RFC 4975 §5.4 and RFC 6135). The dialog ends with `BYE` (the session
+//! with it: a message not yet whole is abandoned), or after
+//! [`DEFERRED_DIALOG_SECS_MAX`](crate::limits::DEFERRED_DIALOG_SECS_MAX).
+//!
+//! Over UDP the `200` is sent again (T1, doubling to T2) until the `ACK` comes, for 64 × T1
+//! (RFC 3261 §13.3.1.4).
+//!
+//! In-dialog requests name this server (its Contact) without a user; the `To` tag we minted
+//! begins with the owner shard's number, so any shard hands them to the owner.
+
+use std::time::Duration;
+
+use super::*;
+use crate::limits::{DEFERRED_DIALOGS_PER_SHARD_MAX, DEFERRED_DIALOG_SECS_MAX};
+use crate::sip::sdp::{MsrpSdp, OfferAnswer, SessionDescription, Setup};
+use crate::sip::transaction::TxId;
+use crate::store::core::StoreError;
+
+/// RFC 3261 timer T1 and T2.
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+
+/// A dialog in which this server stores what a sender sends.
+pub(super) struct Dialog {
+    /// Our MSRP session's URI.
+    session: Vec<u8>,
+    /// When it ends without a `BYE`.
+    until: Instant,
+    /// The `200`, sent again over UDP until the `ACK`.
+    resend: Option<Resend>,
+}
+
+pub(super) struct Resend {
+    bytes: Vec<u8>,
+    to: Peer,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
+}
+
+/// A dialog's key: Call-ID, then our `To` tag.
+fn dialog_key(call_id: &[u8], to_tag: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(call_id.len() + 1 + to_tag.len());
+    k.extend_from_slice(call_id);
+    k.push(0);
+    k.extend_from_slice(to_tag);
+    k
+}
+
+/// The `To` tag of a request, when it has one.
+fn to_tag<'b>(msg: &Message, buf: &'b [u8]) -> Option<&'b [u8]> {
+    let to = msg.value(buf, HeaderName::To)?;
+    NameAddr::parse("To", to).ok()?.tag()
+}
+
+/// The SIP answer to a store refusal, with its `Warning` text.
+fn refusal(e: &StoreError) -> (u16, &'static str) {
+    match e {
+        StoreError::NotPermitted => (403, "Forbidden"),
+        StoreError::QuotaBytes { .. } | StoreError::QuotaMessages { .. } => {
+            (480, "Temporarily Unavailable")
+        }
+        _ => (500, "Server Internal Error"),
+    }
+}
+
+impl Core {
+    /// The shard that owns an in-dialog request addressed to this server: the one whose
+    /// number begins our `To` tag.
+    pub(super) fn dialog_owner(&self, msg: &Message, buf: &[u8]) -> Option<usize> {
+        let tag = to_tag(msg, buf)?;
+        let hex = std::str::from_utf8(tag.get(..2)?).ok()?;
+        let shard = usize::from_str_radix(hex, 16).ok()?;
+        (shard < self.shards).then_some(shard)
+    }
+
+    /// An `INVITE` for a user of ours without a binding: answered by the deferred role when
+    /// it offers an MSRP session. Returns whether it was answered here.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn store_session(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        via: &Via<'_>,
+        uri: &[u8],
+    ) -> bool {
+        if !self.identity.deferred || self.identity.deferred_server.is_some() {
+            return false;
+        }
+        let is_sdp = msg
+            .value(buf, HeaderName::ContentType)
+            .is_some_and(|t| {
+                t.split(|&b| b == b';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(b"application/sdp")
+            });
+        let offer = match SessionDescription::parse(msg.body().of(buf)) {
+            Ok(o) if is_sdp && o.msrp_media().is_some() => o,
+            // Not a session-mode message (a call, or no offer): not ours to take.
+            _ => return false,
+        };
+        let Ok(aor) = self.home_aor(uri) else {
+            return false;
+        };
+        let sender = msg
+            .value(buf, HeaderName::From)
+            .and_then(|f| NameAddr::parse("From", f).ok())
+            .and_then(|n| n.sip_uri().map(|u| u.as_bytes().to_vec()));
+        let refuse = |core: &mut Core, code, reason, warning: &str| {
+            let a = Answering {
+                code,
+                reason,
+                headers: &[],
+                warning: Some(warning),
+            };
+            core.answer(peer, msg, buf, Some(via), &a, Some((now, id)));
+            true
+        };
+        let Some(sender) = sender else {
+            return refuse(self, 400, "Bad Request", "From: not a SIP URI");
+        };
+        if offer.setup(OfferAnswer::Offer) == Setup::Passive {
+            let why = "a=setup:passive: this server does not connect out to store a message";
+            return refuse(self, 488, "Not Acceptable Here", why);
+        }
+        let path: Vec<u8> = offer
+            .path()
+            .unwrap_or_default()
+            .join(&b' ');
+        if path.is_empty() {
+            return refuse(self, 488, "Not Acceptable Here", "the offer has no a=path");
+        }
+        if let Err(e) = self.msrp.may_store(&aor, None) {
+            let (code, reason) = refusal(&e);
+            let why = e.to_string();
+            return refuse(self, code, reason, &why);
+        }
+        if self.dialogs.len() >= DEFERRED_DIALOGS_PER_SHARD_MAX {
+            return refuse(self, 503, "Service Unavailable", "too many sessions");
+        }
+        let Some(listen) = self.msrp.listen_addr() else {
+            return refuse(self, 500, "Server Internal Error", "no MSRP listener");
+        };
+        let local = self
+            .msrp
+            .create_store_session(&aor, &sender, &path, Vec::new());
+        let mut sdp = Vec::with_capacity(256);
+        let answer = MsrpSdp {
+            origin_user: b"imrelay",
+            session_id: self.ids.next_u64() >> 1,
+            session_version: 1,
+            address: listen.ip(),
+            port: listen.port(),
+            tls: false,
+            path: &[&local],
+            accept_types: &[b"*"],
+            accept_wrapped_types: &[],
+            max_size: None,
+            setup: Some(Setup::Passive),
+            direction: Some(crate::sip::sdp::Direction::RecvOnly),
+            extra_attributes: &[],
+        };
+        if answer.write_answer(&offer, &mut sdp).is_err() {
+            self.msrp.close_session(now, &local);
+            return refuse(self, 488, "Not Acceptable Here", "no MSRP stream to answer");
+        }
+        let mut tag = [0u8; 16];
+        let tag = self.tag(&mut tag).to_vec();
+        let contact = match peer.transport {
+            Transport::Udp => format!("<sip:{}>", self.sent_by),
+            Transport::Tcp(_) => format!("<sip:{};transport=tcp>", self.sent_by),
+        };
+        let ok = Answering {
+            code: 200,
+            reason: "OK",
+            headers: &[("Contact", contact.as_bytes())],
+            warning: None,
+        };
+        let dest = self.answer_with(
+            peer,
+            msg,
+            buf,
+            Some(via),
+            &ok,
+            Some((now, id)),
+            &tag,
+            Some((b"application/sdp", &sdp)),
+        );
+        let resend = (dest.transport == Transport::Udp).then(|| Resend {
+            bytes: self.out.back().map(|t| t.bytes.clone()).unwrap_or_default(),
+            to: dest,
+            next: now + T1,
+            interval: T1,
+            give_up: now + 64 * T1,
+        });
+        let call_id = msg.value(buf, HeaderName::CallId).unwrap_or_default();
+        tracing::debug!(
+            aor = %String::from_utf8_lossy(&aor),
+            session = %String::from_utf8_lossy(&local),
+            "storing a session-mode message"
+        );
+        self.dialogs.insert(
+            dialog_key(call_id, &tag),
+            Dialog {
+                session: local,
+                until: now + Duration::from_secs(DEFERRED_DIALOG_SECS_MAX),
+                resend,
+            },
+        );
+        self.dialog_sweep(now);
+        true
+    }
+
+    /// An `ACK` that matched no transaction: the one of a `200` of ours stops its
+    /// retransmissions. Returns whether it was for one of our dialogs.
+    pub(super) fn dialog_ack(&mut self, msg: &Message, buf: &[u8]) -> bool {
+        let (Some(call_id), Some(tag)) = (msg.value(buf, HeaderName::CallId), to_tag(msg, buf))
+        else {
+            return false;
+        };
+        match self.dialogs.get_mut(&dialog_key(call_id, tag)) {
+            Some(d) => {
+                d.resend = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A `BYE` in one of our dialogs: `200`, and its session ends. Returns whether it was.
+    pub(super) fn dialog_bye(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        via: &Via<'_>,
+    ) -> bool {
+        let (Some(call_id), Some(tag)) = (msg.value(buf, HeaderName::CallId), to_tag(msg, buf))
+        else {
+            return false;
+        };
+        let Some(d) = self.dialogs.remove(&dialog_key(call_id, tag)) else {
+            return false;
+        };
+        self.msrp.close_session(now, &d.session);
+        let ok = Answering {
+            code: 200,
+            reason: "OK",
+            headers: &[],
+            warning: None,
+        };
+        self.answer(peer, msg, buf, Some(via), &ok, Some((now, id)));
+        true
+    }
+
+    /// When the dialogs next need a look (a `200` to send again, a dialog to end).
+    pub(super) fn dialog_timeout(&self) -> Option<Instant> {
+        self.dialog_sweep_at
+    }
+
+    /// Sends `200`s again, and ends dialogs past their time.
+    pub(super) fn dialog_sweep(&mut self, now: Instant) {
+        let mut next: Option<Instant> = None;
+        let mut ended = Vec::new();
+        let mut resend = Vec::new();
+        for (k, d) in self.dialogs.iter_mut() {
+            if d.until <= now {
+                ended.push(k.clone());
+                continue;
+            }
+            if let Some(r) = d.resend.as_mut() {
+                if r.give_up <= now {
+                    d.resend = None;
+                } else if r.next <= now {
+                    resend.push(Transmit {
+                        to: r.to,
+                        bytes: r.bytes.clone(),
+                    });
+                    r.interval = (r.interval * 2).min(T2);
+                    r.next = now + r.interval;
+                }
+            }
+            let at = d.resend.as_ref().map_or(d.until, |r| r.next.min(d.until));
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        for k in ended {
+            if let Some(d) = self.dialogs.remove(&k) {
+                self.msrp.close_session(now, &d.session);
+            }
+        }
+        self.out.extend(resend);
+        self.dialog_sweep_at = next;
+    }
+}
