@@ -337,7 +337,7 @@ Content-Length: {len}\r\n\r\n",
 }
 
 mod session;
-pub use session::SESSION_CHUNK_BYTES;
+pub use session::{Fetched, SESSION_CHUNK_BYTES};
 
 /// The top Via's branch of a parsed message (empty when it has none).
 fn branch_of<'r>(m: &Message, raw: &'r [u8]) -> &'r [u8] {

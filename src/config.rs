@@ -506,11 +506,24 @@ impl Default for ModeRole {
 #[serde(deny_unknown_fields)]
 pub struct Role {
     pub enabled: bool,
+    /// Deferred role: its own SIP URI — the sender of "messages waiting" notifications and
+    /// the target of retrieval `INVITE`s (default `sip:deferred@<first domain>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Deferred role: servers (IP addresses) whose retrieval requests are taken for the user
+    /// in their `From` — the users' home servers. Others must come from where the user is
+    /// registered here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted: Vec<IpAddr>,
 }
 
 impl Default for Role {
     fn default() -> Self {
-        Role { enabled: true }
+        Role {
+            enabled: true,
+            uri: None,
+            trusted: Vec::new(),
+        }
     }
 }
 
@@ -671,6 +684,19 @@ impl Config {
 
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(uri) = &self.roles.deferred.uri {
+            let user = crate::sip::uri::SipUri::parse(uri.as_bytes())
+                .ok()
+                .and_then(|u| u.user().map(<[u8]>::to_vec));
+            if user.is_none() {
+                return Err(ConfigError::invalid(
+                    "roles.deferred.uri",
+                    format!(
+                        "{uri:?} is not a SIP URI with a user (e.g. \"sip:deferred@example.com\")"
+                    ),
+                ));
+            }
+        }
         for (i, r) in self.route.iter().enumerate() {
             let ours = self
                 .server
@@ -795,6 +821,16 @@ impl Config {
             addr: self.server.sip_addr,
             notice_from: self.pager.notice_from.clone(),
             deferred: self.roles.deferred.enabled,
+            deferred_trusted: self.roles.deferred.trusted.clone(),
+            deferred_uri: self.roles.deferred.uri.clone().unwrap_or_else(|| {
+                format!(
+                    "sip:deferred@{}",
+                    self.server
+                        .domains
+                        .first()
+                        .map_or("localhost", String::as_str)
+                )
+            }),
             deferred_server: self
                 .roles
                 .home
@@ -831,6 +867,10 @@ pub struct Identity {
     pub notice_from: Option<String>,
     /// The deferred role runs here: offline users' messages are stored by this process.
     pub deferred: bool,
+    /// The deferred role's own URI (`roles.deferred.uri`).
+    pub deferred_uri: String,
+    /// Servers whose retrieval requests are taken for the user they name.
+    pub deferred_trusted: Vec<IpAddr>,
     /// Requests for offline users of ours go to this deferred server instead.
     pub deferred_server: Option<SocketAddr>,
 }

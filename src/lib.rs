@@ -32,6 +32,8 @@
 pub mod admin;
 pub mod client;
 pub mod config;
+pub mod cpim;
+pub mod deferred_list;
 pub mod limits;
 pub mod msrp;
 pub mod registrar;

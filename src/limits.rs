@@ -278,3 +278,9 @@ pub const DEFERRED_DIALOG_SECS_MAX: u64 = 3600;
 /// must fit one UDP datagram below the path MTU, RFC 3428 §4) and larger ones in session
 /// mode (MSRP).
 pub const CLIENT_PAGER_BYTES_MAX: usize = 1300;
+
+/// Entries a list of waiting messages may hold (the notification, a retrieval's list).
+pub const DEFERRED_LIST_ENTRIES_MAX: usize = 10_000;
+
+/// Chunks of a stored message sent on a retrieval session carry at most this many bytes.
+pub const MSRP_RETRIEVE_CHUNK_BYTES: usize = 64 * 1024;

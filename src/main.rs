@@ -88,6 +88,25 @@ enum ClientCommand {
         #[arg(long, default_value_t = imrelay::client::SESSION_CHUNK_BYTES)]
         chunk: usize,
     },
+    /// Register, print the list of waiting session-mode messages the server sends (and any
+    /// pager message delivered meanwhile), then unregister.
+    Inbox {
+        /// How long to wait for the list, in seconds.
+        #[arg(long = "for", default_value_t = 3)]
+        seconds: u64,
+    },
+    /// Register, retrieve waiting session-mode messages (those named, or all) over MSRP and
+    /// save each as DIR/<id>, then unregister.
+    Fetch {
+        /// Message ids (32 hex digits) as `inbox` lists them; none: all.
+        ids: Vec<String>,
+        /// Directory the messages are saved in.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// The deferred server's URI (default: sip:deferred@<the user's domain>).
+        #[arg(long, value_name = "URI")]
+        deferred: Option<String>,
+    },
     /// Register, print each MESSAGE that arrives (sender, time, text), then unregister.
     Listen {
         /// Stop after this many messages.
@@ -238,6 +257,71 @@ fn client(args: ClientArgs) -> ExitCode {
                     };
                     println!("{} {}: {what}", a.code, a.reason);
                 }
+            }
+            ClientCommand::Inbox { seconds } => {
+                c.register(300)?;
+                let got = c.listen(std::time::Duration::from_secs(seconds), None, |_| {})?;
+                c.register(0)?;
+                let mut waiting = 0usize;
+                for m in &got {
+                    let is_list = m.content_type.as_deref().is_some_and(|t| {
+                        t.eq_ignore_ascii_case(imrelay::deferred_list::CONTENT_TYPE)
+                    });
+                    if !is_list {
+                        println!(
+                            "pager message from {}: {}",
+                            m.from,
+                            String::from_utf8_lossy(&m.body)
+                        );
+                        continue;
+                    }
+                    let list = imrelay::deferred_list::parse(&m.body)
+                        .map_err(|e| imrelay::client::ClientError::Garbled(e.to_string()))?;
+                    for e in list {
+                        waiting += 1;
+                        println!(
+                            "{}  {}  {:>10} B  {}  from {}  (expires {})",
+                            e.id, e.stored, e.size, e.content_type, e.from, e.expires
+                        );
+                    }
+                }
+                println!("{waiting} session-mode message(s) waiting");
+            }
+            ClientCommand::Fetch { ids, out, deferred } => {
+                let ids = ids
+                    .iter()
+                    .map(|i| {
+                        i.parse::<imrelay::store::record::MessageId>().map_err(|_| {
+                            imrelay::client::ClientError::Garbled(format!(
+                                "{i:?} is not a message id (32 hex digits)"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let domain = args.user.rsplit('@').next().unwrap_or("localhost");
+                let deferred = deferred.unwrap_or_else(|| format!("sip:deferred@{domain}"));
+                c.register(300)?;
+                let mut saved = Vec::new();
+                let fetched = c.fetch(&deferred, &ids, |m| {
+                    let path = out.join(&m.id);
+                    match std::fs::write(&path, &m.body) {
+                        Ok(()) => println!(
+                            "{}  from {}  stored {}  {} B  {} -> {}",
+                            m.id,
+                            m.from,
+                            m.date_time,
+                            m.body.len(),
+                            m.content_type,
+                            path.display()
+                        ),
+                        Err(e) => eprintln!("imrelay client: {}: {e}", path.display()),
+                    }
+                    saved.push(path);
+                });
+                let unregistered = c.register(0);
+                let list = fetched?;
+                unregistered?;
+                println!("{} of {} message(s) retrieved", saved.len(), list.len());
             }
             ClientCommand::Listen { count, seconds } => {
                 c.register(600)?;

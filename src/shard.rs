@@ -662,6 +662,9 @@ impl Core {
                 msg.value(buf, HeaderName::To)
                     .and_then(|to| NameAddr::parse("To", to).ok())
                     .and_then(|to| self.home_aor(to.uri().as_bytes()).ok())
+            } else if self.is_deferred_uri(uri.of(buf)) {
+                // A retrieval: the shard that owns the user asking (and its messages).
+                self.from_aor(msg, buf)
             } else {
                 SipUri::parse(uri.of(buf))
                     .ok()

@@ -11,11 +11,13 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::{Answer, Client, ClientError};
+use crate::deferred_list::Listed;
 use crate::msrp::endpoint::{Endpoint, EndpointError};
 use crate::msrp::uri::path_uris;
 use crate::sip::header::HeaderName;
 use crate::sip::message::Message;
 use crate::sip::sdp::{MsrpSdp, SessionDescription, Setup};
+use crate::store::record::MessageId;
 
 /// The default chunk size of session-mode sends, in bytes.
 pub const SESSION_CHUNK_BYTES: usize = 64 * 1024;
@@ -52,9 +54,20 @@ impl Client {
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Answer, ClientError> {
         let local = self.local_addr()?;
-        let me = format!("msrp://{}:9/c{:016x};tcp", ip_text(local.ip()), self.ids.next_u64());
-        let (answer, dialog) = self.invite(to, &me)?;
-        let outcome = self.transfer(&dialog, &me, content_type, body, chunk.max(1), &mut progress);
+        let me = format!(
+            "msrp://{}:9/c{:016x};tcp",
+            ip_text(local.ip()),
+            self.ids.next_u64()
+        );
+        let (answer, dialog, _) = self.invite(to, &me, None)?;
+        let outcome = self.transfer(
+            &dialog,
+            &me,
+            content_type,
+            body,
+            chunk.max(1),
+            &mut progress,
+        );
         // The session ends whatever became of the message.
         let bye = self.bye(&dialog);
         outcome?;
@@ -62,7 +75,7 @@ impl Client {
         Ok(answer)
     }
 
-    fn invite(&mut self, to: &str, me: &str) -> Result<(Answer, Dialog), ClientError> {
+    fn offer(&mut self, me: &str) -> Result<Vec<u8>, ClientError> {
         let local = self.local_addr()?;
         let mut sdp = Vec::new();
         MsrpSdp {
@@ -81,6 +94,39 @@ impl Client {
             extra_attributes: &[],
         }
         .write_offer(&mut sdp);
+        Ok(sdp)
+    }
+
+    /// Sends an `INVITE` offering an MSRP session at `me` (with `extra`, a list to send
+    /// along in a `multipart/mixed` body) and acknowledges its `200`; returns the answer,
+    /// the dialog, and the answer's list when it had one.
+    fn invite(
+        &mut self,
+        to: &str,
+        me: &str,
+        extra: Option<&str>,
+    ) -> Result<(Answer, Dialog, Option<Vec<u8>>), ClientError> {
+        let local = self.local_addr()?;
+        let sdp = self.offer(me)?;
+        let (content_type, body) = match extra {
+            None => ("application/sdp".to_owned(), sdp),
+            Some(list) => {
+                let boundary = format!("c{:016x}", self.ids.next_u64());
+                let mut b = Vec::new();
+                crate::sip::multipart::write(
+                    &mut b,
+                    &boundary,
+                    &[
+                        (b"application/sdp", &sdp),
+                        (
+                            crate::deferred_list::CONTENT_TYPE.as_bytes(),
+                            list.as_bytes(),
+                        ),
+                    ],
+                );
+                (format!("multipart/mixed;boundary={boundary}"), b)
+            }
+        };
         let from = format!("<{}>;tag={:x}", self.aor, self.ids.next_u64());
         let call_id = format!("{:016x}@{}", self.ids.next_u64(), ip_text(local.ip()));
         let user = self
@@ -100,13 +146,13 @@ Call-ID: {call_id}\r\n\
 CSeq: 1 INVITE\r\n\
 Contact: <sip:{user}@{local}>\r\n\
 Accept-Contact: *;+g.oma.sip-im\r\n\
-Content-Type: application/sdp\r\n\
+Content-Type: {content_type}\r\n\
 Content-Length: {len}\r\n\r\n",
             branch = self.ids.next_u64(),
-            len = sdp.len(),
+            len = body.len(),
         )
         .into_bytes();
-        req.extend_from_slice(&sdp);
+        req.extend_from_slice(&body);
         let answer = self.transact(&req)?;
         let mut m = Message::new();
         m.parse_datagram(&answer.raw)
@@ -115,7 +161,32 @@ Content-Length: {len}\r\n\r\n",
             m.value(&answer.raw, name)
                 .map(|v| String::from_utf8_lossy(v).into_owned())
         };
-        let answer_sdp = SessionDescription::parse(m.body().of(&answer.raw))
+        let body = m.body().of(&answer.raw);
+        let answer_type = m
+            .value(&answer.raw, HeaderName::ContentType)
+            .unwrap_or_default();
+        let (sdp_body, list) = if crate::sip::multipart::is_multipart_mixed(answer_type) {
+            let parts = crate::sip::multipart::boundary(answer_type)
+                .ok_or(crate::sip::multipart::MultipartError::NoBoundary)
+                .and_then(|b| crate::sip::multipart::parse(body, b))
+                .map_err(|e| ClientError::Garbled(e.to_string()))?;
+            let of = |t: &str| {
+                parts
+                    .iter()
+                    .find(|p| {
+                        crate::sip::multipart::media_type(p.content_type)
+                            .eq_ignore_ascii_case(t.as_bytes())
+                    })
+                    .map(|p| p.body)
+            };
+            (
+                of("application/sdp").unwrap_or_default(),
+                of(crate::deferred_list::CONTENT_TYPE).map(<[u8]>::to_vec),
+            )
+        } else {
+            (body, None)
+        };
+        let answer_sdp = SessionDescription::parse(sdp_body)
             .map_err(|e| ClientError::Garbled(format!("SDP answer: {e}")))?;
         let path = answer_sdp
             .path()
@@ -141,11 +212,14 @@ Content-Length: {len}\r\n\r\n",
         // The ACK of a 2xx is a request of its own (§13.2.2.4); it is not answered.
         let ack = self.in_dialog("ACK", 1, &dialog);
         self.sock.send_to(&ack, self.server)?;
-        Ok((answer, dialog))
+        Ok((answer, dialog, list))
     }
 
     fn in_dialog(&mut self, method: &str, cseq: u32, d: &Dialog) -> Vec<u8> {
-        let local = self.sock.local_addr().map_or_else(|_| "0.0.0.0:0".into(), |a| a.to_string());
+        let local = self
+            .sock
+            .local_addr()
+            .map_or_else(|_| "0.0.0.0:0".into(), |a| a.to_string());
         format!(
             "{method} {ruri} SIP/2.0\r\n\
 Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
@@ -240,6 +314,107 @@ Content-Length: 0\r\n\r\n",
                 "no success REPORT within {REPORT_WAIT_SECS} s"
             ))),
         }
+    }
+}
+
+/// A stored message as retrieved: the CPIM envelope's fields and the content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The store's id (`imdn.Message-ID`).
+    pub id: String,
+    /// The original sender, the recipient, the time it was stored (RFC 3339).
+    pub from: String,
+    pub to: String,
+    pub date_time: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl Client {
+    /// Retrieves waiting session-mode messages from the deferred server `deferred` (its
+    /// URI, e.g. `sip:deferred@localhost`): those named by `ids`, or all when empty. Each
+    /// message is handed to `each` as it completes, then acknowledged with a success
+    /// `REPORT` (the server marks it delivered then). Returns the list the server answered
+    /// with (what it sends).
+    pub fn fetch(
+        &mut self,
+        deferred: &str,
+        ids: &[MessageId],
+        mut each: impl FnMut(&Fetched),
+    ) -> Result<Vec<Listed>, ClientError> {
+        let local = self.local_addr()?;
+        let me = format!(
+            "msrp://{}:9/f{:016x};tcp",
+            ip_text(local.ip()),
+            self.ids.next_u64()
+        );
+        let wanted = (!ids.is_empty()).then(|| crate::deferred_list::write_ids(&self.aor, ids));
+        let (_, dialog, list) = self.invite(deferred, &me, wanted.as_deref())?;
+        let list = list
+            .ok_or_else(|| ClientError::Garbled("the answer lists nothing".into()))
+            .and_then(|l| {
+                crate::deferred_list::parse(&l).map_err(|e| ClientError::Garbled(e.to_string()))
+            });
+        let outcome = list.and_then(|list| {
+            self.receive(&dialog, &me, &list, &mut each)?;
+            Ok(list)
+        });
+        let bye = self.bye(&dialog);
+        let list = outcome?;
+        bye?;
+        Ok(list)
+    }
+
+    /// Reads the listed messages off the session, answering and reporting each.
+    fn receive(
+        &mut self,
+        d: &Dialog,
+        me: &str,
+        list: &[Listed],
+        each: &mut dyn FnMut(&Fetched),
+    ) -> Result<(), ClientError> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        let addr = first_hop(&d.path)?;
+        let mut ep = Endpoint::connect(addr, me)?;
+        ep.bind(&d.path)?;
+        let mut partial: std::collections::HashMap<String, Vec<u8>> = Default::default();
+        let mut done: Vec<String> = Vec::new();
+        while done.len() < list.len() {
+            let mut piece_buf = Vec::new();
+            let m =
+                ep.r.next(&mut |_, piece| piece_buf.extend_from_slice(piece))?;
+            if m.start != "SEND" {
+                continue;
+            }
+            ep.answer(&m, 200)?;
+            let mid = m.header("Message-ID").unwrap_or_default().to_owned();
+            partial.entry(mid.clone()).or_default().extend(piece_buf);
+            if m.flag != b'$' {
+                continue;
+            }
+            let whole = partial.remove(&mid).unwrap_or_default();
+            let (head, at) = crate::cpim::parse_head(&whole)
+                .ok_or_else(|| ClientError::Garbled("a message that is not CPIM".into()))?;
+            let f = Fetched {
+                id: head.imdn_id,
+                from: head.from,
+                to: head.to,
+                date_time: head.date_time,
+                content_type: head.content_type,
+                body: whole[at..].to_vec(),
+            };
+            each(&f);
+            if m.header("Success-Report") == Some("yes") {
+                let back = m.header("From-Path").unwrap_or_default().to_owned();
+                ep.report(&back, &mid, whole.len() as u64, 200)?;
+            }
+            if !done.contains(&f.id) {
+                done.push(f.id);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -272,6 +272,38 @@ impl Endpoint {
         })
     }
 
+    /// Sends a `REPORT` on message `message_id` of `total` bytes with `status` (RFC 4975
+    /// §7.1.2: a success report covers the whole message).
+    pub fn report(
+        &mut self,
+        to_path: &str,
+        message_id: &str,
+        total: u64,
+        status: u16,
+    ) -> Result<(), EndpointError> {
+        let tid = self.tid("rep");
+        let comment = if status == 200 { "OK" } else { "Error" };
+        let r = format!(
+            "MSRP {tid} REPORT\r\nTo-Path: {to_path}\r\nFrom-Path: {}\r\nMessage-ID: {message_id}\r\n\
+Byte-Range: 1-{total}/{total}\r\nStatus: 000 {status} {comment}\r\n-------{tid}$\r\n",
+            self.me
+        );
+        self.tx.w.write_all(r.as_bytes())?;
+        Ok(())
+    }
+
+    /// Sends an empty `SEND` on the session `to_path` names: the connection is bound to it
+    /// (RFC 4975 §5.4: the side that connects speaks first).
+    pub fn bind(&mut self, to_path: &str) -> Result<(), EndpointError> {
+        let tid = self.tid("bind");
+        let r = format!(
+            "MSRP {tid} SEND\r\nTo-Path: {to_path}\r\nFrom-Path: {}\r\nMessage-ID: {tid}\r\nByte-Range: 1-0/0\r\n-------{tid}$\r\n",
+            self.me
+        );
+        self.tx.w.write_all(r.as_bytes())?;
+        Ok(())
+    }
+
     /// Answers a request hop by hop with `code`.
     pub fn answer(&mut self, m: &Received, code: u16) -> Result<(), EndpointError> {
         let prev = m

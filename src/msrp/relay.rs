@@ -70,6 +70,21 @@ pub enum Output {
     /// with this ticket's outcome once the store has it (its last chunk's `200` and the
     /// success `REPORT` wait for that).
     Durable(Ticket),
+    /// The peer of a retrieval session connected (on `conn`): the stored messages of
+    /// `aor` named by `ids` can go.
+    Opened {
+        session: Vec<u8>,
+        conn: ConnId,
+        aor: Vec<u8>,
+        ids: Vec<crate::store::record::MessageId>,
+    },
+    /// What became of a message sent on a retrieval session: the recipient's `REPORT`
+    /// status, or an error answer to one of its chunks.
+    Report {
+        session: Vec<u8>,
+        message_id: Vec<u8>,
+        status: u16,
+    },
 }
 
 /// One session: a URI of ours and the peer's path.
@@ -88,6 +103,8 @@ struct Session {
     expires: Option<Instant>,
     /// A deferred-role session: what arrives is stored for its recipient.
     store: Option<Box<deferred::Deposit>>,
+    /// A retrieval session: stored messages go out on it (the peer only acknowledges).
+    outbox: bool,
 }
 
 /// Where a request in progress goes.
@@ -103,6 +120,8 @@ enum Route {
     Path { conn: ConnId },
     /// Into the store (a deferred-role session).
     Store,
+    /// Answered here: a retrieval session's peer only binds and reports.
+    Outbox,
 }
 
 /// A message arriving on a connection, between its head and its end-line.
@@ -255,6 +274,10 @@ pub struct Relay {
     sink: Option<Box<dyn deferred::Sink>>,
     /// Answers to last chunks waiting for their message to be durable.
     held: HashMap<Ticket, deferred::Held>,
+    /// Chunks sent on retrieval sessions, waiting for their answer: session, message.
+    outbox_sent: HashMap<[u8; TID_BYTES], (Vec<u8>, Vec<u8>)>,
+    /// Retrieval sessions not connected yet: whose messages, and which.
+    outboxes: HashMap<Vec<u8>, (Vec<u8>, Vec<crate::store::record::MessageId>)>,
     /// A monotonic instant and the Unix time in milliseconds it stands for.
     clock: (Instant, u64),
 }
@@ -292,6 +315,8 @@ impl Relay {
             expiries: BinaryHeap::new(),
             sink: None,
             held: HashMap::new(),
+            outbox_sent: HashMap::new(),
+            outboxes: HashMap::new(),
             clock: (Instant::now(), 0),
         }
     }
@@ -342,6 +367,7 @@ impl Relay {
                     accept: Vec::new(),
                     expires: None,
                     store: None,
+                    outbox: false,
                 },
             );
         }
@@ -405,9 +431,7 @@ impl Relay {
             pos += n;
             match event {
                 Event::Head(head, bytes) => self.on_head(now, conn, &head, bytes),
-                Event::Body(b) => {
-                    self.on_body(now, conn, Span::new(base, base + b.len()), b, None)
-                }
+                Event::Body(b) => self.on_body(now, conn, Span::new(base, base + b.len()), b, None),
                 Event::LastBody(b, flag) => {
                     self.on_body(now, conn, Span::new(base, base + b.len()), b, Some(flag))
                 }
@@ -454,7 +478,7 @@ impl Relay {
                     && match &i.route {
                         Route::Leg => gone.contains(&i.session),
                         Route::Path { conn: to, .. } => *to == conn,
-                        Route::None | Route::Store => false,
+                        Route::None | Route::Store | Route::Outbox => false,
                     }
             })
             .map(|(&id, _)| id)
@@ -568,8 +592,10 @@ impl Relay {
             .extend_from_slice(head.value(bytes, HeaderName::MessageId).unwrap_or_default());
         i.failure_report = head.failure_report(bytes).ok();
         i.success_report = head.success_report(bytes).unwrap_or(false);
-        i.content_type
-            .extend_from_slice(head.value(bytes, HeaderName::ContentType).unwrap_or_default());
+        i.content_type.extend_from_slice(
+            head.value(bytes, HeaderName::ContentType)
+                .unwrap_or_default(),
+        );
         let first = path_uris(to_path).next().and_then(Result::ok);
         if let Some(u) = first {
             i.to_first.extend_from_slice(u.as_bytes());
@@ -617,9 +643,21 @@ impl Relay {
                 }
                 Some(s) => {
                     // §5.4: the first request names the session a connection carries.
+                    if s.outbox && s.conn.is_none() {
+                        let id = session.unwrap_or_default();
+                        let (aor, ids) = self.outboxes.remove(id).unwrap_or_default();
+                        self.out.push_back(Output::Opened {
+                            session: id.to_vec(),
+                            conn,
+                            aor,
+                            ids,
+                        });
+                    }
                     s.conn = Some(conn);
                     i.route = if s.store.is_some() {
                         Route::Store
+                    } else if s.outbox {
+                        Route::Outbox
                     } else {
                         Route::Leg
                     };
@@ -634,6 +672,25 @@ impl Relay {
                 }
             },
         };
+        if i.refuse.is_none() && matches!(i.route, Route::Outbox) {
+            // A retrieval session's peer binds it (an empty SEND) and reports on what it
+            // got; it sends nothing of its own there.
+            match i.method {
+                Some(Method::Report) => {
+                    let status = head.status(bytes).ok().flatten().unwrap_or(0);
+                    self.out.push_back(Output::Report {
+                        session: session.unwrap_or_default().to_vec(),
+                        message_id: i.message_id.clone(),
+                        status,
+                    });
+                }
+                _ if head.has_body => i.refuse = Some((403, "Action-not-allowed")),
+                _ => {}
+            }
+            i.route = Route::None;
+            self.set_inbound(conn, i);
+            return;
+        }
         if i.refuse.is_none() {
             i.session.extend_from_slice(session.unwrap_or_default());
             if let Ok(r) = range {
@@ -738,6 +795,7 @@ impl Relay {
                         accept: Vec::new(),
                         expires: Some(until),
                         store: None,
+                        outbox: false,
                     },
                 );
                 self.expiries.push(Reverse((until, id)));
@@ -896,7 +954,7 @@ impl Relay {
                     None => (None, &[][..], &[][..]),
                 }
             }
-            Route::None | Route::Store => return,
+            Route::None | Route::Store | Route::Outbox => return,
         };
         let Some(to_conn) = to_conn else {
             // The other leg's peer has not connected (or went away): the sender is told
@@ -1075,6 +1133,16 @@ impl Relay {
         let Ok(key) = <[u8; TID_BYTES]>::try_from(tid) else {
             return;
         };
+        if let Some((session, message_id)) = self.outbox_sent.remove(&key) {
+            if status != 200 {
+                self.out.push_back(Output::Report {
+                    session,
+                    message_id,
+                    status,
+                });
+            }
+            return;
+        }
         if self.sent.get(&key).is_none_or(|s| s.to_conn != conn) {
             return;
         }
@@ -1194,7 +1262,7 @@ struct Reply<'a> {
 }
 
 mod deferred;
-pub use deferred::Sink;
+pub use deferred::{waiting_in, Sink, Waiting};
 
 #[cfg(test)]
 mod tests;

@@ -16,14 +16,17 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Semaphore;
 
 use super::shard_task::Local;
 use crate::limits::{
-    MSRP_BIND_SECS, MSRP_CONNECTIONS_PER_SHARD_MAX, MSRP_READ_BUFFER_BYTES, MSRP_WRITE_TIMEOUT_SECS,
+    MSRP_BIND_SECS, MSRP_CONNECTIONS_PER_SHARD_MAX, MSRP_READ_BUFFER_BYTES,
+    MSRP_RETRIEVE_CHUNK_BYTES, MSRP_WRITE_TIMEOUT_SECS,
 };
 use crate::msrp::relay::Output;
+use crate::store::record::MessageId;
 use crate::transport::ConnId;
 
 /// The write side of one connection.
@@ -41,6 +44,8 @@ struct Writer {
 #[derive(Default)]
 pub(crate) struct MsrpConns {
     writers: RefCell<HashMap<ConnId, Rc<Writer>>>,
+    /// Messages sent on retrieval sessions waiting for their REPORT: (session, message).
+    reports: RefCell<HashMap<(Vec<u8>, Vec<u8>), LocalSender<u16>>>,
     next: Cell<u64>,
     live: Cell<usize>,
 }
@@ -184,6 +189,140 @@ fn await_durable(local: &Rc<Local>, ticket: crate::store::core::Ticket) {
     .detach();
 }
 
+/// The stored messages to send on a retrieval session once its peer connected.
+struct Retrieval {
+    session: Vec<u8>,
+    conn: ConnId,
+    aor: Vec<u8>,
+    ids: Vec<MessageId>,
+}
+
+/// Sends stored messages on a retrieval session, one at a time, oldest first (DESIGN §3,
+/// retrieval): each as `message/cpim` (the original sender, the recipient, the time stored,
+/// the id as `imdn.Message-ID`, then the stored content) in chunks of
+/// [`MSRP_RETRIEVE_CHUNK_BYTES`], the body written from the store's maps. A message is
+/// marked delivered when the recipient's success `REPORT` comes; an error, or no report
+/// within [`crate::msrp::relay::RESPONSE_TIMEOUT`], stops the round (the message stays).
+async fn retrieve(local: Rc<Local>, job: Retrieval) {
+    let store = Rc::clone(local.store_local());
+    let mut sent_messages = 0usize;
+    for &id in &job.ids {
+        let m = match store.read(&job.aor, id).await {
+            Ok(m) => m,
+            // Delivered (another retrieval) or expired meanwhile.
+            Err(_) => continue,
+        };
+        let mut cpim = Vec::with_capacity(256);
+        crate::cpim::write_head(
+            &mut cpim,
+            &m.sender,
+            &job.aor,
+            m.stored_at_ms,
+            id,
+            &m.content_type,
+            m.body.len() as u64,
+        );
+        let total = (cpim.len() + m.body.len()) as u64;
+        let message_id = id.to_string().into_bytes();
+        let key = (job.session.clone(), message_id.clone());
+        let (tx, rx) = local_channel::new_bounded(1);
+        local.msrp.reports.borrow_mut().insert(key.clone(), tx);
+        let pieces: Vec<&[u8]> = std::iter::once(&cpim[..])
+            .chain(m.body.slices())
+            .filter(|p| !p.is_empty())
+            .collect();
+        let written = send_pieces(&local, &job, &message_id, &pieces, total).await;
+        let status = if written {
+            future::or(async { rx.recv().await.unwrap_or(0) }, async {
+                glommio::timer::sleep(crate::msrp::relay::RESPONSE_TIMEOUT).await;
+                408
+            })
+            .await
+        } else {
+            0
+        };
+        local.msrp.reports.borrow_mut().remove(&key);
+        if status != 200 {
+            tracing::debug!(status, %id, "retrieval stopped; the message stays");
+            return;
+        }
+        if let Err(e) = store.deliver(crate::runtime::store::now_ms(), &job.aor, id) {
+            tracing::debug!(error = %e, "retrieved message no longer pending");
+        }
+        sent_messages += 1;
+    }
+    tracing::debug!(
+        messages = sent_messages,
+        aor = %String::from_utf8_lossy(&job.aor),
+        "retrieval finished"
+    );
+}
+
+/// Writes one message's `pieces` (`total` bytes) as chunks on the retrieval session.
+async fn send_pieces(
+    local: &Rc<Local>,
+    job: &Retrieval,
+    message_id: &[u8],
+    pieces: &[&[u8]],
+    total: u64,
+) -> bool {
+    let Some(w) = local.msrp.writers.borrow().get(&job.conn).cloned() else {
+        return false;
+    };
+    let (mut k, mut off, mut sent) = (0usize, 0usize, 0u64);
+    let mut iov: Vec<libc::iovec> = Vec::with_capacity(8);
+    loop {
+        let len = (MSRP_RETRIEVE_CHUNK_BYTES as u64).min(total - sent);
+        let last = sent + len == total;
+        let chunk = local.shard.borrow_mut().msrp().outbox_chunk(
+            &job.session,
+            message_id,
+            sent + 1,
+            len,
+            total,
+            last,
+            b"message/cpim",
+        );
+        let Some((conn, head, tail)) = chunk else {
+            return false;
+        };
+        if conn != job.conn {
+            return false;
+        }
+        iov.clear();
+        let mut push = |p: &[u8]| {
+            iov.push(libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            })
+        };
+        push(&head);
+        let mut need = len as usize;
+        while need > 0 && k < pieces.len() {
+            let p = &pieces[k][off..];
+            let take = p.len().min(need);
+            push(&p[..take]);
+            need -= take;
+            off += take;
+            if off == pieces[k].len() {
+                k += 1;
+                off = 0;
+            }
+        }
+        push(&tail);
+        // SAFETY: the iovecs point into `head`, `tail` and `pieces` (the message's maps and
+        // CPIM head, held by the caller), all alive and unchanged until the write returns.
+        if unsafe { write_iovecs(&w, &mut iov) }.await.is_err() {
+            doom(&w);
+            return false;
+        }
+        sent += len;
+        if last {
+            return true;
+        }
+    }
+}
+
 /// Scratch of [`perform_batch`], kept by each reader so that writing allocates nothing once
 /// warm.
 #[derive(Default)]
@@ -216,6 +355,30 @@ async fn perform_batch(
                 }
             }
             Output::Durable(ticket) => await_durable(local, *ticket),
+            Output::Opened {
+                session,
+                conn,
+                aor,
+                ids,
+            } => {
+                let job = Retrieval {
+                    session: session.clone(),
+                    conn: *conn,
+                    aor: aor.clone(),
+                    ids: ids.clone(),
+                };
+                glommio::spawn_local(retrieve(Rc::clone(local), job)).detach();
+            }
+            Output::Report {
+                session,
+                message_id,
+                status,
+            } => {
+                let key = (session.clone(), message_id.clone());
+                if let Some(tx) = local.msrp.reports.borrow_mut().remove(&key) {
+                    let _ = tx.try_send(*status);
+                }
+            }
         }
     }
     for k in 0..batch.conns.len() {

@@ -91,6 +91,10 @@ pub(crate) struct Local {
     /// the number of the retry timer that is current (older ones do nothing when they fire).
     retries: RefCell<HashMap<Vec<u8>, (u32, u64)>>,
     pager: crate::config::PagerConfig,
+    /// Users told of their waiting session-mode messages: the newest one told of.
+    notified: RefCell<HashMap<Vec<u8>, crate::store::record::MessageId>>,
+    /// The deferred server's own URI (the sender of notifications, the target of retrievals).
+    deferred_uri: String,
 }
 
 impl Local {
@@ -144,6 +148,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
     // SAFETY: created by `sockets::bind_msrp` for this shard alone; ownership passes here once.
     let msrp_listener = msrp_fd.map(|fd| unsafe { TcpListener::from_raw_fd(fd) });
 
+    let identity_deferred_uri = identity.deferred_uri.clone();
     let local = Rc::new(Local {
         index,
         shard: RefCell::new({
@@ -174,6 +179,8 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         retries: RefCell::new(HashMap::new()),
         msrp: super::msrp::MsrpConns::default(),
         pager,
+        notified: RefCell::new(HashMap::new()),
+        deferred_uri: identity_deferred_uri,
     });
 
     {
@@ -397,6 +404,10 @@ async fn flush(local: &Rc<Local>) {
         // A recipient that registers gets what was kept for it.
         let ev = local.shard.borrow_mut().poll_event();
         let Some(ev) = ev else { break };
+        if let crate::registrar::Event::Unreachable { aor } = &ev {
+            // Told again at its next registration.
+            local.notified.borrow_mut().remove(&aor[..]);
+        }
         if let crate::registrar::Event::Reachable { aor } = ev {
             let aor = aor.to_vec();
             let idle = local.delivering.borrow_mut().insert(aor.clone());
@@ -440,7 +451,7 @@ pub(crate) fn rearm(local: &Local) {
 /// discards that message, logged, and the round goes on.
 async fn deliver_pending(local: Rc<Local>, aor: Vec<u8>) {
     let store = Rc::clone(local.store.local());
-    while let Some(&id) = store.pending(&aor).first() {
+    while let Some(&id) = store.pending_of(&aor, false).first() {
         let m = match store.read(&aor, id).await {
             Ok(m) => m,
             Err(e) => {
@@ -503,11 +514,63 @@ async fn deliver_pending(local: Rc<Local>, aor: Vec<u8>) {
             tracing::debug!(error = %e, "message no longer pending");
         }
     }
-    if store.pending(&aor).is_empty() {
+    if store.pending_of(&aor, false).is_empty() {
         local.shard.borrow_mut().clear_backlog(&aor);
         local.retries.borrow_mut().remove(&aor);
     }
+    notify_waiting(&local, &aor).await;
     local.delivering.borrow_mut().remove(&aor);
+}
+
+/// Tells a user who is back which session-mode messages wait for it (a `MESSAGE` from the
+/// deferred server with the list, [`crate::deferred_list`]) — once per registration, and
+/// again when more arrive.
+async fn notify_waiting(local: &Rc<Local>, aor: &[u8]) {
+    let store = Rc::clone(local.store.local());
+    let ids = store.pending_of(aor, true);
+    let Some(&newest) = ids.last() else { return };
+    if local.notified.borrow().get(aor) == Some(&newest) {
+        return;
+    }
+    let items: Vec<crate::deferred_list::Listed> = store
+        .summaries(aor, &ids)
+        .await
+        .into_iter()
+        .map(|s| crate::deferred_list::Listed {
+            id: s.id,
+            from: String::from_utf8_lossy(&s.sender).into_owned(),
+            stored: crate::wire::rfc3339(s.stored_at_ms),
+            expires: crate::wire::rfc3339(s.expires_at_ms),
+            size: s.size,
+            content_type: String::from_utf8_lossy(&s.content_type).into_owned(),
+        })
+        .collect();
+    let body = crate::deferred_list::write(&String::from_utf8_lossy(aor), &items);
+    let token = local.next_delivery.get();
+    local.next_delivery.set(token + 1);
+    let (tx, rx) = local_channel::new_bounded(1);
+    local.deliveries.borrow_mut().insert(token, tx);
+    let from = local.deferred_uri.as_bytes().to_vec();
+    let asked = local.shard.borrow_mut().deliver(
+        Instant::now(),
+        crate::shard::Delivery {
+            token,
+            aor: aor.to_vec(),
+            sender: from,
+            content_type: crate::deferred_list::CONTENT_TYPE.as_bytes().to_vec(),
+            stored_at_ms: crate::runtime::store::now_ms(),
+            body: body.into_bytes(),
+        },
+    );
+    if asked.is_err() {
+        local.deliveries.borrow_mut().remove(&token);
+        return;
+    }
+    flush(local).await;
+    let status = rx.recv().await.unwrap_or(408);
+    if (200..300).contains(&status) {
+        local.notified.borrow_mut().insert(aor.to_vec(), newest);
+    }
 }
 
 /// Counts a transient delivery failure for `aor` and arms the timer of the next try (which

@@ -24,7 +24,7 @@ use crate::limits::STORE_UPKEEP_INTERVAL_MS;
 use crate::runtime::mesh::ShardMsg;
 pub use crate::store::core::AppendRequest;
 use crate::store::core::{StoreError, Ticket};
-use crate::store::fs::{FsStore, StoredMessage};
+use crate::store::fs::{FsStore, StoredMessage, Summary};
 use crate::store::record::MessageId;
 
 /// What a shard's store did, for the counters printed at stop.
@@ -144,7 +144,10 @@ impl ShardStore {
 
     /// A receiver of ticket `t`'s outcome (a message queued through [`StoreSink`]); made
     /// before the shard yields, so the outcome cannot pass by unheard.
-    pub fn outcome(&self, t: Ticket) -> local_channel::LocalReceiver<Result<MessageId, StoreError>> {
+    pub fn outcome(
+        &self,
+        t: Ticket,
+    ) -> local_channel::LocalReceiver<Result<MessageId, StoreError>> {
         let (tx, rx) = local_channel::new_bounded(1);
         if self.closed.get() {
             let _ = tx.try_send(Err(StoreError::Io("the store is stopping".into())));
@@ -181,6 +184,40 @@ impl ShardStore {
     /// Pending messages of `aor`, oldest first.
     pub fn pending(&self, aor: &[u8]) -> Vec<MessageId> {
         self.fs.borrow().core().pending(aor).map(|e| e.id).collect()
+    }
+
+    /// Pending messages of `aor`, oldest first, of one kind: session mode (stored in
+    /// chunks, delivered over MSRP) or pager mode (delivered as `MESSAGE`).
+    pub fn pending_of(&self, aor: &[u8], session: bool) -> Vec<MessageId> {
+        self.fs
+            .borrow()
+            .core()
+            .pending(aor)
+            .filter(|e| e.commit_segment.is_some() == session)
+            .map(|e| e.id)
+            .collect()
+    }
+
+    /// What a list says of each of `ids` still pending (first records faulted in off the
+    /// shard when cold, as for [`ShardStore::read`]).
+    pub async fn summaries(&self, aor: &[u8], ids: &[MessageId]) -> Vec<Summary> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let Ok(head) = self.fs.borrow_mut().head_pages(aor, id) else {
+                continue;
+            };
+            if !head.resident() {
+                self.count(|s| s.cold_reads += 1);
+                head.prefetch();
+                glommio::executor()
+                    .spawn_blocking(move || head.touch())
+                    .await;
+            }
+            if let Ok(s) = self.fs.borrow_mut().summary(aor, id) {
+                out.push(s);
+            }
+        }
+        out
     }
 
     /// Reads a stored message for sending. When some pages of its records are not in
@@ -418,6 +455,10 @@ impl crate::msrp::relay::Sink for StoreSink {
         self.0.may_store(aor, bytes)
     }
 
+    fn waiting(&self, aor: &[u8]) -> Vec<crate::msrp::relay::Waiting> {
+        crate::msrp::relay::waiting_in(self.0.fs.borrow().core(), aor)
+    }
+
     fn begin(
         &mut self,
         now_ms: u64,
@@ -429,11 +470,14 @@ impl crate::msrp::relay::Sink for StoreSink {
         if self.0.closed.get() {
             return Err(StoreError::Io("the store is stopping".into()));
         }
-        self.0
-            .fs
-            .borrow_mut()
-            .core_mut()
-            .begin_upload(now_ms, aor, sender, content_type, total, None)
+        self.0.fs.borrow_mut().core_mut().begin_upload(
+            now_ms,
+            aor,
+            sender,
+            content_type,
+            total,
+            None,
+        )
     }
 
     fn piece(

@@ -263,6 +263,12 @@ impl Core {
             };
             self.answer(peer, msg, buf, Some(via), &trying, Some((now, id)));
         }
+        if method == Method::Invite
+            && self.is_deferred_uri(uri)
+            && self.retrieval(now, id, peer, msg, buf, via)
+        {
+            return;
+        }
         match self.plan(now, peer, msg, buf, uri) {
             Ok(plan) => self.forward(now, id, peer, msg, buf, method, plan),
             // A session-mode message for a user who is offline: the deferred role takes it.

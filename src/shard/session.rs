@@ -47,6 +47,16 @@ pub(super) struct Resend {
     give_up: Instant,
 }
 
+/// What a session-mode `200` answers with.
+struct SessionAnswer<'a> {
+    offer: &'a SessionDescription<'a>,
+    /// Our MSRP URI for the session.
+    local: Vec<u8>,
+    direction: crate::sip::sdp::Direction,
+    /// A list to send along (a retrieval's), making the body `multipart/mixed`.
+    list: Option<String>,
+}
+
 /// A dialog's key: Call-ID, then our `To` tag.
 fn dialog_key(call_id: &[u8], to_tag: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(call_id.len() + 1 + to_tag.len());
@@ -99,15 +109,13 @@ impl Core {
         if !self.identity.deferred || self.identity.deferred_server.is_some() {
             return false;
         }
-        let is_sdp = msg
-            .value(buf, HeaderName::ContentType)
-            .is_some_and(|t| {
-                t.split(|&b| b == b';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim_ascii()
-                    .eq_ignore_ascii_case(b"application/sdp")
-            });
+        let is_sdp = msg.value(buf, HeaderName::ContentType).is_some_and(|t| {
+            t.split(|&b| b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"application/sdp")
+        });
         let offer = match SessionDescription::parse(msg.body().of(buf)) {
             Ok(o) if is_sdp && o.msrp_media().is_some() => o,
             // Not a session-mode message (a call, or no offer): not ours to take.
@@ -137,10 +145,7 @@ impl Core {
             let why = "a=setup:passive: this server does not connect out to store a message";
             return refuse(self, 488, "Not Acceptable Here", why);
         }
-        let path: Vec<u8> = offer
-            .path()
-            .unwrap_or_default()
-            .join(&b' ');
+        let path: Vec<u8> = offer.path().unwrap_or_default().join(&b' ');
         if path.is_empty() {
             return refuse(self, 488, "Not Acceptable Here", "the offer has no a=path");
         }
@@ -152,12 +157,42 @@ impl Core {
         if self.dialogs.len() >= DEFERRED_DIALOGS_PER_SHARD_MAX {
             return refuse(self, 503, "Service Unavailable", "too many sessions");
         }
-        let Some(listen) = self.msrp.listen_addr() else {
-            return refuse(self, 500, "Server Internal Error", "no MSRP listener");
-        };
         let local = self
             .msrp
             .create_store_session(&aor, &sender, &path, Vec::new());
+        tracing::debug!(
+            aor = %String::from_utf8_lossy(&aor),
+            session = %String::from_utf8_lossy(&local),
+            "storing a session-mode message"
+        );
+        let answer = SessionAnswer {
+            offer: &offer,
+            local,
+            direction: crate::sip::sdp::Direction::RecvOnly,
+            list: None,
+        };
+        self.answer_session(now, id, peer, msg, buf, via, answer);
+        true
+    }
+
+    /// Answers a session-mode `INVITE` with `200`: our SDP answer (`a=path` = `local`, the
+    /// MSRP port of this shard, `a=setup:passive`) — alone, or in a `multipart/mixed` body
+    /// with `list` — and keeps the dialog.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_session(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        via: &Via<'_>,
+        a: SessionAnswer<'_>,
+    ) {
+        let listen = self
+            .msrp
+            .listen_addr()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let mut sdp = Vec::with_capacity(256);
         let answer = MsrpSdp {
             origin_user: b"imrelay",
@@ -166,18 +201,47 @@ impl Core {
             address: listen.ip(),
             port: listen.port(),
             tls: false,
-            path: &[&local],
+            path: &[&a.local],
             accept_types: &[b"*"],
             accept_wrapped_types: &[],
             max_size: None,
             setup: Some(Setup::Passive),
-            direction: Some(crate::sip::sdp::Direction::RecvOnly),
+            direction: Some(a.direction),
             extra_attributes: &[],
         };
-        if answer.write_answer(&offer, &mut sdp).is_err() {
-            self.msrp.close_session(now, &local);
-            return refuse(self, 488, "Not Acceptable Here", "no MSRP stream to answer");
+        if answer.write_answer(a.offer, &mut sdp).is_err() {
+            self.msrp.close_session(now, &a.local);
+            let refusal = Answering {
+                code: 488,
+                reason: "Not Acceptable Here",
+                headers: &[],
+                warning: Some("no MSRP stream to answer"),
+            };
+            self.answer(peer, msg, buf, Some(via), &refusal, Some((now, id)));
+            return;
         }
+        let (content_type, body) = match a.list {
+            None => (b"application/sdp".to_vec(), sdp),
+            Some(list) => {
+                let boundary = format!("imrelay-{:016x}", self.ids.next_u64());
+                let mut b = Vec::with_capacity(sdp.len() + list.len() + 200);
+                crate::sip::multipart::write(
+                    &mut b,
+                    &boundary,
+                    &[
+                        (b"application/sdp", &sdp),
+                        (
+                            crate::deferred_list::CONTENT_TYPE.as_bytes(),
+                            list.as_bytes(),
+                        ),
+                    ],
+                );
+                (
+                    format!("multipart/mixed;boundary={boundary}").into_bytes(),
+                    b,
+                )
+            }
+        };
         let mut tag = [0u8; 16];
         let tag = self.tag(&mut tag).to_vec();
         let contact = match peer.transport {
@@ -198,7 +262,7 @@ impl Core {
             &ok,
             Some((now, id)),
             &tag,
-            Some((b"application/sdp", &sdp)),
+            Some((&content_type, &body)),
         );
         let resend = (dest.transport == Transport::Udp).then(|| Resend {
             bytes: self.out.back().map(|t| t.bytes.clone()).unwrap_or_default(),
@@ -208,20 +272,169 @@ impl Core {
             give_up: now + 64 * T1,
         });
         let call_id = msg.value(buf, HeaderName::CallId).unwrap_or_default();
-        tracing::debug!(
-            aor = %String::from_utf8_lossy(&aor),
-            session = %String::from_utf8_lossy(&local),
-            "storing a session-mode message"
-        );
         self.dialogs.insert(
             dialog_key(call_id, &tag),
             Dialog {
-                session: local,
+                session: a.local,
                 until: now + Duration::from_secs(DEFERRED_DIALOG_SECS_MAX),
                 resend,
             },
         );
         self.dialog_sweep(now);
+    }
+
+    /// Whether `uri` is the deferred role's own URI.
+    pub(super) fn is_deferred_uri(&self, uri: &[u8]) -> bool {
+        match (
+            self.home_aor(uri),
+            self.home_aor(self.identity.deferred_uri.as_bytes()),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The address of record in a request's `From`, when it is a user of ours.
+    pub(super) fn from_aor(&self, msg: &Message, buf: &[u8]) -> Option<Vec<u8>> {
+        let from = msg.value(buf, HeaderName::From)?;
+        let n = NameAddr::parse("From", from).ok()?;
+        let u = n.sip_uri()?;
+        if !self.identity.is_myself(u.host_bytes(), u.port()) {
+            return None;
+        }
+        self.home_aor(u.as_bytes()).ok()
+    }
+
+    /// A retrieval `INVITE` to the deferred role's URI (figures 5 and 7): the user in its
+    /// `From` asks for its waiting session-mode messages — all of them (an SDP body), or
+    /// those its list names (`multipart/mixed`: the SDP and a
+    /// [`deferred_list`](crate::deferred_list)). It must come from where that user is
+    /// registered here, or from a trusted server (`roles.deferred.trusted`: its home). The
+    /// `200` carries our SDP answer and the list of what will be sent; the messages go once
+    /// the user connects. Returns whether it was answered here.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn retrieval(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        peer: Peer,
+        msg: &Message,
+        buf: &[u8],
+        via: &Via<'_>,
+    ) -> bool {
+        if !self.identity.deferred || self.identity.deferred_server.is_some() {
+            return false;
+        }
+        let refuse = |core: &mut Core, code, reason, warning: &str| {
+            let a = Answering {
+                code,
+                reason,
+                headers: &[],
+                warning: Some(warning),
+            };
+            core.answer(peer, msg, buf, Some(via), &a, Some((now, id)));
+            true
+        };
+        let Some(aor) = self.from_aor(msg, buf) else {
+            return refuse(self, 403, "Forbidden", "From: not a user of this domain");
+        };
+        let now_ms = self.unix_ms(now);
+        let trusted = self.identity.deferred_trusted.contains(&peer.addr.ip())
+            || self
+                .registrar
+                .lookup(now_ms, &aor)
+                .any(|b| b.source.addr.ip() == peer.addr.ip());
+        if !trusted {
+            let why = "retrieval only from where the user is registered";
+            return refuse(self, 403, "Forbidden", why);
+        }
+        let content_type = msg.value(buf, HeaderName::ContentType).unwrap_or_default();
+        let body = msg.body().of(buf);
+        let (sdp, wanted) = if crate::sip::multipart::is_multipart_mixed(content_type) {
+            let parts = crate::sip::multipart::boundary(content_type)
+                .ok_or(crate::sip::multipart::MultipartError::NoBoundary)
+                .and_then(|b| crate::sip::multipart::parse(body, b));
+            let parts = match parts {
+                Ok(p) => p,
+                Err(e) => return refuse(self, 400, "Bad Request", &e.to_string()),
+            };
+            let of = |t: &str| {
+                parts
+                    .iter()
+                    .find(|p| {
+                        crate::sip::multipart::media_type(p.content_type)
+                            .eq_ignore_ascii_case(t.as_bytes())
+                    })
+                    .map(|p| p.body)
+            };
+            let wanted = match of(crate::deferred_list::CONTENT_TYPE)
+                .map(crate::deferred_list::parse)
+                .transpose()
+            {
+                Ok(w) => w.map(|l| l.into_iter().map(|e| e.id).collect::<Vec<_>>()),
+                Err(e) => return refuse(self, 400, "Bad Request", &e.to_string()),
+            };
+            (of("application/sdp").unwrap_or_default(), wanted)
+        } else if crate::sip::multipart::media_type(content_type)
+            .eq_ignore_ascii_case(b"application/sdp")
+        {
+            (body, None)
+        } else {
+            let a = Answering {
+                code: 415,
+                reason: "Unsupported Media Type",
+                headers: &[("Accept", b"application/sdp, multipart/mixed")],
+                warning: None,
+            };
+            self.answer(peer, msg, buf, Some(via), &a, Some((now, id)));
+            return true;
+        };
+        let offer = match SessionDescription::parse(sdp) {
+            Ok(o) if o.msrp_media().is_some() => o,
+            _ => return refuse(self, 488, "Not Acceptable Here", "no MSRP offer"),
+        };
+        if offer.setup(OfferAnswer::Offer) == Setup::Passive {
+            let why = "a=setup:passive: the retrieving user must connect";
+            return refuse(self, 488, "Not Acceptable Here", why);
+        }
+        let path: Vec<u8> = offer.path().unwrap_or_default().join(&b' ');
+        if path.is_empty() {
+            return refuse(self, 488, "Not Acceptable Here", "the offer has no a=path");
+        }
+        if self.dialogs.len() >= DEFERRED_DIALOGS_PER_SHARD_MAX {
+            return refuse(self, 503, "Service Unavailable", "too many sessions");
+        }
+        let waiting: Vec<crate::msrp::relay::Waiting> = self
+            .msrp
+            .waiting(&aor)
+            .into_iter()
+            .filter(|w| wanted.as_ref().is_none_or(|ids| ids.contains(&w.id)))
+            .collect();
+        let items: Vec<crate::deferred_list::Listed> = waiting
+            .iter()
+            .map(|w| crate::deferred_list::Listed {
+                id: w.id,
+                stored: crate::wire::rfc3339(w.stored_at_ms),
+                expires: crate::wire::rfc3339(w.expires_at_ms),
+                size: w.size,
+                ..Default::default()
+            })
+            .collect();
+        let list = crate::deferred_list::write(&String::from_utf8_lossy(&aor), &items);
+        let ids = waiting.iter().map(|w| w.id).collect();
+        let local = self.msrp.create_outbox_session(&path, &aor, ids);
+        tracing::debug!(
+            aor = %String::from_utf8_lossy(&aor),
+            messages = items.len(),
+            "retrieval of session-mode messages"
+        );
+        let answer = SessionAnswer {
+            offer: &offer,
+            local,
+            direction: crate::sip::sdp::Direction::SendOnly,
+            list: Some(list),
+        };
+        self.answer_session(now, id, peer, msg, buf, via, answer);
         true
     }
 

@@ -5,6 +5,7 @@ pub mod client;
 pub mod error;
 pub mod header;
 pub mod message;
+pub mod multipart;
 pub mod print;
 pub mod sdp;
 pub mod transaction;

@@ -1123,6 +1123,55 @@ impl FsStore {
         })
     }
 
+    /// What a list of waiting messages says of one, read from its first record only (a
+    /// large message's body pages are not touched); `head_pages` is that record, for a
+    /// reader to prefetch first.
+    pub fn summary(&mut self, aor: &[u8], id: MessageId) -> Result<Summary, StoreError> {
+        let entry = self
+            .core
+            .find(aor, id)
+            .cloned()
+            .ok_or(StoreError::UnknownMessage)?;
+        let seg = SegmentRef {
+            recipient: RecipientKey::of(aor),
+            seq: entry.segment,
+        };
+        let map = self.ensure_map(seg, entry.offset + u64::from(entry.record_len))?;
+        let meta = match record_at(&map, entry.offset, id)? {
+            Record::Message { meta, .. } | Record::Begin { meta } if meta.id == id => meta,
+            _ => {
+                return Err(StoreError::Io(format!(
+                    "record of {id} is not that message"
+                )))
+            }
+        };
+        Ok(Summary {
+            id,
+            stored_at_ms: meta.stored_at_ms,
+            expires_at_ms: meta.expires_at_ms,
+            size: entry.body_len,
+            sender: meta.sender.to_vec(),
+            content_type: meta.content_type.to_vec(),
+            session: entry.commit_segment.is_some(),
+        })
+    }
+
+    /// The first record of a stored message, not read yet (see [`FsStore::summary`]).
+    pub fn head_pages(&mut self, aor: &[u8], id: MessageId) -> Result<Pages, StoreError> {
+        let entry = self
+            .core
+            .find(aor, id)
+            .cloned()
+            .ok_or(StoreError::UnknownMessage)?;
+        let seg = SegmentRef {
+            recipient: RecipientKey::of(aor),
+            seq: entry.segment,
+        };
+        let end = entry.offset + u64::from(entry.record_len);
+        let map = self.ensure_map(seg, end)?;
+        Ok(Pages(vec![(map, entry.offset as usize..end as usize)]))
+    }
+
     /// The records of a stored message as they lie in the maps, not read yet (nothing is
     /// verified, so no page is touched): what a reader prefetches before [`FsStore::message`]
     /// reads and verifies them.
@@ -1248,6 +1297,20 @@ impl Pages {
             }
         }
     }
+}
+
+/// What a list of waiting messages says of one ([`FsStore::summary`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub id: MessageId,
+    pub stored_at_ms: u64,
+    pub expires_at_ms: u64,
+    /// Body bytes.
+    pub size: u64,
+    pub sender: Vec<u8>,
+    pub content_type: Vec<u8>,
+    /// It arrived in session mode (MSRP, stored in chunks) and is delivered so.
+    pub session: bool,
 }
 
 /// A message read from the store: metadata, and the body as slices of shared read-only

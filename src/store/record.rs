@@ -88,7 +88,7 @@ impl Kind {
 }
 
 /// A message id: 128 bits, unique per store (minted by the store, or taken from the sender).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageId(pub u128);
 
 impl std::fmt::Display for MessageId {

@@ -171,6 +171,36 @@ pub fn digest128(domains: (u8, u8), parts: &[&[u8]]) -> u128 {
     (u128::from(half(domains.0)) << 64) | u128::from(half(domains.1))
 }
 
+/// The civil date (year, month 1–12, day 1–31) of a day counted from 1970-01-01
+/// (proleptic Gregorian): counted in 400-year eras starting on March 1st, so that the leap
+/// day ends a year.
+pub fn civil_date(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + u64::from(month <= 2), month, day)
+}
+
+/// Unix time `ms` as an RFC 3339 UTC timestamp with milliseconds
+/// (`2026-11-26T12:00:00.000Z`): CPIM's `DateTime` (RFC 3862 §4.7.3) and our lists.
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_date(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
 /// Appends Unix time `ms` as an RFC 1123 date in GMT (`Sun, 06 Nov 1994 08:49:37 GMT`), the
 /// form of SIP's `Date` header (RFC 3261 §20.17).
 pub fn push_http_date(out: &mut Vec<u8>, ms: u64) {
@@ -182,17 +212,7 @@ pub fn push_http_date(out: &mut Vec<u8>, ms: u64) {
     let secs = ms / 1000;
     let days = secs / 86_400;
     let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian): count in 400-year eras
-    // starting on March 1st, so that the leap day ends a year.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+    let (year, month, day) = civil_date(days);
     let two = |out: &mut Vec<u8>, n: u64| {
         out.push(b'0' + (n / 10) as u8);
         out.push(b'0' + (n % 10) as u8);

@@ -23,6 +23,8 @@ use crate::transport::ConnId;
 pub trait Sink {
     /// Whether `aor` may store a message of `bytes` (when known) now.
     fn may_store(&self, aor: &[u8], bytes: Option<u64>) -> Result<(), StoreError>;
+    /// The session-mode messages waiting for `aor`, oldest first.
+    fn waiting(&self, aor: &[u8]) -> Vec<Waiting>;
     fn begin(
         &mut self,
         now_ms: u64,
@@ -40,6 +42,29 @@ pub trait Sink {
     ) -> Result<(), StoreError>;
     fn finish(&mut self, now_ms: u64, up: UploadId) -> Result<Ticket, StoreError>;
     fn abort(&mut self, now_ms: u64, up: UploadId, reason: u16);
+}
+
+/// A session-mode message waiting for its recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    pub id: MessageId,
+    pub size: u64,
+    pub stored_at_ms: u64,
+    pub expires_at_ms: u64,
+}
+
+/// The session-mode (chunked) messages pending for `aor` in a store's bookkeeping.
+pub fn waiting_in(store: &crate::store::core::Store, aor: &[u8]) -> Vec<Waiting> {
+    store
+        .pending(aor)
+        .filter(|e| e.commit_segment.is_some())
+        .map(|e| Waiting {
+            id: e.id,
+            size: e.body_len,
+            stored_at_ms: e.stored_at_ms,
+            expires_at_ms: e.expires_at_ms,
+        })
+        .collect()
 }
 
 /// What a deferred-role session stores for.
@@ -74,9 +99,7 @@ pub(super) struct Held {
 /// up; `408` — try again later — for a failed write).
 pub fn status_of(e: &StoreError) -> (u16, &'static str) {
     match e {
-        StoreError::QuotaBytes { .. } | StoreError::QuotaMessages { .. } => {
-            (413, "Quota-exceeded")
-        }
+        StoreError::QuotaBytes { .. } | StoreError::QuotaMessages { .. } => (413, "Quota-exceeded"),
         StoreError::Encode(_) => (413, "Message-too-large"),
         StoreError::NotPermitted => (403, "Storing-not-permitted"),
         StoreError::OutOfOrder { .. } | StoreError::LengthMismatch { .. } => {
@@ -110,6 +133,14 @@ impl Relay {
         }
     }
 
+    /// The session-mode messages waiting for `aor` (none without a sink).
+    pub fn waiting(&self, aor: &[u8]) -> Vec<Waiting> {
+        self.sink
+            .as_ref()
+            .map(|s| s.waiting(aor))
+            .unwrap_or_default()
+    }
+
     /// The address and port our URIs name (this shard's MSRP listener).
     pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
         std::str::from_utf8(&self.authority).ok()?.parse().ok()
@@ -140,6 +171,7 @@ impl Relay {
                 other: Vec::new(),
                 accept,
                 expires: None,
+                outbox: false,
                 store: Some(Box::new(Deposit {
                     aor: aor.to_vec(),
                     sender: sender.to_vec(),
@@ -149,6 +181,81 @@ impl Relay {
             },
         );
         uri
+    }
+
+    /// A retrieval session: stored messages are sent on it to the peer at `peer_path`
+    /// once it connects ([`Output::Opened`]); what the peer reports comes back as
+    /// [`Output::Report`]. Returns our URI for it.
+    pub fn create_outbox_session(
+        &mut self,
+        peer_path: &[u8],
+        aor: &[u8],
+        ids: Vec<MessageId>,
+    ) -> Vec<u8> {
+        let (id, uri) = self.new_session_id();
+        self.outboxes.insert(id.clone(), (aor.to_vec(), ids));
+        self.sessions.insert(
+            id,
+            Session {
+                local: uri.clone(),
+                peer_path: peer_path.to_vec(),
+                conn: None,
+                other: Vec::new(),
+                accept: Vec::new(),
+                expires: None,
+                store: None,
+                outbox: true,
+            },
+        );
+        uri
+    }
+
+    /// The head and the end-line of a chunk of message `message_id` (bytes `start`… of
+    /// `total`, `len` of them here, `last` when it ends the message) on retrieval session
+    /// `session`, and the connection it goes on: the runtime writes the body between them
+    /// (from the store's maps). `None` when the session or its connection is gone.
+    #[allow(clippy::too_many_arguments)]
+    pub fn outbox_chunk(
+        &mut self,
+        session: &[u8],
+        message_id: &[u8],
+        start: u64,
+        len: u64,
+        total: u64,
+        last: bool,
+        content_type: &[u8],
+    ) -> Option<(ConnId, Vec<u8>, Vec<u8>)> {
+        let s = self.sessions.get(session).filter(|s| s.outbox)?;
+        let conn = s.conn?;
+        let tid = super::new_tid(&self.tid_key, &mut self.tid_counter);
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(b"MSRP ");
+        head.extend_from_slice(&tid);
+        head.extend_from_slice(b" SEND\r\nTo-Path: ");
+        head.extend_from_slice(&s.peer_path);
+        head.extend_from_slice(b"\r\nFrom-Path: ");
+        head.extend_from_slice(&s.local);
+        head.extend_from_slice(b"\r\nMessage-ID: ");
+        head.extend_from_slice(message_id);
+        head.extend_from_slice(b"\r\nByte-Range: ");
+        crate::wire::push_decimal(&mut head, start);
+        head.push(b'-');
+        crate::wire::push_decimal(&mut head, (start + len).saturating_sub(1));
+        head.push(b'/');
+        crate::wire::push_decimal(&mut head, total);
+        head.extend_from_slice(b"\r\nSuccess-Report: yes\r\nContent-Type: ");
+        head.extend_from_slice(content_type);
+        head.extend_from_slice(b"\r\n\r\n");
+        let mut tail = Vec::with_capacity(32);
+        tail.extend_from_slice(b"\r\n-------");
+        tail.extend_from_slice(&tid);
+        tail.push(if last { b'$' } else { b'+' });
+        tail.extend_from_slice(b"\r\n");
+        self.outbox_sent
+            .insert(tid, (session.to_vec(), message_id.to_vec()));
+        self.stats.chunks_out += 1;
+        self.stats.bytes_relayed += len;
+        Some((conn, head, tail))
     }
 
     /// Ends the session `local_uri` names (a relay's two legs, or a deferred-role session):
@@ -161,9 +268,13 @@ impl Relay {
         else {
             return;
         };
+        self.outboxes.remove(&id);
         if let Some(s) = self.sessions.remove(&id) {
             self.abandon(now, s.store);
             self.sessions.remove(&s.other);
+        }
+        if !self.outbox_sent.is_empty() {
+            self.outbox_sent.retain(|_, (session, _)| *session != id);
         }
     }
 
@@ -402,6 +513,9 @@ impl Relay {
 impl Sink for crate::store::core::Store {
     fn may_store(&self, aor: &[u8], bytes: Option<u64>) -> Result<(), StoreError> {
         crate::store::core::Store::may_store(self, aor, bytes)
+    }
+    fn waiting(&self, aor: &[u8]) -> Vec<Waiting> {
+        waiting_in(self, aor)
     }
     fn begin(
         &mut self,

@@ -43,6 +43,8 @@ struct Net {
     rng: crate::wire::XorShift64,
     /// Bytes received on each connection and not yet consumed by the relay.
     pending: HashMap<ConnId, Vec<u8>>,
+    /// Stored messages whose answer waits for the store.
+    durable: Vec<Ticket>,
 }
 
 impl Net {
@@ -56,6 +58,7 @@ impl Net {
             closed: Vec::new(),
             rng: crate::wire::XorShift64::new(99),
             pending: HashMap::new(),
+            durable: Vec::new(),
         }
     }
 
@@ -98,6 +101,7 @@ impl Net {
                     w.extend_from_slice(&tail);
                 }
                 Output::Close(c) => self.closed.push(c),
+                Output::Durable(t) => self.durable.push(t),
             }
         }
     }
@@ -698,4 +702,375 @@ Byte-Range: 1-70000/70000\r\nStatus: 000 200 OK\r\n-------rq01$\r\n"
         &send("r4976c", &to, PATH_A, "Message-ID: q3\r\n", Some(b"x"), '$'),
     );
     assert_eq!(net.received(A)[0].start, "481");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deferred-role sessions: what arrives is stored.
+// ---------------------------------------------------------------------------------------------
+
+mod storing {
+    use super::*;
+    use crate::store::core::{Policy, Store};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// The store's bookkeeping, shared between the relay (as its sink) and the test.
+    struct Shared(Rc<RefCell<Store>>);
+
+    impl Sink for Shared {
+        fn may_store(&self, aor: &[u8], bytes: Option<u64>) -> Result<(), StoreError> {
+            self.0.borrow().may_store(aor, bytes)
+        }
+        fn waiting(&self, aor: &[u8]) -> Vec<Waiting> {
+            waiting_in(&self.0.borrow(), aor)
+        }
+        fn begin(
+            &mut self,
+            now_ms: u64,
+            aor: &[u8],
+            sender: &[u8],
+            content_type: &[u8],
+            total: Option<u64>,
+        ) -> Result<crate::store::core::UploadId, StoreError> {
+            self.0
+                .borrow_mut()
+                .begin_upload(now_ms, aor, sender, content_type, total, None)
+        }
+        fn piece(
+            &mut self,
+            now_ms: u64,
+            up: crate::store::core::UploadId,
+            offset: u64,
+            data: &[u8],
+        ) -> Result<(), StoreError> {
+            self.0.borrow_mut().upload_chunk(up, now_ms, offset, data)
+        }
+        fn finish(
+            &mut self,
+            now_ms: u64,
+            up: crate::store::core::UploadId,
+        ) -> Result<Ticket, StoreError> {
+            self.0.borrow_mut().finish_upload(up, now_ms)
+        }
+        fn abort(&mut self, now_ms: u64, up: crate::store::core::UploadId, reason: u16) {
+            self.0.borrow_mut().abort_upload(up, now_ms, reason);
+        }
+    }
+
+    use crate::store::core::StoreError;
+
+    const BOB: &[u8] = b"sip:bob@localhost";
+
+    fn storing(policy: Policy) -> (Net, Rc<RefCell<Store>>, Vec<u8>) {
+        let store = Rc::new(RefCell::new(Store::new(policy, 5)));
+        let mut net = Net::new();
+        net.r.set_sink(Box::new(Shared(Rc::clone(&store))));
+        net.r.set_clock(Instant::now(), 1_800_000_000_000);
+        let uri =
+            net.r
+                .create_store_session(BOB, b"sip:alice@localhost", PATH_A.as_bytes(), Vec::new());
+        (net, store, uri)
+    }
+
+    /// Writes every queued batch "to disk" (successfully, or not) and returns the acks.
+    fn commit(store: &Rc<RefCell<Store>>, ok: bool) -> Vec<crate::store::core::Ack> {
+        let mut s = store.borrow_mut();
+        while let Some(b) = s.poll_batch() {
+            s.on_batch_done(b.id, if ok { Ok(()) } else { Err("disk full".into()) });
+        }
+        std::iter::from_fn(|| s.poll_ack()).collect()
+    }
+
+    fn chunk(
+        to: &[u8],
+        tid: &str,
+        msg: &str,
+        start: u64,
+        total: u64,
+        body: &[u8],
+        flag: char,
+        extra: &str,
+    ) -> Vec<u8> {
+        // A total of 0 stands for `*` (not known yet).
+        let total = if total == 0 {
+            "*".to_string()
+        } else {
+            total.to_string()
+        };
+        let mut b = format!(
+            "MSRP {tid} SEND\r\nTo-Path: {}\r\nFrom-Path: {PATH_A}\r\nMessage-ID: {msg}\r\nByte-Range: {start}-{}/{total}\r\n{extra}Content-Type: application/octet-stream\r\n\r\n",
+            String::from_utf8_lossy(to),
+            start + body.len() as u64 - 1
+        )
+        .into_bytes();
+        b.extend_from_slice(body);
+        b.extend_from_slice(format!("\r\n-------{tid}{flag}\r\n").as_bytes());
+        b
+    }
+
+    fn body(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn last_chunk_answered_only_once_durable() {
+        let (mut net, store, uri) = storing(Policy::default());
+        let now = Instant::now();
+        let data = body(10_000);
+        let mut wire = chunk(
+            &uri,
+            "tid1",
+            "m1",
+            1,
+            10_000,
+            &data[..6000],
+            '+',
+            "Success-Report: yes\r\n",
+        );
+        wire.extend(chunk(
+            &uri,
+            "tid2",
+            "m1",
+            6001,
+            10_000,
+            &data[6000..],
+            '$',
+            "Success-Report: yes\r\n",
+        ));
+        net.send(now, A, &wire);
+        let got = net.received(A);
+        // The first chunk is answered at once; the last one waits for the store.
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            (got[0].start.as_str(), got[0].tid.as_str()),
+            ("200", "tid1")
+        );
+        assert_eq!(net.durable.len(), 1);
+        let acks = commit(&store, true);
+        assert_eq!(acks.len(), 1);
+        let ack = acks.into_iter().next().unwrap();
+        assert_eq!(ack.ticket, net.durable[0]);
+        net.r.durable(ack.ticket, ack.result.clone());
+        net.drain(&[]);
+        let got = net.received(A);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            (got[0].start.as_str(), got[0].tid.as_str()),
+            ("200", "tid2")
+        );
+        assert_eq!(got[1].start, "REPORT");
+        assert_eq!(got[1].header("Status"), Some("000 200 OK"));
+        assert_eq!(got[1].header("Byte-Range"), Some("1-10000/10000"));
+        assert_eq!(got[1].header("Message-ID"), Some("m1"));
+        // Stored whole, as sent, from the original sender.
+        let s = store.borrow();
+        let e: Vec<_> = s.pending(BOB).collect();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].body_len, 10_000);
+        assert!(
+            e[0].commit_segment.is_some(),
+            "a session-mode message is stored in chunks"
+        );
+    }
+
+    #[test]
+    fn no_report_asked_still_gets_the_final_200_after_durability() {
+        let (mut net, store, uri) = storing(Policy::default());
+        let now = Instant::now();
+        net.send(
+            now,
+            A,
+            &chunk(&uri, "tid1", "m1", 1, 100, &body(100), '$', ""),
+        );
+        assert!(net.received(A).is_empty());
+        for a in commit(&store, true) {
+            net.r.durable(a.ticket, a.result);
+        }
+        net.drain(&[]);
+        let got = net.received(A);
+        assert_eq!(got.len(), 1, "no success REPORT unless asked: {got:?}");
+        assert_eq!(got[0].start, "200");
+    }
+
+    #[test]
+    fn failed_write_gives_an_error_and_a_failure_report() {
+        let (mut net, store, uri) = storing(Policy::default());
+        let now = Instant::now();
+        net.send(
+            now,
+            A,
+            &chunk(
+                &uri,
+                "tid1",
+                "m1",
+                1,
+                100,
+                &body(100),
+                '$',
+                "Success-Report: yes\r\n",
+            ),
+        );
+        for a in commit(&store, false) {
+            net.r.durable(a.ticket, a.result);
+        }
+        net.drain(&[]);
+        let got = net.received(A);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].start, "408");
+        assert_eq!(got[1].start, "REPORT");
+        assert!(got[1].header("Status").unwrap().starts_with("000 408"));
+        assert_eq!(store.borrow().pending(BOB).count(), 0);
+    }
+
+    #[test]
+    fn over_quota_mid_message_is_413_with_a_failure_report_and_nothing_kept() {
+        let policy = Policy {
+            quota_bytes: 5000,
+            ..Policy::default()
+        };
+        let (mut net, store, uri) = storing(policy);
+        let now = Instant::now();
+        let data = body(8000);
+        // The total is not announced (`*`): the quota is found out mid-message.
+        let mut wire = chunk(&uri, "tid1", "m1", 1, 0, &data[..4000], '+', "");
+        wire.extend(chunk(
+            &uri,
+            "tid2",
+            "m1",
+            4001,
+            0,
+            &data[4000..6000],
+            '+',
+            "",
+        ));
+        wire.extend(chunk(
+            &uri,
+            "tid3",
+            "m1",
+            6001,
+            8000,
+            &data[6000..],
+            '$',
+            "",
+        ));
+        net.send(now, A, &wire);
+        let got = net.received(A);
+        let starts: Vec<&str> = got.iter().map(|g| g.start.as_str()).collect();
+        // 200, then 413 and its REPORT, then 413 again without another REPORT.
+        assert_eq!(starts, ["200", "REPORT", "413", "413"], "{got:?}");
+        assert!(got[1].header("Status").unwrap().starts_with("000 413"));
+        assert!(net.durable.is_empty());
+        commit(&store, true);
+        assert_eq!(store.borrow().pending(BOB).count(), 0);
+        // The quota is given back: a smaller message fits.
+        net.send(
+            now,
+            A,
+            &chunk(&uri, "tid4", "m2", 1, 3000, &body(3000), '$', ""),
+        );
+        assert_eq!(net.durable.len(), 1);
+        // One announced too large for the quota is refused at its first chunk.
+        net.received(A);
+        net.send(
+            now,
+            A,
+            &chunk(&uri, "tid5", "m3", 1, 9000, &body(10), '+', ""),
+        );
+        let starts: Vec<String> = net.received(A).into_iter().map(|g| g.start).collect();
+        assert_eq!(starts, ["REPORT", "413"]);
+    }
+
+    #[test]
+    fn not_permitted() {
+        let policy = Policy {
+            deny: vec![BOB.to_vec()],
+            ..Policy::default()
+        };
+        let (mut net, _store, uri) = storing(policy);
+        assert_eq!(net.r.may_store(BOB, None), Err(StoreError::NotPermitted));
+        net.send(
+            Instant::now(),
+            A,
+            &chunk(&uri, "tid1", "m1", 1, 10, &body(10), '$', ""),
+        );
+        let got = net.received(A);
+        let starts: Vec<&str> = got.iter().map(|g| g.start.as_str()).collect();
+        assert_eq!(starts, ["REPORT", "403"], "{got:?}");
+    }
+
+    #[test]
+    fn sender_gone_mid_message_keeps_nothing() {
+        let (mut net, store, uri) = storing(Policy::default());
+        let now = Instant::now();
+        net.send(
+            now,
+            A,
+            &chunk(&uri, "tid1", "m1", 1, 9000, &body(4000), '+', ""),
+        );
+        net.r.handle_close(now, A);
+        net.drain(&[]);
+        commit(&store, true);
+        assert_eq!(store.borrow().pending(BOB).count(), 0);
+        assert!(net.durable.is_empty());
+    }
+
+    #[test]
+    fn aborted_message_is_not_kept_and_bye_abandons_one_in_progress() {
+        let (mut net, store, uri) = storing(Policy::default());
+        let now = Instant::now();
+        let mut wire = chunk(&uri, "tid1", "m1", 1, 9000, &body(4000), '+', "");
+        wire.extend(chunk(&uri, "tid2", "m1", 4001, 9000, &body(100), '#', ""));
+        wire.extend(chunk(&uri, "tid3", "m2", 1, 9000, &body(4000), '+', ""));
+        net.send(now, A, &wire);
+        net.r.close_session(now, &uri);
+        commit(&store, true);
+        assert_eq!(store.borrow().pending(BOB).count(), 0);
+        assert_eq!(net.r.sessions(), 0);
+    }
+
+    #[test]
+    fn a_chunk_that_does_not_start_its_message_is_refused() {
+        let (mut net, _store, uri) = storing(Policy::default());
+        net.send(
+            Instant::now(),
+            A,
+            &chunk(&uri, "tid1", "m9", 501, 1000, &body(500), '$', ""),
+        );
+        let got = net.received(A);
+        let starts: Vec<&str> = got.iter().map(|g| g.start.as_str()).collect();
+        assert_eq!(starts, ["REPORT", "400"], "{got:?}");
+    }
+
+    /// The same message sent in any segmentation and any chunking is stored the same.
+    #[test]
+    fn any_chunking_stores_the_same_bytes() {
+        let data = body(50_000);
+        for size in [1usize, 700, 2048, 50_000] {
+            let (mut net, store, uri) = storing(Policy::default());
+            let mut wire = Vec::new();
+            let pieces: Vec<&[u8]> = data.chunks(size).collect();
+            for (k, p) in pieces.iter().enumerate() {
+                let start = (k * size) as u64 + 1;
+                let flag = if k + 1 == pieces.len() { '$' } else { '+' };
+                wire.extend(chunk(
+                    &uri,
+                    &format!("tid{k}"),
+                    "m1",
+                    start,
+                    50_000,
+                    p,
+                    flag,
+                    "",
+                ));
+            }
+            net.send(Instant::now(), A, &wire);
+            for a in commit(&store, true) {
+                net.r.durable(a.ticket, a.result);
+            }
+            let s = store.borrow();
+            let e: Vec<_> = s.pending(BOB).collect();
+            assert_eq!(e.len(), 1, "chunks of {size}");
+            assert_eq!(e[0].body_len, 50_000);
+        }
+    }
 }
