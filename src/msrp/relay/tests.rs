@@ -45,6 +45,8 @@ struct Net {
     pending: HashMap<ConnId, Vec<u8>>,
     /// Stored messages whose answer waits for the store.
     durable: Vec<Ticket>,
+    /// Retrieval sessions' events.
+    events: Vec<Output>,
 }
 
 impl Net {
@@ -59,6 +61,7 @@ impl Net {
             rng: crate::wire::XorShift64::new(99),
             pending: HashMap::new(),
             durable: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -102,6 +105,7 @@ impl Net {
                 }
                 Output::Close(c) => self.closed.push(c),
                 Output::Durable(t) => self.durable.push(t),
+                Output::Opened { .. } | Output::Report { .. } => self.events.push(o),
             }
         }
     }
