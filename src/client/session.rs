@@ -28,6 +28,9 @@ const REPORT_WAIT_SECS: u64 = 60;
 /// A session set up by an `INVITE`: what its `ACK` and `BYE` need.
 struct Dialog {
     request_uri: String,
+    /// `Route` values for in-dialog requests: the answer's `Record-Route`, reversed
+    /// (RFC 3261 §12.1.2).
+    route: Vec<String>,
     to: String,
     from: String,
     call_id: String,
@@ -202,8 +205,22 @@ Content-Length: {len}\r\n\r\n",
                 (a < b).then(|| c[a + 1..b].to_owned())
             })
             .unwrap_or_else(|| to.to_owned());
+        let mut route: Vec<String> = m
+            .headers_named(HeaderName::RecordRoute)
+            .flat_map(|h| {
+                crate::sip::values::NameAddr::parse_all_bracketed(
+                    "Record-Route",
+                    h.value.of(&answer.raw),
+                )
+                .filter_map(Result::ok)
+                .map(|n| format!("<{}>", String::from_utf8_lossy(n.uri().as_bytes())))
+                .collect::<Vec<_>>()
+            })
+            .collect();
+        route.reverse();
         let dialog = Dialog {
             request_uri,
+            route,
             to: header(HeaderName::To).unwrap_or_default(),
             from,
             call_id,
@@ -220,10 +237,12 @@ Content-Length: {len}\r\n\r\n",
             .sock
             .local_addr()
             .map_or_else(|_| "0.0.0.0:0".into(), |a| a.to_string());
+        let route: String = d.route.iter().map(|r| format!("Route: {r}\r\n")).collect();
         format!(
             "{method} {ruri} SIP/2.0\r\n\
 Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
 Max-Forwards: 70\r\n\
+{route}\
 To: {to}\r\n\
 From: {from}\r\n\
 Call-ID: {call_id}\r\n\

@@ -276,6 +276,8 @@ pub struct Relay {
     held: HashMap<Ticket, deferred::Held>,
     /// Chunks sent on retrieval sessions, waiting for their answer: session, message.
     outbox_sent: HashMap<[u8; TID_BYTES], (Vec<u8>, Vec<u8>)>,
+    /// Retrieval sessions ended by their dialog, still taking REPORTs until when.
+    closing: Vec<(Instant, Vec<u8>)>,
     /// Retrieval sessions not connected yet: whose messages, and which.
     outboxes: HashMap<Vec<u8>, (Vec<u8>, Vec<crate::store::record::MessageId>)>,
     /// A monotonic instant and the Unix time in milliseconds it stands for.
@@ -317,6 +319,7 @@ impl Relay {
             held: HashMap::new(),
             outbox_sent: HashMap::new(),
             outboxes: HashMap::new(),
+            closing: Vec::new(),
             clock: (Instant::now(), 0),
         }
     }
@@ -457,6 +460,9 @@ impl Relay {
         }
         self.conns.remove(&conn);
         self.abandon_conn(now, conn);
+        if !self.closing.is_empty() {
+            self.end_closing(now, Some(conn));
+        }
         // A relay client's sessions end with the connection they were made on.
         self.sessions
             .retain(|_, s| !(s.expires.is_some() && s.conn == Some(conn)));
@@ -515,6 +521,9 @@ impl Relay {
 
     /// Fires the response timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closing.iter().any(|(at, _)| *at <= now) {
+            self.end_closing(now, None);
+        }
         // Client sessions whose AUTH lapsed (a renewed AUTH made a new one).
         while let Some(Reverse((at, _))) = self.expiries.peek() {
             if *at > now {
@@ -550,7 +559,8 @@ impl Relay {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let e = self.expiries.peek().map(|Reverse((at, _))| *at);
-        self.sweep_at.into_iter().chain(e).min()
+        let c = self.closing.iter().map(|(at, _)| *at).min();
+        self.sweep_at.into_iter().chain(e).chain(c).min()
     }
 
     #[must_use]

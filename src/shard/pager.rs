@@ -322,7 +322,11 @@ impl Core {
                 };
                 self.answer(peer, msg, buf, Some(via), &answer, Some((now, id)));
             }
-            None => self.ask_store(id, peer, msg, buf, aor),
+            // A deferred server elsewhere keeps it (the home role, DESIGN §3 step 3).
+            None => match self.identity.deferred_server {
+                Some(ds) => self.forward_routed(now, id, peer, msg, buf, via, ds),
+                None => self.ask_store(id, peer, msg, buf, aor),
+            },
         }
     }
 

@@ -177,7 +177,20 @@ impl Core {
                 .home_aor(uri)
                 .map_err(|e| (404, "Not Found", Some(format!("no such user: {e}"))))?;
             let now_ms = self.unix_ms(now);
+            let offline_to_deferred = self
+                .identity
+                .deferred_server
+                .filter(|_| matches!(msg.method(), Some(Method::Invite | Method::Message)));
             let Some(b) = self.registrar.lookup(now_ms, &aor).next() else {
+                // The home role hands a session (or a retrieval) for a user who is offline
+                // to the deferred server (DESIGN §3 step 3), the Request-URI unchanged.
+                if let Some(ds) = offline_to_deferred {
+                    plan.to = Peer {
+                        transport: Transport::Udp,
+                        addr: ds,
+                    };
+                    return Ok(plan);
+                }
                 return Err((
                     480,
                     "Temporarily Unavailable",

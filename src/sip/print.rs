@@ -87,6 +87,10 @@ pub fn write_response(
                 out.extend_from_slice(b"\r\n");
             }
             HeaderName::Timestamp if code == 100 => write_header(out, "Timestamp", h.value.of(buf)),
+            // §12.1.1: a response that makes a dialog carries the request's Record-Route.
+            HeaderName::RecordRoute if (101..300).contains(&code) => {
+                write_header(out, "Record-Route", h.value.of(buf))
+            }
             _ => {}
         }
     }
@@ -441,6 +445,47 @@ Content-Length: 4\r\n\
         );
         assert!(resp.value(&out, HeaderName::Route).is_none());
         assert!(resp.body().is_empty());
+    }
+
+    /// §12.1.1: a 2xx (or 101–199) to a request that makes a dialog carries its
+    /// Record-Route, in order; a failure does not.
+    #[test]
+    fn dialog_responses_carry_the_record_route() {
+        let req_bytes: &[u8] = b"INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bKa\r\n\
+Record-Route: <sip:p2.example.net;lr>\r\n\
+To: <sip:bob@example.com>\r\n\
+From: <sip:alice@example.com>;tag=abc\r\n\
+Record-Route: <sip:p1.example.com;lr>\r\n\
+Call-ID: 1@x\r\n\
+CSeq: 1 INVITE\r\n\
+Content-Length: 0\r\n\r\n";
+        let req = parse(req_bytes);
+        for (code, copied) in [(200, true), (180, true), (100, false), (486, false)] {
+            let mut out = Vec::new();
+            write_response(
+                &mut out,
+                &req,
+                req_bytes,
+                code,
+                "X",
+                &ResponseParts::default(),
+            );
+            let resp = parse(&out);
+            let rr: Vec<&[u8]> = resp
+                .headers_named(HeaderName::RecordRoute)
+                .map(|h| h.value.of(&out))
+                .collect();
+            if copied {
+                assert_eq!(
+                    rr,
+                    [&b"<sip:p2.example.net;lr>"[..], b"<sip:p1.example.com;lr>"],
+                    "{code}"
+                );
+            } else {
+                assert!(rr.is_empty(), "{code}");
+            }
+        }
     }
 
     #[test]

@@ -36,15 +36,14 @@ impl Server {
 
     /// [`Server::start`] on a state directory prepared by the test.
     pub fn start_in(state: tempfile::TempDir, args: &[&str]) -> Server {
+        Server::start_at("127.0.0.1:0", state, args)
+    }
+
+    /// [`Server::start_in`] listening on `sip_addr` (e.g. another loopback address).
+    pub fn start_at(sip_addr: &str, state: tempfile::TempDir, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_imrelay"))
             .arg("serve")
-            .args([
-                "--sip-addr",
-                "127.0.0.1:0",
-                "--msrp-port",
-                "0",
-                "--state-dir",
-            ])
+            .args(["--sip-addr", sip_addr, "--msrp-port", "0", "--state-dir"])
             .arg(state.path())
             .args(args)
             .stdin(Stdio::null())
@@ -148,6 +147,12 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the server said.
+        if std::thread::panicking() {
+            if let Ok(log) = self.stderr.lock() {
+                eprintln!("--- imrelay serve stderr ---\n{log}--- end ---");
+            }
+        }
     }
 }
 

@@ -225,6 +225,9 @@ impl Relay {
         last: bool,
         content_type: &[u8],
     ) -> Option<(ConnId, Vec<u8>, Vec<u8>)> {
+        if self.closing.iter().any(|(_, c)| c == session) {
+            return None;
+        }
         let s = self.sessions.get(session).filter(|s| s.outbox)?;
         let conn = s.conn?;
         let tid = super::new_tid(&self.tid_key, &mut self.tid_counter);
@@ -269,12 +272,48 @@ impl Relay {
             return;
         };
         self.outboxes.remove(&id);
-        if let Some(s) = self.sessions.remove(&id) {
+        let connected_outbox = self
+            .sessions
+            .get(&id)
+            .is_some_and(|s| s.outbox && s.conn.is_some());
+        if connected_outbox {
+            // The peer's REPORTs for what it received may still be on their way (its BYE
+            // can overtake them): they are taken until its connection goes or
+            // RESPONSE_TIMEOUT passes; nothing more is sent.
+            if !self.closing.iter().any(|(_, c)| *c == id) {
+                self.closing.push((now + super::RESPONSE_TIMEOUT, id));
+            }
+            return;
+        }
+        self.remove_session(now, &id);
+    }
+
+    /// Forgets session `id` (and the other leg of a relay).
+    pub(super) fn remove_session(&mut self, now: Instant, id: &[u8]) {
+        if let Some(s) = self.sessions.remove(id) {
             self.abandon(now, s.store);
             self.sessions.remove(&s.other);
         }
         if !self.outbox_sent.is_empty() {
             self.outbox_sent.retain(|_, (session, _)| *session != id);
+        }
+        self.closing.retain(|(_, c)| *c != id);
+    }
+
+    /// Ends the closing retrieval sessions whose grace is over (all of them on `conn` when
+    /// its connection went, given).
+    pub(super) fn end_closing(&mut self, now: Instant, conn: Option<ConnId>) {
+        let done: Vec<Vec<u8>> = self
+            .closing
+            .iter()
+            .filter(|(at, id)| {
+                *at <= now
+                    || conn.is_some_and(|c| self.sessions.get(id).is_none_or(|s| s.conn == Some(c)))
+            })
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in done {
+            self.remove_session(now, &id);
         }
     }
 

@@ -1078,3 +1078,135 @@ mod storing {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Retrieval sessions: stored messages go out, the peer reports.
+// ---------------------------------------------------------------------------------------------
+
+mod retrieving {
+    use super::*;
+    use crate::store::record::MessageId;
+
+    fn bind(net: &mut Net, uri: &[u8]) {
+        let b = format!(
+            "MSRP bind1 SEND\r\nTo-Path: {}\r\nFrom-Path: {PATH_B}\r\nMessage-ID: bind1\r\nByte-Range: 1-0/0\r\n-------bind1$\r\n",
+            String::from_utf8_lossy(uri)
+        );
+        net.send(Instant::now(), B, b.as_bytes());
+    }
+
+    fn report(uri: &[u8], message_id: &str, status: u16) -> Vec<u8> {
+        format!(
+            "MSRP rep1 REPORT\r\nTo-Path: {}\r\nFrom-Path: {PATH_B}\r\nMessage-ID: {message_id}\r\nByte-Range: 1-10/10\r\nStatus: 000 {status} OK\r\n-------rep1$\r\n",
+            String::from_utf8_lossy(uri)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn the_peer_connecting_opens_it_and_its_report_comes_back() {
+        let mut net = Net::new();
+        let ids = vec![MessageId(5), MessageId(6)];
+        let uri = net
+            .r
+            .create_outbox_session(PATH_B.as_bytes(), b"sip:bob@localhost", ids.clone());
+        bind(&mut net, &uri);
+        assert_eq!(net.received(B)[0].start, "200");
+        let session = MsrpUri::parse(&uri).unwrap().session_id().unwrap().to_vec();
+        assert_eq!(
+            net.events,
+            vec![Output::Opened {
+                session: session.clone(),
+                conn: B,
+                aor: b"sip:bob@localhost".to_vec(),
+                ids
+            }]
+        );
+        let (conn, head, tail) = net
+            .r
+            .outbox_chunk(&session, b"m5", 1, 10, 10, true, b"message/cpim")
+            .unwrap();
+        assert_eq!(conn, B);
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.contains("\r\nByte-Range: 1-10/10\r\nSuccess-Report: yes\r\nContent-Type: message/cpim\r\n\r\n"), "{head}");
+        assert!(String::from_utf8(tail).unwrap().ends_with("$\r\n"));
+        net.events.clear();
+        net.send(Instant::now(), B, &report(&uri, "m5", 200));
+        assert!(net.received(B).is_empty(), "REPORTs are not answered");
+        assert_eq!(
+            net.events,
+            vec![Output::Report {
+                session,
+                message_id: b"m5".to_vec(),
+                status: 200
+            }]
+        );
+    }
+
+    /// The peer's BYE can overtake its last REPORT: the session takes it still, and sends
+    /// nothing more.
+    #[test]
+    fn a_report_after_the_bye_still_counts() {
+        let mut net = Net::new();
+        let uri = net.r.create_outbox_session(
+            PATH_B.as_bytes(),
+            b"sip:bob@localhost",
+            vec![MessageId(5)],
+        );
+        bind(&mut net, &uri);
+        let session = MsrpUri::parse(&uri).unwrap().session_id().unwrap().to_vec();
+        let now = Instant::now();
+        assert!(net
+            .r
+            .outbox_chunk(&session, b"m5", 1, 10, 10, true, b"message/cpim")
+            .is_some());
+        net.r.close_session(now, &uri);
+        assert!(net
+            .r
+            .outbox_chunk(&session, b"m6", 1, 10, 10, true, b"message/cpim")
+            .is_none());
+        net.events.clear();
+        net.send(now, B, &report(&uri, "m5", 200));
+        assert_eq!(net.events.len(), 1);
+        // Gone once its connection goes (or the grace passes).
+        net.r.handle_timeout(now + RESPONSE_TIMEOUT);
+        assert_eq!(net.r.sessions(), 0);
+    }
+
+    #[test]
+    fn an_error_answer_to_a_chunk_is_a_failed_report_and_a_body_is_refused() {
+        let mut net = Net::new();
+        let uri = net
+            .r
+            .create_outbox_session(PATH_B.as_bytes(), b"sip:bob@localhost", vec![]);
+        bind(&mut net, &uri);
+        net.received(B);
+        let session = MsrpUri::parse(&uri).unwrap().session_id().unwrap().to_vec();
+        let (_, head, _) = net
+            .r
+            .outbox_chunk(&session, b"m7", 1, 10, 10, true, b"message/cpim")
+            .unwrap();
+        let tid = String::from_utf8(head).unwrap()[5..21].to_string();
+        net.events.clear();
+        let answer = format!(
+            "MSRP {tid} 415 Unsupported\r\nTo-Path: {}\r\nFrom-Path: {PATH_B}\r\n-------{tid}$\r\n",
+            String::from_utf8_lossy(&uri)
+        );
+        net.send(Instant::now(), B, answer.as_bytes());
+        assert_eq!(
+            net.events,
+            vec![Output::Report {
+                session,
+                message_id: b"m7".to_vec(),
+                status: 415
+            }]
+        );
+        // The peer sends nothing of its own on a retrieval session.
+        let send = format!(
+            "MSRP snd1 SEND\r\nTo-Path: {}\r\nFrom-Path: {PATH_B}\r\nMessage-ID: x\r\nByte-Range: 1-2/2\r\nContent-Type: text/plain\r\n\r\nhi\r\n-------snd1$\r\n",
+            String::from_utf8_lossy(&uri)
+        );
+        net.send(Instant::now(), B, send.as_bytes());
+        assert_eq!(net.received(B)[0].start, "403");
+    }
+}
