@@ -107,6 +107,9 @@ pub struct Client {
     ids: XorShift64,
     cseq: u32,
     call_id: String,
+    /// Sessions the server opens to push messages are answered `a=setup:passive`: this
+    /// client listens and the server connects (default: this client connects).
+    pub passive_msrp: bool,
 }
 
 impl Client {
@@ -123,6 +126,7 @@ impl Client {
             ids,
             cseq: 0,
             call_id,
+            passive_msrp: false,
         })
     }
 
@@ -310,7 +314,24 @@ Content-Length: {len}\r\n\r\n",
             };
             let raw = buf[..n].to_vec();
             let mut m = Message::new();
-            if m.parse_datagram(&raw).is_err() || m.method() != Some(Method::Message) {
+            if m.parse_datagram(&raw).is_err() {
+                continue;
+            }
+            if m.method() == Some(Method::Invite) {
+                // The server pushing waiting session-mode messages (figure 6).
+                self.take_session(&raw, from, deadline, &mut |f| {
+                    let r = Received {
+                        from: f.from.clone(),
+                        date: Some(f.date_time.clone()),
+                        content_type: Some(f.content_type.clone()),
+                        body: f.body.clone(),
+                    };
+                    each(&r);
+                    got.push(r);
+                })?;
+                continue;
+            }
+            if m.method() != Some(Method::Message) {
                 continue;
             }
             self.sock.send_to(&ok_for(&m, &raw), from)?;
@@ -346,6 +367,35 @@ fn branch_of<'r>(m: &Message, raw: &'r [u8]) -> &'r [u8] {
         .and_then(|v| v.ok())
         .and_then(|v| v.branch())
         .unwrap_or_default()
+}
+
+/// A `200 OK` for an INVITE this client takes: [`ok_for`]'s headers with a Contact (`user`
+/// at `local`) and a body.
+fn ok_with_body(
+    m: &Message,
+    raw: &[u8],
+    aor: &str,
+    local: SocketAddr,
+    content_type: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = ok_for(m, raw);
+    // Drop the empty body's `Content-Length: 0` and blank line written by `ok_for`.
+    out.truncate(out.len() - b"Content-Length: 0\r\n\r\n".len());
+    let user = aor
+        .trim_start_matches("sip:")
+        .split('@')
+        .next()
+        .unwrap_or_default();
+    out.extend_from_slice(
+        format!(
+            "Contact: <sip:{user}@{local}>\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(body);
+    out
 }
 
 /// A `200 OK` for a request: its Vias, From, To (with a tag), Call-ID and CSeq (§8.2.6.2).

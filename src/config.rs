@@ -515,6 +515,14 @@ pub struct Role {
     /// registered here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted: Vec<IpAddr>,
+    /// Deferred role: when a user registers, its waiting session-mode messages are pushed
+    /// to it in a session this server opens (figure 6); otherwise the user fetches them.
+    #[serde(default = "yes")]
+    pub push: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Role {
@@ -523,6 +531,7 @@ impl Default for Role {
             enabled: true,
             uri: None,
             trusted: Vec::new(),
+            push: true,
         }
     }
 }
@@ -822,6 +831,9 @@ impl Config {
             notice_from: self.pager.notice_from.clone(),
             deferred: self.roles.deferred.enabled,
             deferred_trusted: self.roles.deferred.trusted.clone(),
+            deferred_push: self.roles.deferred.enabled
+                && self.roles.deferred.push
+                && self.roles.home.deferred_server.is_none(),
             deferred_uri: self.roles.deferred.uri.clone().unwrap_or_else(|| {
                 format!(
                     "sip:deferred@{}",
@@ -871,6 +883,8 @@ pub struct Identity {
     pub deferred_uri: String,
     /// Servers whose retrieval requests are taken for the user they name.
     pub deferred_trusted: Vec<IpAddr>,
+    /// Waiting session-mode messages are pushed to a user who registers.
+    pub deferred_push: bool,
     /// Requests for offline users of ours go to this deferred server instead.
     pub deferred_server: Option<SocketAddr>,
 }

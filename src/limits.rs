@@ -284,3 +284,7 @@ pub const DEFERRED_LIST_ENTRIES_MAX: usize = 10_000;
 
 /// Chunks of a stored message sent on a retrieval session carry at most this many bytes.
 pub const MSRP_RETRIEVE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// How long opening an MSRP connection to a user (who answered `a=setup:passive`) may
+/// take, in seconds.
+pub const MSRP_CONNECT_SECS: u64 = 10;

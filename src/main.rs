@@ -115,6 +115,10 @@ enum ClientCommand {
         /// Stop after this many seconds.
         #[arg(long = "for", default_value_t = 60)]
         seconds: u64,
+        /// Take sessions the server opens to push messages by listening for its MSRP
+        /// connection (`a=setup:passive`) instead of connecting to it.
+        #[arg(long)]
+        passive: bool,
     },
 }
 
@@ -323,7 +327,12 @@ fn client(args: ClientArgs) -> ExitCode {
                 unregistered?;
                 println!("{} of {} message(s) retrieved", saved.len(), list.len());
             }
-            ClientCommand::Listen { count, seconds } => {
+            ClientCommand::Listen {
+                count,
+                seconds,
+                passive,
+            } => {
+                c.passive_msrp = passive;
                 c.register(600)?;
                 println!("listening as {} at {}", args.user, c.local_addr()?);
                 let got = c.listen(std::time::Duration::from_secs(seconds), count, |m| {
@@ -334,7 +343,7 @@ fn client(args: ClientArgs) -> ExitCode {
                             .as_deref()
                             .map(|d| format!(" (sent {d})"))
                             .unwrap_or_default(),
-                        String::from_utf8_lossy(&m.body)
+                        shown(&m.body, m.content_type.as_deref())
                     );
                 })?;
                 c.register(0)?;
@@ -349,6 +358,18 @@ fn client(args: ClientArgs) -> ExitCode {
             eprintln!("imrelay client: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// A body as `listen` prints it: text up to the pager size, else its size and type.
+fn shown(body: &[u8], content_type: Option<&str>) -> String {
+    match std::str::from_utf8(body) {
+        Ok(t) if body.len() <= imrelay::limits::CLIENT_PAGER_BYTES_MAX => t.to_owned(),
+        _ => format!(
+            "<{} bytes of {}>",
+            body.len(),
+            content_type.unwrap_or("application/octet-stream")
+        ),
     }
 }
 

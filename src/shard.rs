@@ -164,6 +164,12 @@ struct Core {
     /// need a look.
     dialogs: std::collections::HashMap<Vec<u8>, session::Dialog>,
     dialog_sweep_at: Option<Instant>,
+    /// Push INVITEs by client transaction, and accepted pushes by retrieval session.
+    pushes: std::collections::HashMap<u64, session::Push>,
+    pushed: std::collections::HashMap<Vec<u8>, session::Pushed>,
+    /// When kept push INVITE contexts are dropped (in order).
+    push_acks: VecDeque<(Instant, u64)>,
+    push_events: VecDeque<session::PushEvent>,
     txns: ServerTransactions,
     out: VecDeque<Transmit>,
     pool: Vec<Vec<u8>>,
@@ -210,6 +216,10 @@ impl Shard {
                 backlog: std::collections::HashSet::new(),
                 dialogs: std::collections::HashMap::new(),
                 dialog_sweep_at: None,
+                pushes: std::collections::HashMap::new(),
+                pushed: std::collections::HashMap::new(),
+                push_acks: VecDeque::new(),
+                push_events: VecDeque::new(),
                 txns: ServerTransactions::default(),
                 out: VecDeque::new(),
                 pool: Vec::new(),
@@ -241,6 +251,23 @@ impl Shard {
             crate::msrp::uri::SessionIds::new(self.core.id, key),
             seed,
         );
+    }
+
+    /// Invites a registered user to a session on which its waiting session-mode messages
+    /// are sent (figure 6); [`Shard::poll_push_event`] tells what the runtime must do.
+    pub fn push(&mut self, now: Instant, p: PushRequest) -> Result<(), pager::NotReachable> {
+        self.core.push(now, p)
+    }
+
+    #[must_use]
+    pub fn poll_push_event(&mut self) -> Option<PushEvent> {
+        self.core.push_events.pop_front()
+    }
+
+    /// Every message of retrieval session `session` was sent (or sending stopped): a
+    /// session this server opened is ended with `BYE`.
+    pub fn session_done(&mut self, now: Instant, session: &[u8]) {
+        self.core.session_done(now, session);
     }
 
     /// The shard's MSRP state (sessions, relays; its outputs go to the MSRP connections).
@@ -409,6 +436,7 @@ impl Shard {
             self.core.lingering.front().map(|&(at, _)| at),
             self.core.msrp.poll_timeout(),
             self.core.dialog_timeout(),
+            self.core.push_acks.front().map(|&(at, _)| at),
         ]
         .into_iter()
         .flatten()
@@ -426,6 +454,7 @@ impl Shard {
         if self.core.dialog_sweep_at.is_some_and(|at| at <= now) {
             self.core.dialog_sweep(now);
         }
+        self.core.reap_pushes(now);
         let ms = self.core.unix_ms(now);
         self.core.registrar.handle_timeout(ms);
     }
@@ -1194,6 +1223,7 @@ mod pager;
 mod proxy;
 mod session;
 pub use pager::{Delivery, NotReachable, StoreAsk};
+pub use session::{PushEvent, PushRequest};
 
 #[cfg(test)]
 mod tests;

@@ -398,45 +398,222 @@ impl Client {
         let addr = first_hop(&d.path)?;
         let mut ep = Endpoint::connect(addr, me)?;
         ep.bind(&d.path)?;
-        let mut partial: std::collections::HashMap<String, Vec<u8>> = Default::default();
-        let mut done: Vec<String> = Vec::new();
-        while done.len() < list.len() {
-            let mut piece_buf = Vec::new();
-            let m =
-                ep.r.next(&mut |_, piece| piece_buf.extend_from_slice(piece))?;
-            if m.start != "SEND" {
-                continue;
-            }
-            ep.answer(&m, 200)?;
-            let mid = m.header("Message-ID").unwrap_or_default().to_owned();
-            partial.entry(mid.clone()).or_default().extend(piece_buf);
-            if m.flag != b'$' {
-                continue;
-            }
-            let whole = partial.remove(&mid).unwrap_or_default();
-            let (head, at) = crate::cpim::parse_head(&whole)
-                .ok_or_else(|| ClientError::Garbled("a message that is not CPIM".into()))?;
-            let f = Fetched {
-                id: head.imdn_id,
-                from: head.from,
-                to: head.to,
-                date_time: head.date_time,
-                content_type: head.content_type,
-                body: whole[at..].to_vec(),
+        read_messages(&mut ep, Some(list.len()), each)
+    }
+
+    /// A session the server opened to push waiting messages (figure 6): answered `200`
+    /// (`a=setup:active` — this client connects — or, with [`Client::passive_msrp`] or an
+    /// `active` offer, `passive`: it listens and the server connects), the messages read
+    /// until the server's `BYE`. `invite` came from `from`.
+    pub(super) fn take_session(
+        &mut self,
+        invite: &[u8],
+        from: SocketAddr,
+        deadline: std::time::Instant,
+        each: &mut dyn FnMut(&Fetched),
+    ) -> Result<(), ClientError> {
+        let mut m = Message::new();
+        m.parse_datagram(invite)
+            .map_err(|e| ClientError::Garbled(e.error.to_string()))?;
+        let offer = SessionDescription::parse(m.body().of(invite))
+            .map_err(|e| ClientError::Garbled(format!("SDP offer: {e}")))?;
+        let server_path = offer
+            .path()
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| ClientError::Garbled("SDP offer without a=path".into()))?
+            .iter()
+            .map(|u| String::from_utf8_lossy(u).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let local = self.local_addr()?;
+        let listen =
+            self.passive_msrp || offer.setup(crate::sip::sdp::OfferAnswer::Offer) == Setup::Active;
+        let listener = if listen {
+            Some(std::net::TcpListener::bind((local.ip(), 0))?)
+        } else {
+            None
+        };
+        let port = match &listener {
+            Some(l) => l.local_addr()?.port(),
+            None => 9,
+        };
+        let me = format!(
+            "msrp://{}:{port}/p{:016x};tcp",
+            ip_text(local.ip()),
+            self.ids.next_u64()
+        );
+        let mut sdp = Vec::new();
+        MsrpSdp {
+            origin_user: b"-",
+            session_id: self.ids.next_u64() >> 1,
+            session_version: 1,
+            address: local.ip(),
+            port,
+            tls: false,
+            path: &[me.as_bytes()],
+            accept_types: &[b"message/cpim", b"*"],
+            accept_wrapped_types: &[],
+            max_size: None,
+            setup: Some(if listen {
+                Setup::Passive
+            } else {
+                Setup::Active
+            }),
+            direction: Some(crate::sip::sdp::Direction::RecvOnly),
+            extra_attributes: &[],
+        }
+        .write_answer(&offer, &mut sdp)
+        .map_err(|e| ClientError::Garbled(format!("SDP offer: {e}")))?;
+        let ok = super::ok_with_body(&m, invite, &self.aor, local, "application/sdp", &sdp);
+        self.sock.send_to(&ok, from)?;
+        // The MSRP side on a thread of its own; this one waits for the BYE.
+        let (tx, rx) = mpsc::channel::<Result<Fetched, String>>();
+        let stop = std::sync::Arc::new(std::sync::Mutex::new(None::<std::net::TcpStream>));
+        let stop_msrp = std::sync::Arc::clone(&stop);
+        let reader = std::thread::spawn(move || {
+            let run = || -> Result<(), ClientError> {
+                let mut ep = match listener {
+                    Some(l) => {
+                        let (s, _) = l.accept()?;
+                        Endpoint::over(s, &me)?
+                    }
+                    None => {
+                        let mut ep = Endpoint::connect(first_hop(&server_path)?, &me)?;
+                        ep.bind(&server_path)?;
+                        ep
+                    }
+                };
+                if let Ok(mut slot) = stop_msrp.lock() {
+                    *slot = ep.w().try_clone().ok();
+                }
+                read_messages(&mut ep, None, &mut |f| {
+                    let _ = tx.send(Ok(f.clone()));
+                })
             };
-            each(&f);
-            if m.header("Success-Report") == Some("yes") {
-                let back = m.header("From-Path").unwrap_or_default().to_owned();
-                ep.report(&back, &mid, whole.len() as u64, 200)?;
+            if let Err(e) = run() {
+                let _ = tx.send(Err(e.to_string()));
             }
-            if !done.contains(&f.id) {
-                done.push(f.id);
+        });
+        let mut buf = vec![0u8; 65536];
+        let mut ended = false;
+        let mut failed = None;
+        while !ended {
+            while let Ok(r) = rx.try_recv() {
+                match r {
+                    Ok(f) => each(&f),
+                    Err(e) => failed = Some(e),
+                }
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.sock
+                .set_read_timeout(Some(left.min(Duration::from_millis(50))))?;
+            let (n, peer) = match self.sock.recv_from(&mut buf) {
+                Ok(x) => x,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let raw = &buf[..n];
+            let mut r = Message::new();
+            if r.parse_datagram(raw).is_err() {
+                continue;
+            }
+            match r.method() {
+                // Our 200 again, for a retransmitted INVITE; the ACK needs nothing.
+                Some(crate::sip::message::Method::Invite) => {
+                    self.sock.send_to(&ok, peer)?;
+                }
+                Some(crate::sip::message::Method::Bye) => {
+                    self.sock.send_to(&super::ok_for(&r, raw), peer)?;
+                    ended = true;
+                }
+                _ => {}
             }
         }
-        Ok(())
+        // The server sent everything before its BYE: what is read is all there is.
+        if let Ok(slot) = stop.lock() {
+            if let Some(s) = slot.as_ref() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        let _ = reader.join();
+        while let Ok(r) = rx.try_recv() {
+            match r {
+                Ok(f) => each(&f),
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            Some(e) if !ended => Err(ClientError::Msrp(e)),
+            _ => Ok(()),
+        }
     }
 }
 
+/// Reads CPIM-wrapped messages off `ep` (answering each chunk, reporting each message when
+/// asked) until `limit` distinct ones came, or the connection closes.
+fn read_messages(
+    ep: &mut Endpoint,
+    limit: Option<usize>,
+    each: &mut dyn FnMut(&Fetched),
+) -> Result<(), ClientError> {
+    let mut partial: std::collections::HashMap<String, Vec<u8>> = Default::default();
+    let mut done: Vec<String> = Vec::new();
+    while limit.is_none_or(|l| done.len() < l) {
+        let mut piece_buf = Vec::new();
+        let m = match ep
+            .r
+            .next(&mut |_, piece| piece_buf.extend_from_slice(piece))
+        {
+            Ok(m) => m,
+            Err(EndpointError::Closed) if limit.is_none() => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if m.start != "SEND" {
+            continue;
+        }
+        ep.answer(&m, 200)?;
+        let mid = m.header("Message-ID").unwrap_or_default().to_owned();
+        partial.entry(mid.clone()).or_default().extend(piece_buf);
+        if m.flag != b'$' {
+            continue;
+        }
+        let whole = partial.remove(&mid).unwrap_or_default();
+        if whole.is_empty() {
+            // An empty SEND (a keep-alive).
+            continue;
+        }
+        let (head, at) = crate::cpim::parse_head(&whole)
+            .ok_or_else(|| ClientError::Garbled("a message that is not CPIM".into()))?;
+        let f = Fetched {
+            id: head.imdn_id,
+            from: head.from,
+            to: head.to,
+            date_time: head.date_time,
+            content_type: head.content_type,
+            body: whole[at..].to_vec(),
+        };
+        // At least once on the wire, once to the user: an id seen is not handed on again.
+        if !done.contains(&f.id) {
+            each(&f);
+            done.push(f.id.clone());
+        }
+        if m.header("Success-Report") == Some("yes") {
+            let back = m.header("From-Path").unwrap_or_default().to_owned();
+            ep.report(&back, &mid, whole.len() as u64, 200)?;
+        }
+    }
+    Ok(())
+}
 /// The address to connect to: the first URI of a path.
 fn first_hop(path: &str) -> Result<SocketAddr, ClientError> {
     let bad = || ClientError::Garbled(format!("a=path {path}: not an msrp://IP:port URI"));

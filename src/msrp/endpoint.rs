@@ -189,7 +189,13 @@ pub struct Endpoint {
 impl Endpoint {
     /// Connects to `relay`; `me` is our URI.
     pub fn connect(relay: SocketAddr, me: &str) -> Result<Endpoint, EndpointError> {
-        let s = TcpStream::connect(relay)?;
+        Endpoint::over(TcpStream::connect(relay)?, me)
+    }
+
+    /// An endpoint on a connection already made (e.g. accepted: the peer connected); `me`
+    /// is our URI.
+    pub fn over(s: TcpStream, me: &str) -> Result<Endpoint, EndpointError> {
+        let relay = s.peer_addr()?;
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
         Ok(Endpoint {

@@ -22,7 +22,7 @@ use glommio::sync::Semaphore;
 
 use super::shard_task::Local;
 use crate::limits::{
-    MSRP_BIND_SECS, MSRP_CONNECTIONS_PER_SHARD_MAX, MSRP_READ_BUFFER_BYTES,
+    MSRP_BIND_SECS, MSRP_CONNECTIONS_PER_SHARD_MAX, MSRP_CONNECT_SECS, MSRP_READ_BUFFER_BYTES,
     MSRP_RETRIEVE_CHUNK_BYTES, MSRP_WRITE_TIMEOUT_SECS,
 };
 use crate::msrp::relay::Output;
@@ -74,7 +74,40 @@ pub(crate) async fn accept_loop(local: Rc<Local>, listener: TcpListener) {
     }
 }
 
+/// Opens a connection to the peer of retrieval session `session` (it answered
+/// `a=setup:passive`, RFC 6135) and attaches it: the messages go out on it.
+pub(crate) async fn connect_out(local: Rc<Local>, session: Vec<u8>, addr: std::net::SocketAddr) {
+    let connected = future::or(async { TcpStream::connect(addr).await.ok() }, async {
+        glommio::timer::sleep(Duration::from_secs(MSRP_CONNECT_SECS)).await;
+        None
+    })
+    .await;
+    let Some(stream) = connected else {
+        tracing::debug!(%addr, "MSRP connection to a user failed; its messages stay");
+        local
+            .shard
+            .borrow_mut()
+            .session_done(Instant::now(), &session);
+        super::shard_task::flush_now(&local).await;
+        return;
+    };
+    if local.msrp.live.get() >= MSRP_CONNECTIONS_PER_SHARD_MAX {
+        return;
+    }
+    let n = local.msrp.next.get();
+    local.msrp.next.set(n + 1);
+    let id = ConnId::new(local.index, MSRP_CONN_BASE + n);
+    local.msrp.live.set(local.msrp.live.get() + 1);
+    connection_then(local, stream, id, Some(session)).await;
+}
+
 async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId) {
+    connection_then(local, stream, id, None).await;
+}
+
+/// A connection's reader; when `attach` names a retrieval session, the connection is bound
+/// to it at once (one we opened).
+async fn connection_then(local: Rc<Local>, stream: TcpStream, id: ConnId, attach: Option<Vec<u8>>) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(Duration::from_secs(MSRP_WRITE_TIMEOUT_SECS)));
     let fd = stream.as_raw_fd();
@@ -87,6 +120,10 @@ async fn connection(local: Rc<Local>, stream: TcpStream, id: ConnId) {
     });
     local.msrp.writers.borrow_mut().insert(id, Rc::clone(&w));
     local.shard.borrow_mut().msrp().handle_connect(id);
+    if let Some(session) = attach {
+        local.shard.borrow_mut().msrp().attach(&session, id);
+        drain(&local).await;
+    }
 
     let mut buf = vec![0u8; MSRP_READ_BUFFER_BYTES];
     let mut filled = 0usize;
@@ -244,7 +281,7 @@ async fn retrieve(local: Rc<Local>, job: Retrieval) {
         local.msrp.reports.borrow_mut().remove(&key);
         if status != 200 {
             tracing::debug!(status, %id, "retrieval stopped; the message stays");
-            return;
+            break;
         }
         if let Err(e) = store.deliver(crate::runtime::store::now_ms(), &job.aor, id) {
             tracing::debug!(error = %e, "retrieved message no longer pending");
@@ -256,6 +293,11 @@ async fn retrieve(local: Rc<Local>, job: Retrieval) {
         aor = %String::from_utf8_lossy(&job.aor),
         "retrieval finished"
     );
+    local
+        .shard
+        .borrow_mut()
+        .session_done(Instant::now(), &job.session);
+    super::shard_task::flush_now(&local).await;
 }
 
 /// Writes one message's `pieces` (`total` bytes) as chunks on the retrieval session.

@@ -95,6 +95,10 @@ pub(crate) struct Local {
     notified: RefCell<HashMap<Vec<u8>, crate::store::record::MessageId>>,
     /// The deferred server's own URI (the sender of notifications, the target of retrievals).
     deferred_uri: String,
+    /// Waiting session-mode messages are pushed on registration (figure 6), and to whom a
+    /// push is under way.
+    push: bool,
+    pushing: RefCell<std::collections::HashSet<Vec<u8>>>,
 }
 
 impl Local {
@@ -149,6 +153,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
     let msrp_listener = msrp_fd.map(|fd| unsafe { TcpListener::from_raw_fd(fd) });
 
     let identity_deferred_uri = identity.deferred_uri.clone();
+    let identity_push = identity.deferred_push;
     let local = Rc::new(Local {
         index,
         shard: RefCell::new({
@@ -181,6 +186,8 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         pager,
         notified: RefCell::new(HashMap::new()),
         deferred_uri: identity_deferred_uri,
+        push: identity_push,
+        pushing: RefCell::new(std::collections::HashSet::new()),
     });
 
     {
@@ -356,6 +363,11 @@ async fn flush_owned(local: Rc<Local>) {
     flush(&local).await;
 }
 
+/// Sends what the shard queued (for callers outside this module).
+pub(crate) async fn flush_now(local: &Rc<Local>) {
+    flush(local).await;
+}
+
 /// Sends everything the shard queued — answers, and requests for other shards — then
 /// re-arms the timer if it moved earlier.
 async fn flush(local: &Rc<Local>) {
@@ -390,6 +402,19 @@ async fn flush(local: &Rc<Local>) {
             flush(&l).await;
         })
         .detach();
+    }
+    loop {
+        let ev = local.shard.borrow_mut().poll_push_event();
+        let Some(ev) = ev else { break };
+        match ev {
+            crate::shard::PushEvent::Connect { session, addr } => {
+                glommio::spawn_local(super::msrp::connect_out(Rc::clone(local), session, addr))
+                    .detach();
+            }
+            crate::shard::PushEvent::Ended { aor } => {
+                local.pushing.borrow_mut().remove(&aor);
+            }
+        }
     }
     loop {
         let outcome = local.shard.borrow_mut().poll_delivered();
@@ -519,7 +544,39 @@ async fn deliver_pending(local: Rc<Local>, aor: Vec<u8>) {
         local.retries.borrow_mut().remove(&aor);
     }
     notify_waiting(&local, &aor).await;
+    if local.push {
+        push_waiting(&local, &aor).await;
+    }
     local.delivering.borrow_mut().remove(&aor);
+}
+
+/// Figure 6: invites a user who registered to a session on which its waiting session-mode
+/// messages are sent (one push at a time per user; it ends with our `BYE` once they are
+/// sent, or when the user refuses it — they stay, listed, for a later fetch).
+async fn push_waiting(local: &Rc<Local>, aor: &[u8]) {
+    let store = Rc::clone(local.store.local());
+    let ids = store.pending_of(aor, true);
+    if ids.is_empty() || !local.pushing.borrow_mut().insert(aor.to_vec()) {
+        return;
+    }
+    let referred_by = store
+        .summaries(aor, &ids[..1])
+        .await
+        .first()
+        .map(|s| s.sender.clone())
+        .unwrap_or_else(|| local.deferred_uri.as_bytes().to_vec());
+    let asked = local.shard.borrow_mut().push(
+        Instant::now(),
+        crate::shard::PushRequest {
+            aor: aor.to_vec(),
+            ids,
+            referred_by,
+        },
+    );
+    if asked.is_err() {
+        local.pushing.borrow_mut().remove(aor);
+    }
+    flush(local).await;
 }
 
 /// Tells a user who is back which session-mode messages wait for it (a `MESSAGE` from the

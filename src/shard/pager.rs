@@ -606,12 +606,17 @@ impl Core {
                 .get(&cid)
                 .and_then(|r| r.invite.as_ref())
                 .is_some_and(|leg| same_peer(leg.to, peer))
+                || self.push_target(cid).is_some_and(|to| same_peer(to, peer))
         };
         if !from_leg {
             self.stats.dropped += 1;
             return;
         }
         let matched = self.client.on_response(now, cid, method, status);
+        if method == Method::Invite && self.is_push(cid) {
+            self.on_push_response(now, cid, msg, buf, status);
+            return;
+        }
         if method == Method::Cancel {
             // The answer to our CANCEL ends its transaction; the INVITE's answer follows.
             return;

@@ -521,3 +521,371 @@ impl Core {
         self.dialog_sweep_at = next;
     }
 }
+
+/// Pushing waiting messages to a user who registered (figure 6): what the runtime asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushRequest {
+    pub aor: Vec<u8>,
+    /// The messages to send, oldest first.
+    pub ids: Vec<crate::store::record::MessageId>,
+    /// The original sender named in `Referred-By` (the oldest message's).
+    pub referred_by: Vec<u8>,
+}
+
+/// What a push needs of the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushEvent {
+    /// The user answered `a=setup:passive`: connect to `addr` and attach the connection to
+    /// retrieval session `session` ([`crate::msrp::relay::Relay::attach`]).
+    Connect { session: Vec<u8>, addr: SocketAddr },
+    /// The push for `aor` is over (refused, or its dialog ended).
+    Ended { aor: Vec<u8> },
+}
+
+/// A push `INVITE` in progress (by client transaction).
+pub(super) struct Push {
+    aor: Vec<u8>,
+    /// Our MSRP URI for its retrieval session.
+    session: Vec<u8>,
+    to: Peer,
+    /// The INVITE as sent (its ACK for a failure copies it).
+    invite: Vec<u8>,
+    from_tag: Vec<u8>,
+    call_id: Vec<u8>,
+    /// The ACK of its 2xx, once sent (sent again for each retransmitted 2xx).
+    ack: Vec<u8>,
+}
+
+/// A pushed session that was accepted: what its `BYE` needs.
+pub(super) struct Pushed {
+    aor: Vec<u8>,
+    to: Peer,
+    request_uri: Vec<u8>,
+    from: Vec<u8>,
+    to_header: Vec<u8>,
+    call_id: Vec<u8>,
+}
+
+impl Core {
+    /// Figure 6: invites the user to a session on which its waiting session-mode messages
+    /// will be sent — `From` the deferred role's URI, `Referred-By` the original sender, our
+    /// SDP offer with `a=setup:actpass` (the user connects to us, or — answering `passive` —
+    /// is connected to). Refused when the user has no binding.
+    pub(super) fn push(&mut self, now: Instant, p: PushRequest) -> Result<(), pager::NotReachable> {
+        let now_ms = self.unix_ms(now);
+        let b = self
+            .registrar
+            .lookup(now_ms, &p.aor)
+            .next()
+            .cloned()
+            .ok_or(pager::NotReachable)?;
+        let to = pager::target(&b);
+        let Some(listen) = self.msrp.listen_addr() else {
+            return Err(pager::NotReachable);
+        };
+        let local = self.msrp.create_outbox_session(b"", &p.aor, p.ids);
+        let mut sdp = Vec::with_capacity(256);
+        MsrpSdp {
+            origin_user: b"imrelay",
+            session_id: self.ids.next_u64() >> 1,
+            session_version: 1,
+            address: listen.ip(),
+            port: listen.port(),
+            tls: false,
+            path: &[&local],
+            accept_types: &[b"message/cpim"],
+            accept_wrapped_types: &[b"*"],
+            max_size: None,
+            setup: Some(Setup::ActPass),
+            direction: Some(crate::sip::sdp::Direction::SendOnly),
+            extra_attributes: &[],
+        }
+        .write_offer(&mut sdp);
+        let cid = self.client.next_id();
+        let via = self.via_for(to, cid);
+        let mut tag = [0u8; 16];
+        let from_tag = self.tag(&mut tag).to_vec();
+        let mut call = [0u8; 16];
+        let mut call_id = self.tag(&mut call).to_vec();
+        call_id.push(b'@');
+        call_id.extend_from_slice(self.identity.addr.ip().to_string().as_bytes());
+        let contact = match to.transport {
+            Transport::Udp => format!("<sip:{}>", self.sent_by),
+            Transport::Tcp(_) => format!("<sip:{};transport=tcp>", self.sent_by),
+        };
+        let mut out = self.buffer();
+        for part in [
+            &b"INVITE "[..],
+            &b.uri,
+            b" SIP/2.0\r\nVia: ",
+            &via,
+            b"\r\nMax-Forwards: 70\r\nFrom: <",
+            self.identity.deferred_uri.as_bytes(),
+            b">;tag=",
+            &from_tag,
+            b"\r\nTo: <",
+            &p.aor,
+            b">\r\nCall-ID: ",
+            &call_id,
+            b"\r\nCSeq: 1 INVITE\r\nContact: ",
+            contact.as_bytes(),
+            b"\r\nReferred-By: <",
+            &p.referred_by,
+            b">\r\nAccept-Contact: *;+g.oma.sip-im\r\nContent-Type: application/sdp\r\nContent-Length: ",
+        ] {
+            out.extend_from_slice(part);
+        }
+        crate::wire::push_decimal(&mut out, sdp.len() as u64);
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&sdp);
+        if self
+            .client
+            .start(now, cid, Method::Invite, to, out.clone())
+            .is_err()
+        {
+            self.msrp.close_session(now, &local);
+            return Err(pager::NotReachable);
+        }
+        tracing::debug!(aor = %String::from_utf8_lossy(&p.aor), "pushing waiting messages");
+        self.pushes.insert(
+            cid,
+            Push {
+                aor: p.aor,
+                session: local,
+                to,
+                invite: out.clone(),
+                from_tag,
+                call_id,
+                ack: Vec::new(),
+            },
+        );
+        self.out.push_back(Transmit { to, bytes: out });
+        Ok(())
+    }
+
+    /// Where push INVITE `cid` went.
+    pub(super) fn push_target(&self, cid: u64) -> Option<Peer> {
+        self.pushes.get(&cid).map(|p| p.to)
+    }
+
+    /// Whether client transaction `cid` is a push INVITE.
+    pub(super) fn is_push(&self, cid: u64) -> bool {
+        self.pushes.contains_key(&cid)
+    }
+
+    /// A response to a push INVITE: a `2xx` is acknowledged (again for each retransmission)
+    /// and its SDP answer read — the user's path, and who connects; a failure is
+    /// acknowledged and ends the push (the messages stay, listed for the user to fetch).
+    pub(super) fn on_push_response(
+        &mut self,
+        now: Instant,
+        cid: u64,
+        msg: &Message,
+        buf: &[u8],
+        status: u16,
+    ) {
+        if status < 200 {
+            return;
+        }
+        let Some(mut p) = self.pushes.remove(&cid) else {
+            return;
+        };
+        let to_value = msg.value(buf, HeaderName::To).unwrap_or_default().to_vec();
+        if status >= 300 {
+            let mut m = Message::new();
+            if m.parse_datagram(&p.invite).is_ok() {
+                let mut ack = Vec::with_capacity(512);
+                print::write_cancel_or_ack(&mut ack, "ACK", &m, &p.invite, &to_value);
+                self.out.push_back(Transmit {
+                    to: p.to,
+                    bytes: ack,
+                });
+            }
+            tracing::debug!(status, "push refused; the messages stay");
+            self.msrp.close_session(now, &p.session);
+            self.push_events.push_back(PushEvent::Ended { aor: p.aor });
+            return;
+        }
+        if !p.ack.is_empty() {
+            // A retransmitted 2xx: acknowledged again.
+            self.out.push_back(Transmit {
+                to: p.to,
+                bytes: p.ack.clone(),
+            });
+            self.pushes.insert(cid, p);
+            return;
+        }
+        let remote = msg
+            .value(buf, HeaderName::Contact)
+            .and_then(|c| NameAddr::parse("Contact", c).ok())
+            .map(|n| n.uri().as_bytes().to_vec())
+            .unwrap_or_else(|| p.aor.clone());
+        let mut from = b"<".to_vec();
+        from.extend_from_slice(self.identity.deferred_uri.as_bytes());
+        from.extend_from_slice(b">;tag=");
+        from.extend_from_slice(&p.from_tag);
+        let ack_id = self.client.next_id();
+        p.ack = self.in_dialog_request(
+            "ACK", 1, ack_id, p.to, &remote, &from, &to_value, &p.call_id,
+        );
+        self.out.push_back(Transmit {
+            to: p.to,
+            bytes: p.ack.clone(),
+        });
+        let session_id = crate::msrp::uri::MsrpUri::parse(&p.session)
+            .ok()
+            .and_then(|u| u.session_id().map(<[u8]>::to_vec))
+            .unwrap_or_default();
+        let answer = SessionDescription::parse(msg.body().of(buf)).ok();
+        let path = answer
+            .as_ref()
+            .and_then(|a| a.path())
+            .map(|p| p.join(&b' '))
+            .unwrap_or_default();
+        let setup = answer.as_ref().map(|a| a.setup(OfferAnswer::Answer));
+        let connect_to = answer
+            .as_ref()
+            .and_then(|a| a.path())
+            .and_then(|p| p.first().copied())
+            .and_then(|u| crate::msrp::uri::MsrpUri::parse(u).ok())
+            .and_then(|u| {
+                let host = std::str::from_utf8(u.host()).ok()?;
+                let ip: std::net::IpAddr = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse()
+                    .ok()?;
+                Some(SocketAddr::new(ip, u.port?))
+            });
+        let usable = !path.is_empty()
+            && match setup {
+                Some(Setup::Active) => true,
+                Some(Setup::Passive) => connect_to.is_some(),
+                _ => false,
+            };
+        let dialog = Pushed {
+            aor: p.aor.clone(),
+            to: p.to,
+            request_uri: remote,
+            from,
+            to_header: to_value,
+            call_id: p.call_id.clone(),
+        };
+        self.dialogs.insert(
+            dialog_key(&p.call_id, &p.from_tag),
+            Dialog {
+                session: p.session.clone(),
+                until: now + Duration::from_secs(DEFERRED_DIALOG_SECS_MAX),
+                resend: None,
+            },
+        );
+        self.pushed.insert(session_id.clone(), dialog);
+        // Kept a while to answer retransmitted 2xx with the same ACK.
+        self.pushes.insert(cid, p);
+        self.push_acks.push_back((now + 64 * T1, cid));
+        if !usable {
+            tracing::debug!("push answer without a usable MSRP path or setup; ending it");
+            self.session_done(now, &session_id);
+            return;
+        }
+        self.msrp.set_peer_path(&session_id, &path);
+        if setup == Some(Setup::Passive) {
+            if let Some(addr) = connect_to {
+                self.push_events.push_back(PushEvent::Connect {
+                    session: session_id,
+                    addr,
+                });
+            }
+        }
+    }
+
+    /// A retrieval session's messages were all sent (or it stopped): a pushed session is
+    /// ended with `BYE` (a user-initiated one waits for the user's).
+    pub(super) fn session_done(&mut self, now: Instant, session_id: &[u8]) {
+        let Some(d) = self.pushed.remove(session_id) else {
+            return;
+        };
+        let key = {
+            let tag = d
+                .from
+                .windows(5)
+                .position(|w| w == b";tag=")
+                .map_or(&[][..], |i| &d.from[i + 5..]);
+            dialog_key(&d.call_id, tag)
+        };
+        if let Some(dialog) = self.dialogs.remove(&key) {
+            self.msrp.close_session(now, &dialog.session);
+            let cid = self.client.next_id();
+            let bye = self.in_dialog_request(
+                "BYE",
+                2,
+                cid,
+                d.to,
+                &d.request_uri,
+                &d.from,
+                &d.to_header,
+                &d.call_id,
+            );
+            if self
+                .client
+                .start(now, cid, Method::Bye, d.to, bye.clone())
+                .is_ok()
+            {
+                self.out.push_back(Transmit {
+                    to: d.to,
+                    bytes: bye,
+                });
+            }
+        }
+        self.push_events.push_back(PushEvent::Ended { aor: d.aor });
+    }
+
+    /// Forgets push INVITE contexts kept for retransmitted 2xx.
+    pub(super) fn reap_pushes(&mut self, now: Instant) {
+        while let Some(&(at, cid)) = self.push_acks.front() {
+            if at > now {
+                break;
+            }
+            self.push_acks.pop_front();
+            self.pushes.remove(&cid);
+        }
+    }
+
+    /// A request inside a dialog this server made: `ACK` or `BYE`.
+    #[allow(clippy::too_many_arguments)]
+    fn in_dialog_request(
+        &mut self,
+        method: &str,
+        cseq: u32,
+        cid: u64,
+        to: Peer,
+        request_uri: &[u8],
+        from: &[u8],
+        to_header: &[u8],
+        call_id: &[u8],
+    ) -> Vec<u8> {
+        let via = self.via_for(to, cid);
+        let mut out = Vec::with_capacity(400);
+        for part in [
+            method.as_bytes(),
+            b" ",
+            request_uri,
+            b" SIP/2.0\r\nVia: ",
+            &via,
+            b"\r\nMax-Forwards: 70\r\nFrom: ",
+            from,
+            b"\r\nTo: ",
+            to_header,
+            b"\r\nCall-ID: ",
+            call_id,
+            b"\r\nCSeq: ",
+        ] {
+            out.extend_from_slice(part);
+        }
+        crate::wire::push_decimal(&mut out, u64::from(cseq));
+        out.push(b' ');
+        out.extend_from_slice(method.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+        out
+    }
+}

@@ -210,6 +210,36 @@ impl Relay {
         uri
     }
 
+    /// Sets the peer's path of session `session` (known from the SDP answer of a session we
+    /// offered).
+    pub fn set_peer_path(&mut self, session: &[u8], path: &[u8]) {
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.peer_path = path.to_vec();
+        }
+    }
+
+    /// Binds retrieval session `session` to `conn`, a connection we opened to its peer (it
+    /// answered `a=setup:passive`): the messages can go ([`Output::Opened`]).
+    pub fn attach(&mut self, session: &[u8], conn: ConnId) {
+        let Some(s) = self.sessions.get_mut(session).filter(|s| s.outbox) else {
+            return;
+        };
+        if s.conn.is_some() {
+            return;
+        }
+        s.conn = Some(conn);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.bound = true;
+        }
+        let (aor, ids) = self.outboxes.remove(session).unwrap_or_default();
+        self.out.push_back(Output::Opened {
+            session: session.to_vec(),
+            conn,
+            aor,
+            ids,
+        });
+    }
+
     /// The head and the end-line of a chunk of message `message_id` (bytes `start`… of
     /// `total`, `len` of them here, `last` when it ends the message) on retrieval session
     /// `session`, and the connection it goes on: the runtime writes the body between them
