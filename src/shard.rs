@@ -693,7 +693,7 @@ impl Core {
                     .and_then(|to| self.home_aor(to.uri().as_bytes()).ok())
             } else if self.is_deferred_uri(uri.of(buf)) {
                 // A retrieval: the shard that owns the user asking (and its messages).
-                self.from_aor(msg, buf)
+                self.sender_aor(msg, buf)
             } else {
                 SipUri::parse(uri.of(buf))
                     .ok()
@@ -825,6 +825,24 @@ impl Core {
             return Ok(());
         }
         if method == Method::Bye && self.dialog_bye(now, id, peer, msg, buf, &via) {
+            return Ok(());
+        }
+        if in_dialog
+            && method != Method::Ack
+            && !self.has_dialog(msg, buf)
+            && SipUri::parse(uri.of(buf)).is_ok_and(|u| {
+                u.user().is_none() && self.identity.is_myself(u.host_bytes(), u.port())
+            })
+        {
+            // A request inside a dialog with this server itself that it does not have (it
+            // ended, e.g. a BYE crossing ours): §12.2.2.
+            let answer = Answering {
+                code: 481,
+                reason: "Call/Transaction Does Not Exist",
+                headers: &[],
+                warning: None,
+            };
+            self.answer(peer, msg, buf, Some(&via), &answer, Some((now, id)));
             return Ok(());
         }
         if !self.for_the_server(msg, buf, method, uri.of(buf)) {

@@ -336,3 +336,56 @@ fn a_fifty_mib_offline_message_end_to_end() {
     assert_eq!(got.len(), 1);
     assert!(got[0].body == body, "byte-exact");
 }
+
+/// Figure 6 (the embedded default): when Bob registers he is told what waits, then the
+/// server opens a session to him and sends it — Bob connecting to the server, or (`passive`)
+/// the server connecting to Bob — and ends it with BYE; each message arrives once.
+fn pushed(passive: bool) {
+    let server = Server::start(&["--cores", "2"]);
+    let user = if passive {
+        "sip:judy@localhost"
+    } else {
+        "sip:kim@localhost"
+    };
+    let big = bytes(1024 * 1024 + 5, 31);
+    let small = bytes(1500, 32);
+    assert_eq!(
+        send(server.sip, "sip:alice@localhost", user, &big).unwrap(),
+        200
+    );
+    assert_eq!(
+        send(server.sip, "sip:carol@localhost", user, &small).unwrap(),
+        200
+    );
+    let mut c = client(server.sip, user);
+    c.passive_msrp = passive;
+    c.register(300).unwrap();
+    let got = c.listen(Duration::from_secs(15), Some(3), |_| {}).unwrap();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(
+        got[0].content_type.as_deref(),
+        Some(deferred_list::CONTENT_TYPE)
+    );
+    assert_eq!(got[1].body, big);
+    assert_eq!(got[1].from, "sip:alice@localhost");
+    assert_eq!(
+        got[1].content_type.as_deref(),
+        Some("application/octet-stream")
+    );
+    assert_eq!(got[2].body, small);
+    assert_eq!(got[2].from, "sip:carol@localhost");
+    // Marked delivered: a fetch finds nothing (the server's BYE ended the push first).
+    let (answered, _) = fetch(&mut c, &[]);
+    assert!(answered.is_empty(), "{answered:?}");
+    c.register(0).unwrap();
+}
+
+#[test]
+fn figure_6_waiting_messages_are_pushed_when_the_user_registers() {
+    pushed(false);
+}
+
+#[test]
+fn figure_6_the_server_connects_to_a_user_that_answers_passive() {
+    pushed(true);
+}

@@ -25,6 +25,10 @@ pub const SESSION_CHUNK_BYTES: usize = 64 * 1024;
 /// How long the far end may take to report a message after its last chunk, in seconds.
 const REPORT_WAIT_SECS: u64 = 60;
 
+/// How long a retrieving client waits for the server's `BYE` once it has every listed
+/// message, in seconds (then it sends its own).
+const BYE_WAIT_SECS: u64 = 5;
+
 /// A session set up by an `INVITE`: what its `ACK` and `BYE` need.
 struct Dialog {
     request_uri: String,
@@ -257,9 +261,13 @@ Content-Length: 0\r\n\r\n",
         .into_bytes()
     }
 
-    fn bye(&mut self, d: &Dialog) -> Result<Answer, ClientError> {
+    /// Ends the session; a `481` (the other side ended it at the same time) is an end too.
+    fn bye(&mut self, d: &Dialog) -> Result<(), ClientError> {
         let bye = self.in_dialog("BYE", 2, d);
-        self.transact(&bye)
+        match self.transact(&bye) {
+            Ok(_) | Err(ClientError::Rejected { code: 481, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends the message over MSRP and waits for its success `REPORT`.
@@ -375,11 +383,14 @@ impl Client {
                 crate::deferred_list::parse(&l).map_err(|e| ClientError::Garbled(e.to_string()))
             });
         let outcome = list.and_then(|list| {
-            self.receive(&dialog, &me, &list, &mut each)?;
-            Ok(list)
+            let ended = self.receive(&dialog, &me, &list, &mut each)?;
+            Ok((list, ended))
         });
-        let bye = self.bye(&dialog);
-        let list = outcome?;
+        // The server ends the session with its own BYE once it sent what it could (a listed
+        // message may have been delivered by another session meanwhile).
+        let ended = matches!(outcome, Ok((_, true)));
+        let bye = if ended { Ok(()) } else { self.bye(&dialog) };
+        let (list, _) = outcome?;
         bye?;
         Ok(list)
     }
@@ -391,14 +402,22 @@ impl Client {
         me: &str,
         list: &[Listed],
         each: &mut dyn FnMut(&Fetched),
-    ) -> Result<(), ClientError> {
+    ) -> Result<bool, ClientError> {
         if list.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let addr = first_hop(&d.path)?;
-        let mut ep = Endpoint::connect(addr, me)?;
-        ep.bind(&d.path)?;
-        read_messages(&mut ep, Some(list.len()), each)
+        let (me, path) = (me.to_owned(), d.path.clone());
+        let open = move || -> Result<Endpoint, ClientError> {
+            let mut ep = Endpoint::connect(addr, &me)?;
+            ep.bind(&path)?;
+            Ok(ep)
+        };
+        // A minute, and a second per MiB listed.
+        let bytes: u64 = list.iter().map(|l| l.size).sum();
+        let deadline = std::time::Instant::now()
+            + Duration::from_secs(REPORT_WAIT_SECS + bytes / (1024 * 1024));
+        self.run_session(open, Some(list.len()), None, deadline, each)
     }
 
     /// A session the server opened to push waiting messages (figure 6): answered `200`
@@ -466,50 +485,87 @@ impl Client {
         .map_err(|e| ClientError::Garbled(format!("SDP offer: {e}")))?;
         let ok = super::ok_with_body(&m, invite, &self.aor, local, "application/sdp", &sdp);
         self.sock.send_to(&ok, from)?;
-        // The MSRP side on a thread of its own; this one waits for the BYE.
-        let (tx, rx) = mpsc::channel::<Result<Fetched, String>>();
+        let open = move || -> Result<Endpoint, ClientError> {
+            match listener {
+                Some(l) => {
+                    let (s, _) = l.accept()?;
+                    Ok(Endpoint::over(s, &me)?)
+                }
+                None => {
+                    let mut ep = Endpoint::connect(first_hop(&server_path)?, &me)?;
+                    ep.bind(&server_path)?;
+                    Ok(ep)
+                }
+            }
+        };
+        self.run_session(open, None, Some(&ok), deadline, each)?;
+        Ok(())
+    }
+
+    /// Runs the MSRP side of a session on a thread of its own (`open` makes its endpoint)
+    /// while this one answers the dialog's requests on the SIP socket (`ok` again for a
+    /// retransmitted INVITE), until `limit` messages came or the peer's `BYE` (answered
+    /// `200`; then returns `true`: the session is over, nothing more comes).
+    fn run_session(
+        &mut self,
+        open: impl FnOnce() -> Result<Endpoint, ClientError> + Send + 'static,
+        limit: Option<usize>,
+        ok: Option<&[u8]>,
+        deadline: std::time::Instant,
+        each: &mut dyn FnMut(&Fetched),
+    ) -> Result<bool, ClientError> {
+        enum Event {
+            Got(Fetched),
+            Done(Result<(), String>),
+        }
+        let (tx, rx) = mpsc::channel::<Event>();
         let stop = std::sync::Arc::new(std::sync::Mutex::new(None::<std::net::TcpStream>));
         let stop_msrp = std::sync::Arc::clone(&stop);
         let reader = std::thread::spawn(move || {
             let run = || -> Result<(), ClientError> {
-                let mut ep = match listener {
-                    Some(l) => {
-                        let (s, _) = l.accept()?;
-                        Endpoint::over(s, &me)?
-                    }
-                    None => {
-                        let mut ep = Endpoint::connect(first_hop(&server_path)?, &me)?;
-                        ep.bind(&server_path)?;
-                        ep
-                    }
-                };
+                let mut ep = open()?;
                 if let Ok(mut slot) = stop_msrp.lock() {
                     *slot = ep.w().try_clone().ok();
                 }
-                read_messages(&mut ep, None, &mut |f| {
-                    let _ = tx.send(Ok(f.clone()));
+                read_messages(&mut ep, limit, &mut |f| {
+                    let _ = tx.send(Event::Got(f.clone()));
                 })
             };
-            if let Err(e) = run() {
-                let _ = tx.send(Err(e.to_string()));
-            }
+            let r = run().map_err(|e| e.to_string());
+            let _ = tx.send(Event::Done(r));
         });
         let mut buf = vec![0u8; 65536];
-        let mut ended = false;
-        let mut failed = None;
-        while !ended {
-            while let Ok(r) = rx.try_recv() {
-                match r {
-                    Ok(f) => each(&f),
-                    Err(e) => failed = Some(e),
+        let mut bye = false;
+        let mut outcome: Option<Result<(), String>> = None;
+        // Once the messages are in, the peer's BYE is awaited a little while (it ends the
+        // session it served); then this side ends it.
+        let mut grace: Option<std::time::Instant> = None;
+        while !bye {
+            while let Ok(ev) = rx.try_recv() {
+                match ev {
+                    Event::Got(f) => each(&f),
+                    Event::Done(r) => outcome = Some(r),
                 }
+            }
+            match &outcome {
+                Some(Ok(())) => {
+                    let until = *grace.get_or_insert_with(|| {
+                        std::time::Instant::now() + Duration::from_secs(BYE_WAIT_SECS)
+                    });
+                    if std::time::Instant::now() >= until {
+                        break;
+                    }
+                }
+                Some(Err(_)) => break,
+                None => {}
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
+                outcome.get_or_insert(Err("no end of the session in time".into()));
                 break;
             }
             self.sock
-                .set_read_timeout(Some(left.min(Duration::from_millis(50))))?;
+                .set_read_timeout(Some(left.min(Duration::from_millis(20))))?;
             let (n, peer) = match self.sock.recv_from(&mut buf) {
                 Ok(x) => x,
                 Err(e)
@@ -530,31 +586,37 @@ impl Client {
             match r.method() {
                 // Our 200 again, for a retransmitted INVITE; the ACK needs nothing.
                 Some(crate::sip::message::Method::Invite) => {
-                    self.sock.send_to(&ok, peer)?;
+                    if let Some(ok) = ok {
+                        self.sock.send_to(ok, peer)?;
+                    }
                 }
                 Some(crate::sip::message::Method::Bye) => {
                     self.sock.send_to(&super::ok_for(&r, raw), peer)?;
-                    ended = true;
+                    bye = true;
                 }
                 _ => {}
             }
         }
-        // The server sent everything before its BYE: what is read is all there is.
-        if let Ok(slot) = stop.lock() {
-            if let Some(s) = slot.as_ref() {
-                let _ = s.shutdown(std::net::Shutdown::Both);
+        // After the peer's BYE nothing more comes: what was read is all there is.
+        if bye {
+            if let Ok(slot) = stop.lock() {
+                if let Some(s) = slot.as_ref() {
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                }
             }
         }
         let _ = reader.join();
-        while let Ok(r) = rx.try_recv() {
-            match r {
-                Ok(f) => each(&f),
-                Err(e) => failed = Some(e),
+        while let Ok(ev) = rx.try_recv() {
+            match ev {
+                Event::Got(f) => each(&f),
+                Event::Done(r) => {
+                    outcome.get_or_insert(r);
+                }
             }
         }
-        match failed {
-            Some(e) if !ended => Err(ClientError::Msrp(e)),
-            _ => Ok(()),
+        match outcome {
+            Some(Err(e)) if !bye => Err(ClientError::Msrp(e)),
+            _ => Ok(bye),
         }
     }
 }

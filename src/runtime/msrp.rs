@@ -26,6 +26,7 @@ use crate::limits::{
     MSRP_RETRIEVE_CHUNK_BYTES, MSRP_WRITE_TIMEOUT_SECS,
 };
 use crate::msrp::relay::Output;
+use crate::store::core::StoreError;
 use crate::store::record::MessageId;
 use crate::transport::ConnId;
 
@@ -45,7 +46,7 @@ struct Writer {
 pub(crate) struct MsrpConns {
     writers: RefCell<HashMap<ConnId, Rc<Writer>>>,
     /// Messages sent on retrieval sessions waiting for their REPORT: (session, message).
-    reports: RefCell<HashMap<(Vec<u8>, Vec<u8>), LocalSender<u16>>>,
+    reports: RefCell<HashMap<ReportKey, LocalSender<u16>>>,
     next: Cell<u64>,
     live: Cell<usize>,
 }
@@ -56,6 +57,9 @@ impl MsrpConns {
         self.live.get()
     }
 }
+
+/// A message sent on a retrieval session: (session id, MSRP Message-ID).
+type ReportKey = (Vec<u8>, Vec<u8>);
 
 /// Connection numbers of MSRP start here, apart from SIP's (the same shard numbers both).
 const MSRP_CONN_BASE: u64 = 1 << 40;
@@ -247,7 +251,11 @@ async fn retrieve(local: Rc<Local>, job: Retrieval) {
         let m = match store.read(&job.aor, id).await {
             Ok(m) => m,
             // Delivered (another retrieval) or expired meanwhile.
-            Err(_) => continue,
+            Err(StoreError::UnknownMessage) => continue,
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "stored message unreadable; retrieval stopped");
+                break;
+            }
         };
         let mut cpim = Vec::with_capacity(256);
         crate::cpim::write_head(
@@ -280,7 +288,12 @@ async fn retrieve(local: Rc<Local>, job: Retrieval) {
         };
         local.msrp.reports.borrow_mut().remove(&key);
         if status != 200 {
-            tracing::debug!(status, %id, "retrieval stopped; the message stays");
+            tracing::warn!(
+                status,
+                written,
+                %id,
+                "retrieval stopped (no success report); the message stays"
+            );
             break;
         }
         if let Err(e) = store.deliver(crate::runtime::store::now_ms(), &job.aor, id) {

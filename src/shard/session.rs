@@ -220,6 +220,7 @@ impl Core {
             self.answer(peer, msg, buf, Some(via), &refusal, Some((now, id)));
             return;
         }
+        let retrieval = a.list.is_some();
         let (content_type, body) = match a.list {
             None => (b"application/sdp".to_vec(), sdp),
             Some(list) => {
@@ -272,6 +273,46 @@ impl Core {
             give_up: now + 64 * T1,
         });
         let call_id = msg.value(buf, HeaderName::CallId).unwrap_or_default();
+        if retrieval {
+            // A retrieval: this server ends it with BYE once its messages went (a listed
+            // message delivered meanwhile by another session is not sent; the BYE says that
+            // nothing more comes).
+            if let Some(session_id) = crate::msrp::uri::MsrpUri::parse(&a.local)
+                .ok()
+                .and_then(|u| u.session_id().map(<[u8]>::to_vec))
+            {
+                let value = |name| msg.value(buf, name).unwrap_or_default().to_vec();
+                let mut from = value(HeaderName::To);
+                from.extend_from_slice(b";tag=");
+                from.extend_from_slice(&tag);
+                let request_uri = msg
+                    .value(buf, HeaderName::Contact)
+                    .and_then(|c| NameAddr::parse("Contact", c).ok())
+                    .map(|n| n.uri().as_bytes().to_vec())
+                    .unwrap_or_default();
+                let mut route = Vec::new();
+                for h in msg.headers_named(HeaderName::RecordRoute) {
+                    route.extend_from_slice(b"Route: ");
+                    route.extend_from_slice(h.value.of(buf));
+                    route.extend_from_slice(b"\r\n");
+                }
+                let aor = self.sender_aor(msg, buf).unwrap_or_default();
+                self.pushed.insert(
+                    session_id,
+                    Pushed {
+                        aor,
+                        to: dest,
+                        request_uri,
+                        from,
+                        to_header: value(HeaderName::From),
+                        call_id: call_id.to_vec(),
+                        route,
+                        cseq: 1,
+                        push: false,
+                    },
+                );
+            }
+        }
         self.dialogs.insert(
             dialog_key(call_id, &tag),
             Dialog {
@@ -295,7 +336,7 @@ impl Core {
     }
 
     /// The address of record in a request's `From`, when it is a user of ours.
-    pub(super) fn from_aor(&self, msg: &Message, buf: &[u8]) -> Option<Vec<u8>> {
+    pub(super) fn sender_aor(&self, msg: &Message, buf: &[u8]) -> Option<Vec<u8>> {
         let from = msg.value(buf, HeaderName::From)?;
         let n = NameAddr::parse("From", from).ok()?;
         let u = n.sip_uri()?;
@@ -335,7 +376,7 @@ impl Core {
             core.answer(peer, msg, buf, Some(via), &a, Some((now, id)));
             true
         };
-        let Some(aor) = self.from_aor(msg, buf) else {
+        let Some(aor) = self.sender_aor(msg, buf) else {
             return refuse(self, 403, "Forbidden", "From: not a user of this domain");
         };
         let now_ms = self.unix_ms(now);
@@ -454,6 +495,14 @@ impl Core {
         }
     }
 
+    /// Whether a request belongs to one of our dialogs (by Call-ID and our `To` tag).
+    pub(super) fn has_dialog(&self, msg: &Message, buf: &[u8]) -> bool {
+        match (msg.value(buf, HeaderName::CallId), to_tag(msg, buf)) {
+            (Some(call_id), Some(tag)) => self.dialogs.contains_key(&dialog_key(call_id, tag)),
+            _ => false,
+        }
+    }
+
     /// A `BYE` in one of our dialogs: `200`, and its session ends. Returns whether it was.
     pub(super) fn dialog_bye(
         &mut self,
@@ -472,6 +521,7 @@ impl Core {
             return false;
         };
         self.msrp.close_session(now, &d.session);
+        self.dialog_ended(&d.session);
         let ok = Answering {
             code: 200,
             reason: "OK",
@@ -515,6 +565,7 @@ impl Core {
         for k in ended {
             if let Some(d) = self.dialogs.remove(&k) {
                 self.msrp.close_session(now, &d.session);
+                self.dialog_ended(&d.session);
             }
         }
         self.out.extend(resend);
@@ -561,9 +612,16 @@ pub(super) struct Pushed {
     aor: Vec<u8>,
     to: Peer,
     request_uri: Vec<u8>,
+    /// Our side (with our tag), the peer's side, as the BYE writes them.
     from: Vec<u8>,
     to_header: Vec<u8>,
     call_id: Vec<u8>,
+    /// `Route` header lines (the dialog's route set), possibly none.
+    route: Vec<u8>,
+    /// The CSeq number of the BYE.
+    cseq: u32,
+    /// We opened it (figure 6): its end ends the push.
+    push: bool,
 }
 
 impl Core {
@@ -770,6 +828,9 @@ impl Core {
             from,
             to_header: to_value,
             call_id: p.call_id.clone(),
+            route: Vec::new(),
+            cseq: 2,
+            push: true,
         };
         self.dialogs.insert(
             dialog_key(&p.call_id, &p.from_tag),
@@ -816,9 +877,9 @@ impl Core {
         if let Some(dialog) = self.dialogs.remove(&key) {
             self.msrp.close_session(now, &dialog.session);
             let cid = self.client.next_id();
-            let bye = self.in_dialog_request(
+            let mut bye = self.in_dialog_request(
                 "BYE",
-                2,
+                d.cseq,
                 cid,
                 d.to,
                 &d.request_uri,
@@ -826,6 +887,12 @@ impl Core {
                 &d.to_header,
                 &d.call_id,
             );
+            if !d.route.is_empty() {
+                // After the request line and the Via.
+                if let Some(at) = memchr::memmem::find(&bye, b"\r\nMax-Forwards:") {
+                    bye.splice(at + 2..at + 2, d.route.iter().copied());
+                }
+            }
             if self
                 .client
                 .start(now, cid, Method::Bye, d.to, bye.clone())
@@ -837,7 +904,22 @@ impl Core {
                 });
             }
         }
-        self.push_events.push_back(PushEvent::Ended { aor: d.aor });
+        if d.push {
+            self.push_events.push_back(PushEvent::Ended { aor: d.aor });
+        }
+    }
+
+    /// The dialog of session `uri` ended (its peer's BYE, or its time): nothing more is
+    /// owed to it.
+    fn dialog_ended(&mut self, uri: &[u8]) {
+        let id = crate::msrp::uri::MsrpUri::parse(uri)
+            .ok()
+            .and_then(|u| u.session_id().map(<[u8]>::to_vec));
+        if let Some(d) = id.and_then(|id| self.pushed.remove(&id)) {
+            if d.push {
+                self.push_events.push_back(PushEvent::Ended { aor: d.aor });
+            }
+        }
     }
 
     /// Forgets push INVITE contexts kept for retransmitted 2xx.

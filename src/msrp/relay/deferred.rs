@@ -426,9 +426,8 @@ impl Relay {
             }
             None => sink
                 .begin(now_ms, &d.aor, &d.sender, &i.content_type, i.total)
-                .map(|up| {
+                .inspect(|&up| {
                     d.uploads.push((i.message_id.clone(), up));
-                    up
                 })
                 .map_err(|e| (status_of(&e), None)),
         };

@@ -785,6 +785,7 @@ mod storing {
         std::iter::from_fn(|| s.poll_ack()).collect()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn chunk(
         to: &[u8],
         tid: &str,
