@@ -6,23 +6,29 @@
 //! - one session, 1 GiB in 64 KiB chunks;
 //! - 100 sessions on one connection pair, 250 MiB in 2 KiB chunks, round robin;
 //!
-//! and beside them a plain TCP connection carrying 1 GiB in 64 KiB writes. Prints MiB/s,
-//! the relay's share of loopback TCP, and the server's CPU time per GiB relayed.
+//! and beside them a plain TCP connection carrying 1 GiB in 64 KiB writes, and the same 1 GiB
+//! through a plain user-space forwarder (a thread that reads from one connection and writes
+//! to another, 64 KiB at a time, no parsing): the ceiling of any relay with three busy
+//! parties on this machine. Prints MiB/s, the relay's share of loopback TCP and of the plain
+//! forwarder, and the server's CPU time per GiB relayed.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use imrelay::msrp::endpoint::Endpoint;
 
-const GIB: u64 = 1 << 30;
+#[path = "common/loopback.rs"]
+mod loopback;
+use loopback::{cpu_secs, loopback_tcp, Server, GIB};
 
-fn loopback_tcp(bytes: u64) -> f64 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let reader = std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
+/// 1 GiB from a sender through a forwarding thread (read, write; nothing parsed) to a
+/// receiver, each on its own connection: MiB/s.
+fn plain_forwarder(bytes: u64) -> f64 {
+    let to_receiver = TcpListener::bind("127.0.0.1:0").unwrap();
+    let receiver_addr = to_receiver.local_addr().unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (mut s, _) = to_receiver.accept().unwrap();
         let mut buf = vec![0u8; 256 << 10];
         let mut got = 0u64;
         while got < bytes {
@@ -31,7 +37,21 @@ fn loopback_tcp(bytes: u64) -> f64 {
             got += n as u64;
         }
     });
-    let mut s = TcpStream::connect(addr).unwrap();
+    let from_sender = TcpListener::bind("127.0.0.1:0").unwrap();
+    let forwarder_addr = from_sender.local_addr().unwrap();
+    let forwarder = std::thread::spawn(move || {
+        let (mut inbound, _) = from_sender.accept().unwrap();
+        let mut out = TcpStream::connect(receiver_addr).unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut moved = 0u64;
+        while moved < bytes {
+            let n = inbound.read(&mut buf).unwrap();
+            assert!(n > 0);
+            out.write_all(&buf[..n]).unwrap();
+            moved += n as u64;
+        }
+    });
+    let mut s = TcpStream::connect(forwarder_addr).unwrap();
     let block = vec![7u8; 64 << 10];
     let t0 = Instant::now();
     let mut sent = 0;
@@ -39,17 +59,9 @@ fn loopback_tcp(bytes: u64) -> f64 {
         s.write_all(&block).unwrap();
         sent += block.len() as u64;
     }
-    reader.join().unwrap();
+    forwarder.join().unwrap();
+    receiver.join().unwrap();
     bytes as f64 / t0.elapsed().as_secs_f64() / (1 << 20) as f64
-}
-
-/// User + system CPU of a process, in seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
 }
 
 /// Sends `total` bytes over `sessions` (To-Paths) round robin in `chunk`-byte chunks, while
@@ -109,48 +121,20 @@ fn relay_run(
 
 fn main() {
     // Criterion passes its own flags; this bench takes none.
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("imrelay.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "{}\n[[msrp.user]]\nname = \"alice\"\npassword = \"secret\"\n\n[[msrp.user]]\nname = \"bob\"\npassword = \"secret\"\n",
-            imrelay::config::EMBEDDED_DEFAULT
-        ),
-    )
-    .unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_imrelay"))
-        .args([
-            "serve",
-            "--cores",
-            "1",
-            "--sip-addr",
-            "127.0.0.1:0",
-            "--msrp-port",
-            "0",
-            "--state-dir",
-        ])
-        .arg(dir.path().join("state"))
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("imrelay serve");
-    let mut out = BufReader::new(server.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.starts_with("imrelay: ready:") {
-        line.clear();
-        if out.read_line(&mut line).unwrap() == 0 {
-            panic!("the server did not start");
-        }
-    }
-    let port: u16 = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
-    let relay: SocketAddr = ([127, 0, 0, 1], port).into();
-    let pid = server.id();
+    let server = Server::start(&format!(
+        "{}\n[[msrp.user]]\nname = \"alice\"\npassword = \"secret\"\n\n[[msrp.user]]\nname = \"bob\"\npassword = \"secret\"\n",
+        imrelay::config::EMBEDDED_DEFAULT
+    ));
+    let relay: SocketAddr = ([127, 0, 0, 1], server.msrp_port()).into();
+    let pid = server.child.id();
 
     let tcp = loopback_tcp(GIB);
     println!("loopback TCP, one connection, 64 KiB writes: {tcp:.0} MiB/s");
+    let plain = plain_forwarder(GIB);
+    println!(
+        "plain forwarder (read/write thread between two connections): {plain:.0} MiB/s = {:.0}% of loopback TCP",
+        100.0 * plain / tcp
+    );
 
     let mut alice = Endpoint::connect(relay, "msrp://127.0.0.1:9001/alice;tcp").unwrap();
     let mut bob = Endpoint::connect(relay, "msrp://127.0.0.1:9002/bob;tcp").unwrap();
@@ -174,11 +158,11 @@ fn main() {
         let cpu = cpu_secs(pid) - cpu0;
         let per_gib = cpu / (total as f64 / GIB as f64);
         println!(
-            "MSRP relay, {name}: {mibs:.0} MiB/s = {:.0}% of loopback TCP; server CPU {per_gib:.2} s per GiB",
-            100.0 * mibs / tcp
+            "MSRP relay, {name}: {mibs:.0} MiB/s = {:.0}% of loopback TCP, {:.0}% of the plain forwarder; server CPU {per_gib:.2} s per GiB",
+            100.0 * mibs / tcp,
+            100.0 * mibs / plain
         );
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     std::thread::sleep(Duration::from_millis(10));
 }

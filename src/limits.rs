@@ -288,3 +288,7 @@ pub const MSRP_RETRIEVE_CHUNK_BYTES: usize = 64 * 1024;
 /// How long opening an MSRP connection to a user (who answered `a=setup:passive`) may
 /// take, in seconds.
 pub const MSRP_CONNECT_SECS: u64 = 10;
+
+/// Messages one retrieval sends at most (oldest first; the user retrieves again for more):
+/// the list in its `200` stays well inside one datagram.
+pub const DEFERRED_RETRIEVAL_MESSAGES_MAX: usize = 256;

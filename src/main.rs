@@ -306,26 +306,40 @@ fn client(args: ClientArgs) -> ExitCode {
                 let deferred = deferred.unwrap_or_else(|| format!("sip:deferred@{domain}"));
                 c.register(300)?;
                 let mut saved = Vec::new();
-                let fetched = c.fetch(&deferred, &ids, |m| {
-                    let path = out.join(&m.id);
-                    match std::fs::write(&path, &m.body) {
-                        Ok(()) => println!(
-                            "{}  from {}  stored {}  {} B  {} -> {}",
-                            m.id,
-                            m.from,
-                            m.date_time,
-                            m.body.len(),
-                            m.content_type,
-                            path.display()
-                        ),
-                        Err(e) => eprintln!("imrelay client: {}: {e}", path.display()),
+                let mut listed = 0usize;
+                // A retrieval sends at most DEFERRED_RETRIEVAL_MESSAGES_MAX: again for more.
+                let fetched = loop {
+                    let round = c.fetch(&deferred, &ids, |m| {
+                        let path = out.join(&m.id);
+                        match std::fs::write(&path, &m.body) {
+                            Ok(()) => println!(
+                                "{}  from {}  stored {}  {} B  {} -> {}",
+                                m.id,
+                                m.from,
+                                m.date_time,
+                                m.body.len(),
+                                m.content_type,
+                                path.display()
+                            ),
+                            Err(e) => eprintln!("imrelay client: {}: {e}", path.display()),
+                        }
+                        saved.push(path);
+                    });
+                    match round {
+                        Ok(list)
+                            if list.len() >= imrelay::limits::DEFERRED_RETRIEVAL_MESSAGES_MAX
+                                && ids.is_empty() =>
+                        {
+                            listed += list.len()
+                        }
+                        Ok(list) => break Ok(listed + list.len()),
+                        Err(e) => break Err(e),
                     }
-                    saved.push(path);
-                });
+                };
                 let unregistered = c.register(0);
-                let list = fetched?;
+                let listed = fetched?;
                 unregistered?;
-                println!("{} of {} message(s) retrieved", saved.len(), list.len());
+                println!("{} of {listed} message(s) retrieved", saved.len());
             }
             ClientCommand::Listen {
                 count,

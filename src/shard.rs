@@ -170,6 +170,8 @@ struct Core {
     /// When kept push INVITE contexts are dropped (in order).
     push_acks: VecDeque<(Instant, u64)>,
     push_events: VecDeque<session::PushEvent>,
+    /// Pushes whose messages all went before their 2xx was read (ended on the 2xx).
+    done_early: std::collections::HashSet<Vec<u8>>,
     txns: ServerTransactions,
     out: VecDeque<Transmit>,
     pool: Vec<Vec<u8>>,
@@ -220,6 +222,7 @@ impl Shard {
                 pushed: std::collections::HashMap::new(),
                 push_acks: VecDeque::new(),
                 push_events: VecDeque::new(),
+                done_early: std::collections::HashSet::new(),
                 txns: ServerTransactions::default(),
                 out: VecDeque::new(),
                 pool: Vec::new(),

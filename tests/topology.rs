@@ -82,7 +82,7 @@ fn figures_2_and_7_with_the_deferred_server_as_its_own_process() {
         )
         .unwrap();
     assert_eq!(a.code, 200);
-    // A pager message for him is kept there too.
+    // A pager message for him is kept by his home (which delivers pager messages).
     let kept = alice
         .send("sip:bob@localhost", "text/plain", b"call me")
         .unwrap();

@@ -7,6 +7,7 @@
 //! message is durable).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -408,7 +409,7 @@ impl Client {
         }
         let addr = first_hop(&d.path)?;
         let (me, path) = (me.to_owned(), d.path.clone());
-        let open = move || -> Result<Endpoint, ClientError> {
+        let open = move |_: &AtomicBool| -> Result<Endpoint, ClientError> {
             let mut ep = Endpoint::connect(addr, &me)?;
             ep.bind(&path)?;
             Ok(ep)
@@ -485,10 +486,26 @@ impl Client {
         .map_err(|e| ClientError::Garbled(format!("SDP offer: {e}")))?;
         let ok = super::ok_with_body(&m, invite, &self.aor, local, "application/sdp", &sdp);
         self.sock.send_to(&ok, from)?;
-        let open = move || -> Result<Endpoint, ClientError> {
+        let open = move |cancelled: &AtomicBool| -> Result<Endpoint, ClientError> {
             match listener {
                 Some(l) => {
-                    let (s, _) = l.accept()?;
+                    // The server connects; it may also give up (then its BYE cancels this).
+                    l.set_nonblocking(true)?;
+                    let s = loop {
+                        match l.accept() {
+                            Ok((s, _)) => break s,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                if cancelled.load(Ordering::Relaxed) {
+                                    return Err(ClientError::Msrp(
+                                        "the server did not connect".into(),
+                                    ));
+                                }
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    };
+                    s.set_nonblocking(false)?;
                     Ok(Endpoint::over(s, &me)?)
                 }
                 None => {
@@ -508,7 +525,7 @@ impl Client {
     /// `200`; then returns `true`: the session is over, nothing more comes).
     fn run_session(
         &mut self,
-        open: impl FnOnce() -> Result<Endpoint, ClientError> + Send + 'static,
+        open: impl FnOnce(&AtomicBool) -> Result<Endpoint, ClientError> + Send + 'static,
         limit: Option<usize>,
         ok: Option<&[u8]>,
         deadline: std::time::Instant,
@@ -521,9 +538,11 @@ impl Client {
         let (tx, rx) = mpsc::channel::<Event>();
         let stop = std::sync::Arc::new(std::sync::Mutex::new(None::<std::net::TcpStream>));
         let stop_msrp = std::sync::Arc::clone(&stop);
+        let cancelled = std::sync::Arc::new(AtomicBool::new(false));
+        let cancelled_msrp = std::sync::Arc::clone(&cancelled);
         let reader = std::thread::spawn(move || {
             let run = || -> Result<(), ClientError> {
-                let mut ep = open()?;
+                let mut ep = open(&cancelled_msrp)?;
                 if let Ok(mut slot) = stop_msrp.lock() {
                     *slot = ep.w().try_clone().ok();
                 }
@@ -537,6 +556,7 @@ impl Client {
         let mut buf = vec![0u8; 65536];
         let mut bye = false;
         let mut outcome: Option<Result<(), String>> = None;
+        let mut reader_done = false;
         // Once the messages are in, the peer's BYE is awaited a little while (it ends the
         // session it served); then this side ends it.
         let mut grace: Option<std::time::Instant> = None;
@@ -544,7 +564,10 @@ impl Client {
             while let Ok(ev) = rx.try_recv() {
                 match ev {
                     Event::Got(f) => each(&f),
-                    Event::Done(r) => outcome = Some(r),
+                    Event::Done(r) => {
+                        reader_done = true;
+                        outcome = Some(r);
+                    }
                 }
             }
             match &outcome {
@@ -598,7 +621,8 @@ impl Client {
             }
         }
         // After the peer's BYE nothing more comes: what was read is all there is.
-        if bye {
+        cancelled.store(true, Ordering::Relaxed);
+        if !reader_done {
             if let Ok(slot) = stop.lock() {
                 if let Some(s) = slot.as_ref() {
                     let _ = s.shutdown(std::net::Shutdown::Both);

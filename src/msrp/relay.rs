@@ -653,9 +653,15 @@ impl Relay {
                 }
                 Some(s) => {
                     // §5.4: the first request names the session a connection carries.
-                    if s.outbox && s.conn.is_none() {
-                        let id = session.unwrap_or_default();
-                        let (aor, ids) = self.outboxes.remove(id).unwrap_or_default();
+                    // Opened once: a reconnection after the connection went carries on
+                    // nothing (its round ended with the connection).
+                    let id = session.unwrap_or_default();
+                    if let Some((aor, ids)) = s.outbox.then(|| self.outboxes.remove(id)).flatten() {
+                        if s.peer_path.is_empty() {
+                            // The peer connected before its answer was read: its path is
+                            // the From-Path of its first request (RFC 4975 §5.4).
+                            s.peer_path.clone_from(&i.from_path);
+                        }
                         self.out.push_back(Output::Opened {
                             session: id.to_vec(),
                             conn,
@@ -688,11 +694,20 @@ impl Relay {
             match i.method {
                 Some(Method::Report) => {
                     let status = head.status(bytes).ok().flatten().unwrap_or(0);
-                    self.out.push_back(Output::Report {
-                        session: session.unwrap_or_default().to_vec(),
-                        message_id: i.message_id.clone(),
-                        status,
-                    });
+                    // A success REPORT counts only when it covers the whole message (a
+                    // receiver may report chunk by chunk, RFC 4975 §7.1.2).
+                    let whole = matches!(
+                        range,
+                        Ok(super::parse::ByteRange { start: 1, end: Some(e), total: Some(t) })
+                            if e == t
+                    );
+                    if status != 200 || whole {
+                        self.out.push_back(Output::Report {
+                            session: session.unwrap_or_default().to_vec(),
+                            message_id: i.message_id.clone(),
+                            status,
+                        });
+                    }
                 }
                 _ if head.has_body => i.refuse = Some((403, "Action-not-allowed")),
                 _ => {}

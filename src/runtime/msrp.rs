@@ -47,6 +47,9 @@ pub(crate) struct MsrpConns {
     writers: RefCell<HashMap<ConnId, Rc<Writer>>>,
     /// Messages sent on retrieval sessions waiting for their REPORT: (session, message).
     reports: RefCell<HashMap<ReportKey, LocalSender<u16>>>,
+    /// Stored messages being sent on some retrieval session: another one (a push and a
+    /// fetch of the same user) skips them rather than sending them twice.
+    sending: RefCell<std::collections::HashSet<MessageId>>,
     next: Cell<u64>,
     live: Cell<usize>,
 }
@@ -96,6 +99,11 @@ pub(crate) async fn connect_out(local: Rc<Local>, session: Vec<u8>, addr: std::n
         return;
     };
     if local.msrp.live.get() >= MSRP_CONNECTIONS_PER_SHARD_MAX {
+        local
+            .shard
+            .borrow_mut()
+            .session_done(Instant::now(), &session);
+        super::shard_task::flush_now(&local).await;
         return;
     }
     let n = local.msrp.next.get();
@@ -248,13 +256,45 @@ async fn retrieve(local: Rc<Local>, job: Retrieval) {
     let store = Rc::clone(local.store_local());
     let mut sent_messages = 0usize;
     for &id in &job.ids {
+        if !local.msrp.sending.borrow_mut().insert(id) {
+            continue;
+        }
+        let outcome = retrieve_one(&local, &job, &store, id).await;
+        local.msrp.sending.borrow_mut().remove(&id);
+        match outcome {
+            Some(true) => sent_messages += 1,
+            Some(false) => continue,
+            None => break,
+        }
+    }
+    tracing::debug!(
+        messages = sent_messages,
+        aor = %String::from_utf8_lossy(&job.aor),
+        "retrieval finished"
+    );
+    local
+        .shard
+        .borrow_mut()
+        .session_done(Instant::now(), &job.session);
+    super::shard_task::flush_now(&local).await;
+}
+
+/// Sends one stored message on a retrieval session and waits for the user's report: `Some
+/// (true)` delivered, `Some(false)` gone meanwhile (skipped), `None` the round stops.
+async fn retrieve_one(
+    local: &Rc<Local>,
+    job: &Retrieval,
+    store: &Rc<crate::runtime::store::ShardStore>,
+    id: MessageId,
+) -> Option<bool> {
+    {
         let m = match store.read(&job.aor, id).await {
             Ok(m) => m,
             // Delivered (another retrieval) or expired meanwhile.
-            Err(StoreError::UnknownMessage) => continue,
+            Err(StoreError::UnknownMessage) => return Some(false),
             Err(e) => {
                 tracing::warn!(%id, error = %e, "stored message unreadable; retrieval stopped");
-                break;
+                return None;
             }
         };
         let mut cpim = Vec::with_capacity(256);
@@ -276,7 +316,7 @@ async fn retrieve(local: Rc<Local>, job: Retrieval) {
             .chain(m.body.slices())
             .filter(|p| !p.is_empty())
             .collect();
-        let written = send_pieces(&local, &job, &message_id, &pieces, total).await;
+        let written = send_pieces(local, job, &message_id, &pieces, total).await;
         let status = if written {
             future::or(async { rx.recv().await.unwrap_or(0) }, async {
                 glommio::timer::sleep(crate::msrp::relay::RESPONSE_TIMEOUT).await;
@@ -294,23 +334,13 @@ async fn retrieve(local: Rc<Local>, job: Retrieval) {
                 %id,
                 "retrieval stopped (no success report); the message stays"
             );
-            break;
+            return None;
         }
         if let Err(e) = store.deliver(crate::runtime::store::now_ms(), &job.aor, id) {
             tracing::debug!(error = %e, "retrieved message no longer pending");
         }
-        sent_messages += 1;
+        Some(true)
     }
-    tracing::debug!(
-        messages = sent_messages,
-        aor = %String::from_utf8_lossy(&job.aor),
-        "retrieval finished"
-    );
-    local
-        .shard
-        .borrow_mut()
-        .session_done(Instant::now(), &job.session);
-    super::shard_task::flush_now(&local).await;
 }
 
 /// Writes one message's `pieces` (`total` bytes) as chunks on the retrieval session.

@@ -322,11 +322,9 @@ impl Core {
                 };
                 self.answer(peer, msg, buf, Some(via), &answer, Some((now, id)));
             }
-            // A deferred server elsewhere keeps it (the home role, DESIGN §3 step 3).
-            None => match self.identity.deferred_server {
-                Some(ds) => self.forward_routed(now, id, peer, msg, buf, via, ds),
-                None => self.ask_store(id, peer, msg, buf, aor),
-            },
+            // Kept here even when session-mode messages go to a deferred server elsewhere:
+            // users register here, and this is where pager messages are delivered from.
+            None => self.ask_store(id, peer, msg, buf, aor),
         }
     }
 
@@ -787,6 +785,7 @@ impl Core {
                     if let Some(token) = self.deliveries.remove(&id) {
                         self.delivered.push_back((token, 408));
                     }
+                    self.push_timeout(now, id);
                 }
             }
         }

@@ -180,7 +180,7 @@ impl Core {
             let offline_to_deferred = self
                 .identity
                 .deferred_server
-                .filter(|_| matches!(msg.method(), Some(Method::Invite | Method::Message)));
+                .filter(|_| msg.method() == Some(Method::Invite));
             let Some(b) = self.registrar.lookup(now_ms, &aor).next() else {
                 // The home role hands a session (or a retrieval) for a user who is offline
                 // to the deferred server (DESIGN §3 step 3), the Request-URI unchanged.
@@ -276,11 +276,25 @@ impl Core {
             };
             self.answer(peer, msg, buf, Some(via), &trying, Some((now, id)));
         }
-        if method == Method::Invite
-            && self.is_deferred_uri(uri)
-            && self.retrieval(now, id, peer, msg, buf, via)
-        {
-            return;
+        if method == Method::Invite && self.is_deferred_uri(uri) {
+            if self.retrieval(now, id, peer, msg, buf, via) {
+                return;
+            }
+            // A retrieval for a deferred server elsewhere, which trusts this home: passed on
+            // only for a user registered here from where it comes.
+            let asserted = self
+                .sender_aor(msg, buf)
+                .is_some_and(|aor| self.registered_from(now, peer, &aor));
+            if !asserted {
+                let answer = Answering {
+                    code: 403,
+                    reason: "Forbidden",
+                    headers: &[],
+                    warning: Some("retrieval only from where the user is registered"),
+                };
+                self.answer(peer, msg, buf, Some(via), &answer, Some((now, id)));
+                return;
+            }
         }
         match self.plan(now, peer, msg, buf, uri) {
             Ok(plan) => self.forward(now, id, peer, msg, buf, method, plan),

@@ -35,6 +35,9 @@ pub(super) struct Dialog {
     session: Vec<u8>,
     /// When it ends without a `BYE`.
     until: Instant,
+    /// Until when its MSRP session is given to be connected; past it, a session never
+    /// bound ends (someone who sets up sessions and never uses them holds nothing).
+    bind_by: Option<Instant>,
     /// The `200`, sent again over UDP until the `ACK`.
     resend: Option<Resend>,
 }
@@ -318,10 +321,25 @@ impl Core {
             Dialog {
                 session: a.local,
                 until: now + Duration::from_secs(DEFERRED_DIALOG_SECS_MAX),
+                bind_by: Some(now + Duration::from_secs(crate::limits::MSRP_BIND_SECS)),
                 resend,
             },
         );
-        self.dialog_sweep(now);
+        self.dialog_wake(now + T1.min(Duration::from_secs(crate::limits::MSRP_BIND_SECS)));
+    }
+
+    /// Makes the dialog sweep run by `at` at the latest.
+    fn dialog_wake(&mut self, at: Instant) {
+        self.dialog_sweep_at = Some(self.dialog_sweep_at.map_or(at, |s| s.min(at)));
+    }
+
+    /// Whether `aor` has a binding registered from `peer`'s address (REGISTER is not
+    /// authenticated: this keeps strangers elsewhere out, not someone on that host).
+    pub(super) fn registered_from(&self, now: Instant, peer: Peer, aor: &[u8]) -> bool {
+        let now_ms = self.unix_ms(now);
+        self.registrar
+            .lookup(now_ms, aor)
+            .any(|b| b.source.addr.ip() == peer.addr.ip())
     }
 
     /// Whether `uri` is the deferred role's own URI.
@@ -379,12 +397,8 @@ impl Core {
         let Some(aor) = self.sender_aor(msg, buf) else {
             return refuse(self, 403, "Forbidden", "From: not a user of this domain");
         };
-        let now_ms = self.unix_ms(now);
         let trusted = self.identity.deferred_trusted.contains(&peer.addr.ip())
-            || self
-                .registrar
-                .lookup(now_ms, &aor)
-                .any(|b| b.source.addr.ip() == peer.addr.ip());
+            || self.registered_from(now, peer, &aor);
         if !trusted {
             let why = "retrieval only from where the user is registered";
             return refuse(self, 403, "Forbidden", why);
@@ -450,6 +464,7 @@ impl Core {
             .waiting(&aor)
             .into_iter()
             .filter(|w| wanted.as_ref().is_none_or(|ids| ids.contains(&w.id)))
+            .take(crate::limits::DEFERRED_RETRIEVAL_MESSAGES_MAX)
             .collect();
         let items: Vec<crate::deferred_list::Listed> = waiting
             .iter()
@@ -547,9 +562,19 @@ impl Core {
                 ended.push(k.clone());
                 continue;
             }
+            if d.bind_by.is_some_and(|at| at <= now) {
+                if self.msrp.session_bound(&d.session) {
+                    d.bind_by = None;
+                } else {
+                    ended.push(k.clone());
+                    continue;
+                }
+            }
             if let Some(r) = d.resend.as_mut() {
                 if r.give_up <= now {
-                    d.resend = None;
+                    // No ACK for 64 × T1 (§13.3.1.4): the dialog is over.
+                    ended.push(k.clone());
+                    continue;
                 } else if r.next <= now {
                     resend.push(Transmit {
                         to: r.to,
@@ -560,6 +585,7 @@ impl Core {
                 }
             }
             let at = d.resend.as_ref().map_or(d.until, |r| r.next.min(d.until));
+            let at = d.bind_by.map_or(at, |b| b.min(at));
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         for k in ended {
@@ -721,6 +747,18 @@ impl Core {
         Ok(())
     }
 
+    /// A push INVITE that got no final answer (Timer B, or Timer C while it rang): the push
+    /// ends, the messages stay.
+    pub(super) fn push_timeout(&mut self, now: Instant, cid: u64) {
+        let Some(p) = self.pushes.get(&cid).filter(|p| p.ack.is_empty()) else {
+            return;
+        };
+        let (session, aor) = (p.session.clone(), p.aor.clone());
+        self.pushes.remove(&cid);
+        self.msrp.close_session(now, &session);
+        self.push_events.push_back(PushEvent::Ended { aor });
+    }
+
     /// Where push INVITE `cid` went.
     pub(super) fn push_target(&self, cid: u64) -> Option<Peer> {
         self.pushes.get(&cid).map(|p| p.to)
@@ -815,6 +853,9 @@ impl Core {
                     .ok()?;
                 Some(SocketAddr::new(ip, u.port?))
             });
+        // Only to the host the user registered from: an answer must not aim this server
+        // at a third party.
+        let connect_to = connect_to.filter(|a| a.ip() == p.to.addr.ip());
         let usable = !path.is_empty()
             && match setup {
                 Some(Setup::Active) => true,
@@ -837,15 +878,21 @@ impl Core {
             Dialog {
                 session: p.session.clone(),
                 until: now + Duration::from_secs(DEFERRED_DIALOG_SECS_MAX),
+                bind_by: Some(now + Duration::from_secs(crate::limits::MSRP_BIND_SECS)),
                 resend: None,
             },
         );
+        self.dialog_wake(now + Duration::from_secs(crate::limits::MSRP_BIND_SECS));
         self.pushed.insert(session_id.clone(), dialog);
         // Kept a while to answer retransmitted 2xx with the same ACK.
         self.pushes.insert(cid, p);
         self.push_acks.push_back((now + 64 * T1, cid));
         if !usable {
             tracing::debug!("push answer without a usable MSRP path or setup; ending it");
+            self.session_done(now, &session_id);
+            return;
+        }
+        if self.done_early.remove(&session_id) {
             self.session_done(now, &session_id);
             return;
         }
@@ -860,10 +907,22 @@ impl Core {
         }
     }
 
-    /// A retrieval session's messages were all sent (or it stopped): a pushed session is
-    /// ended with `BYE` (a user-initiated one waits for the user's).
+    /// A retrieval session's messages were all sent (or sending stopped): the session is
+    /// ended with `BYE` (pushed or fetched alike: it tells the user nothing more comes).
     pub(super) fn session_done(&mut self, now: Instant, session_id: &[u8]) {
         let Some(d) = self.pushed.remove(session_id) else {
+            // A push whose user connected and took everything before its 2xx was read:
+            // ended as soon as the 2xx is.
+            let pending_push = self.pushes.values().any(|p| {
+                p.ack.is_empty()
+                    && crate::msrp::uri::MsrpUri::parse(&p.session)
+                        .ok()
+                        .and_then(|u| u.session_id())
+                        == Some(session_id)
+            });
+            if pending_push {
+                self.done_early.insert(session_id.to_vec());
+            }
             return;
         };
         let key = {

@@ -210,6 +210,16 @@ impl Relay {
         uri
     }
 
+    /// Whether the session `uri` names has been bound to a connection (it exists and its
+    /// peer connected).
+    pub fn session_bound(&self, uri: &[u8]) -> bool {
+        super::MsrpUri::parse(uri)
+            .ok()
+            .and_then(|u| u.session_id())
+            .and_then(|id| self.sessions.get(id))
+            .is_some_and(|s| s.conn.is_some())
+    }
+
     /// Sets the peer's path of session `session` (known from the SDP answer of a session we
     /// offered).
     pub fn set_peer_path(&mut self, session: &[u8], path: &[u8]) {
@@ -302,14 +312,15 @@ impl Relay {
             return;
         };
         self.outboxes.remove(&id);
-        let connected_outbox = self
+        let connected = self
             .sessions
             .get(&id)
-            .is_some_and(|s| s.outbox && s.conn.is_some());
-        if connected_outbox {
-            // The peer's REPORTs for what it received may still be on their way (its BYE
-            // can overtake them): they are taken until its connection goes or
-            // RESPONSE_TIMEOUT passes; nothing more is sent.
+            .is_some_and(|s| (s.outbox || s.store.is_some()) && s.conn.is_some());
+        if connected {
+            // The BYE (SIP) can overtake what is still on its way on the connection (MSRP):
+            // a retrieval's REPORTs, a stored message's last chunks. They are taken until the
+            // connection goes or RESPONSE_TIMEOUT passes; nothing more is sent, and a message
+            // not whole by then is abandoned.
             if !self.closing.iter().any(|(_, c)| *c == id) {
                 self.closing.push((now + super::RESPONSE_TIMEOUT, id));
             }
@@ -408,6 +419,10 @@ impl Relay {
             i.refuse = Some((481, "Session-does-not-exist"));
             return;
         };
+        if i.next_byte == 1 && d.refused == i.message_id {
+            // The message sent again from its start: a new try.
+            d.refused.clear();
+        }
         if !d.refused.is_empty() && d.refused == i.message_id {
             // A later chunk of a message already refused (and reported).
             i.refuse = Some((413, "Message-refused"));

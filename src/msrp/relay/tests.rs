@@ -1027,10 +1027,70 @@ mod storing {
         wire.extend(chunk(&uri, "tid2", "m1", 4001, 9000, &body(100), '#', ""));
         wire.extend(chunk(&uri, "tid3", "m2", 1, 9000, &body(4000), '+', ""));
         net.send(now, A, &wire);
+        // The BYE may overtake the last chunks: the session takes them until its
+        // connection goes (or the grace passes); a message not whole then is abandoned.
         net.r.close_session(now, &uri);
+        assert_eq!(net.r.sessions(), 1);
+        net.r.handle_close(now, A);
         commit(&store, true);
         assert_eq!(store.borrow().pending(BOB).count(), 0);
         assert_eq!(net.r.sessions(), 0);
+    }
+
+    /// A BYE that overtakes a message's last chunk does not lose it.
+    #[test]
+    fn a_bye_overtaking_the_last_chunk_keeps_the_message() {
+        let (mut net, store, uri) = storing(Policy::default());
+        let now = Instant::now();
+        net.send(
+            now,
+            A,
+            &chunk(&uri, "tid1", "m1", 1, 8000, &body(4000), '+', ""),
+        );
+        net.r.close_session(now, &uri);
+        net.send(
+            now,
+            A,
+            &chunk(&uri, "tid2", "m1", 4001, 8000, &body(4000), '$', ""),
+        );
+        for a in commit(&store, true) {
+            net.r.durable(a.ticket, a.result);
+        }
+        net.drain(&[]);
+        let starts: Vec<String> = net.received(A).into_iter().map(|g| g.start).collect();
+        assert_eq!(starts, ["200", "200"]);
+        assert_eq!(store.borrow().pending(BOB).count(), 1);
+        // Gone once the grace passes.
+        net.r.handle_timeout(now + RESPONSE_TIMEOUT);
+        assert_eq!(net.r.sessions(), 0);
+    }
+
+    /// A message refused (over quota) may be sent again from its start, as a new try.
+    #[test]
+    fn a_refused_message_may_be_sent_again_from_its_start() {
+        let policy = Policy {
+            quota_bytes: 5000,
+            ..Policy::default()
+        };
+        let (mut net, store, uri) = storing(policy);
+        let now = Instant::now();
+        net.send(
+            now,
+            A,
+            &chunk(&uri, "tid1", "m1", 1, 0, &body(6000), '+', ""),
+        );
+        let starts: Vec<String> = net.received(A).into_iter().map(|g| g.start).collect();
+        assert_eq!(starts, ["REPORT", "413"]);
+        net.send(
+            now,
+            A,
+            &chunk(&uri, "tid2", "m1", 1, 4000, &body(4000), '$', ""),
+        );
+        assert_eq!(net.durable.len(), 1);
+        for a in commit(&store, true) {
+            net.r.durable(a.ticket, a.result);
+        }
+        assert_eq!(store.borrow().pending(BOB).count(), 1);
     }
 
     #[test]
@@ -1172,6 +1232,45 @@ mod retrieving {
         // Gone once its connection goes (or the grace passes).
         net.r.handle_timeout(now + RESPONSE_TIMEOUT);
         assert_eq!(net.r.sessions(), 0);
+    }
+
+    /// A success REPORT for part of a message (a receiver reporting chunk by chunk) does
+    /// not mark it delivered; only one covering all of it does.
+    #[test]
+    fn a_partial_success_report_does_not_count() {
+        let mut net = Net::new();
+        let uri = net.r.create_outbox_session(
+            PATH_B.as_bytes(),
+            b"sip:bob@localhost",
+            vec![MessageId(5)],
+        );
+        bind(&mut net, &uri);
+        net.events.clear();
+        let partial = format!(
+            "MSRP rep2 REPORT\r\nTo-Path: {}\r\nFrom-Path: {PATH_B}\r\nMessage-ID: m5\r\nByte-Range: 1-4/10\r\nStatus: 000 200 OK\r\n-------rep2$\r\n",
+            String::from_utf8_lossy(&uri)
+        );
+        net.send(Instant::now(), B, partial.as_bytes());
+        assert!(net.events.is_empty(), "{:?}", net.events);
+        net.send(Instant::now(), B, &report(&uri, "m5", 200));
+        assert_eq!(net.events.len(), 1);
+    }
+
+    /// The peer connecting again after its connection went does not start another round.
+    #[test]
+    fn opened_once() {
+        let mut net = Net::new();
+        let uri = net.r.create_outbox_session(
+            PATH_B.as_bytes(),
+            b"sip:bob@localhost",
+            vec![MessageId(5)],
+        );
+        bind(&mut net, &uri);
+        assert_eq!(net.events.len(), 1);
+        net.r.handle_close(Instant::now(), B);
+        net.r.handle_connect(B);
+        bind(&mut net, &uri);
+        assert_eq!(net.events.len(), 1, "{:?}", net.events);
     }
 
     #[test]
