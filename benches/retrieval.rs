@@ -27,7 +27,11 @@ fn drop_caches() -> bool {
 }
 
 fn main() {
-    let server = Server::start(imrelay::config::EMBEDDED_DEFAULT);
+    // Room for the messages (the default quota is 64 MiB per user).
+    let server = Server::start(
+        &imrelay::config::EMBEDDED_DEFAULT
+            .replace("quota_bytes = 67108864", "quota_bytes = 1073741824"),
+    );
     let pid = server.child.id();
     let tcp = loopback_tcp(GIB);
     println!("loopback TCP, one connection, 64 KiB writes: {tcp:.0} MiB/s");

@@ -292,3 +292,8 @@ pub const MSRP_CONNECT_SECS: u64 = 10;
 /// Messages one retrieval sends at most (oldest first; the user retrieves again for more):
 /// the list in its `200` stays well inside one datagram.
 pub const DEFERRED_RETRIEVAL_MESSAGES_MAX: usize = 256;
+
+/// A message stored in session mode wakes the store's writer every this many bytes of
+/// pieces (and at its end): large messages are written as they arrive, in batches of about
+/// this size, rather than one sync per chunk or all at the end.
+pub const STORE_UPLOAD_WAKE_BYTES: usize = 4 << 20;

@@ -26,6 +26,9 @@ pub const SESSION_CHUNK_BYTES: usize = 64 * 1024;
 /// How long the far end may take to report a message after its last chunk, in seconds.
 const REPORT_WAIT_SECS: u64 = 60;
 
+/// The most a client sets aside at once for a message being received, in bytes.
+const RECEIVE_PREALLOCATE_BYTES_MAX: usize = 256 << 20;
+
 /// How long a retrieving client waits for the server's `BYE` once it has every listed
 /// message, in seconds (then it sends its own).
 const BYE_WAIT_SECS: u64 = 5;
@@ -655,11 +658,26 @@ fn read_messages(
     let mut partial: std::collections::HashMap<String, Vec<u8>> = Default::default();
     let mut done: Vec<String> = Vec::new();
     while limit.is_none_or(|l| done.len() < l) {
-        let mut piece_buf = Vec::new();
-        let m = match ep
-            .r
-            .next(&mut |_, piece| piece_buf.extend_from_slice(piece))
-        {
+        // Pieces go straight into their message's buffer, sized once from the Byte-Range
+        // total (up to a bound) instead of growing.
+        let m = match ep.r.next(&mut |m, piece| {
+            if m.start != "SEND" {
+                return;
+            }
+            let mid = m.header("Message-ID").unwrap_or_default();
+            if !partial.contains_key(mid) {
+                let total = m
+                    .header("Byte-Range")
+                    .and_then(|r| r.rsplit('/').next())
+                    .and_then(|t| t.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let buf = Vec::with_capacity(total.min(RECEIVE_PREALLOCATE_BYTES_MAX));
+                partial.insert(mid.to_owned(), buf);
+            }
+            if let Some(buf) = partial.get_mut(mid) {
+                buf.extend_from_slice(piece);
+            }
+        }) {
             Ok(m) => m,
             Err(EndpointError::Closed) if limit.is_none() => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -669,11 +687,11 @@ fn read_messages(
         }
         ep.answer(&m, 200)?;
         let mid = m.header("Message-ID").unwrap_or_default().to_owned();
-        partial.entry(mid.clone()).or_default().extend(piece_buf);
         if m.flag != b'$' {
             continue;
         }
-        let whole = partial.remove(&mid).unwrap_or_default();
+        let mut whole = partial.remove(&mid).unwrap_or_default();
+        let total = whole.len() as u64;
         if whole.is_empty() {
             // An empty SEND (a keep-alive).
             continue;
@@ -686,7 +704,10 @@ fn read_messages(
             to: head.to,
             date_time: head.date_time,
             content_type: head.content_type,
-            body: whole[at..].to_vec(),
+            body: {
+                whole.drain(..at);
+                whole
+            },
         };
         // At least once on the wire, once to the user: an id seen is not handed on again.
         if !done.contains(&f.id) {
@@ -695,11 +716,12 @@ fn read_messages(
         }
         if m.header("Success-Report") == Some("yes") {
             let back = m.header("From-Path").unwrap_or_default().to_owned();
-            ep.report(&back, &mid, whole.len() as u64, 200)?;
+            ep.report(&back, &mid, total, 200)?;
         }
     }
     Ok(())
 }
+
 /// The address to connect to: the first URI of a path.
 fn first_hop(path: &str) -> Result<SocketAddr, ClientError> {
     let bad = || ClientError::Garbled(format!("a=path {path}: not an msrp://IP:port URI"));

@@ -191,7 +191,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
     });
 
     {
-        let sink = crate::runtime::store::StoreSink(Rc::clone(local.store.local()));
+        let sink = crate::runtime::store::StoreSink::new(Rc::clone(local.store.local()));
         local.shard.borrow_mut().msrp().set_sink(Box::new(sink));
     }
     spawn_mesh_receivers(&local, receivers);

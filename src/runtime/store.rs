@@ -20,7 +20,7 @@ use glommio::channels::channel_mesh::Senders;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::sync::Semaphore;
 
-use crate::limits::STORE_UPKEEP_INTERVAL_MS;
+use crate::limits::{STORE_UPKEEP_INTERVAL_MS, STORE_UPLOAD_WAKE_BYTES};
 use crate::runtime::mesh::ShardMsg;
 pub use crate::store::core::AppendRequest;
 use crate::store::core::{StoreError, Ticket};
@@ -446,17 +446,36 @@ async fn upkeep(store: Rc<ShardStore>) {
 }
 
 /// The shard's partition as the sink of its deferred-role MSRP sessions
-/// ([`crate::msrp::relay::Sink`]): pieces go into the bookkeeping at once (written with the
-/// next batch); a finished message wakes the writer.
-pub struct StoreSink(pub Rc<ShardStore>);
+/// ([`crate::msrp::relay::Sink`]): pieces go into the bookkeeping at once and wake the
+/// writer every [`STORE_UPLOAD_WAKE_BYTES`] (a large message is written as it comes, in
+/// batches of about that size, not synced per chunk); a finished message wakes it at once.
+pub struct StoreSink {
+    store: Rc<ShardStore>,
+    /// Piece bytes queued since the writer was last woken.
+    unsignalled: usize,
+}
+
+impl StoreSink {
+    pub fn new(store: Rc<ShardStore>) -> StoreSink {
+        StoreSink {
+            store,
+            unsignalled: 0,
+        }
+    }
+
+    fn wake(&mut self) {
+        self.unsignalled = 0;
+        self.store.work.signal(1);
+    }
+}
 
 impl crate::msrp::relay::Sink for StoreSink {
     fn may_store(&self, aor: &[u8], bytes: Option<u64>) -> Result<(), StoreError> {
-        self.0.may_store(aor, bytes)
+        self.store.may_store(aor, bytes)
     }
 
     fn waiting(&self, aor: &[u8]) -> Vec<crate::msrp::relay::Waiting> {
-        crate::msrp::relay::waiting_in(self.0.fs.borrow().core(), aor)
+        crate::msrp::relay::waiting_in(self.store.fs.borrow().core(), aor)
     }
 
     fn begin(
@@ -467,17 +486,12 @@ impl crate::msrp::relay::Sink for StoreSink {
         content_type: &[u8],
         total: Option<u64>,
     ) -> Result<crate::store::core::UploadId, StoreError> {
-        if self.0.closed.get() {
+        if self.store.closed.get() {
             return Err(StoreError::Io("the store is stopping".into()));
         }
-        self.0.fs.borrow_mut().core_mut().begin_upload(
-            now_ms,
-            aor,
-            sender,
-            content_type,
-            total,
-            None,
-        )
+        let mut fs = self.store.fs.borrow_mut();
+        fs.core_mut()
+            .begin_upload(now_ms, aor, sender, content_type, total, None)
     }
 
     fn piece(
@@ -487,14 +501,14 @@ impl crate::msrp::relay::Sink for StoreSink {
         offset: u64,
         data: &[u8],
     ) -> Result<(), StoreError> {
-        let r = self
-            .0
-            .fs
-            .borrow_mut()
-            .core_mut()
-            .upload_chunk(up, now_ms, offset, data);
-        // Large messages are written as they come, not held until their end.
-        self.0.work.signal(1);
+        let r = {
+            let mut fs = self.store.fs.borrow_mut();
+            fs.core_mut().upload_chunk(up, now_ms, offset, data)
+        };
+        self.unsignalled += data.len();
+        if self.unsignalled >= STORE_UPLOAD_WAKE_BYTES {
+            self.wake();
+        }
         r
     }
 
@@ -503,18 +517,20 @@ impl crate::msrp::relay::Sink for StoreSink {
         now_ms: u64,
         up: crate::store::core::UploadId,
     ) -> Result<Ticket, StoreError> {
-        let r = self.0.fs.borrow_mut().core_mut().finish_upload(up, now_ms);
-        self.0.work.signal(1);
+        let r = {
+            let mut fs = self.store.fs.borrow_mut();
+            fs.core_mut().finish_upload(up, now_ms)
+        };
+        self.wake();
         r
     }
 
     fn abort(&mut self, now_ms: u64, up: crate::store::core::UploadId, reason: u16) {
-        self.0
-            .fs
-            .borrow_mut()
-            .core_mut()
-            .abort_upload(up, now_ms, reason);
-        self.0.work.signal(1);
+        {
+            let mut fs = self.store.fs.borrow_mut();
+            fs.core_mut().abort_upload(up, now_ms, reason);
+        }
+        self.wake();
     }
 }
 
