@@ -27,16 +27,7 @@ use loopback::{cpu_secs, loopback_tcp, Server, GIB};
 fn plain_forwarder(bytes: u64) -> f64 {
     let to_receiver = TcpListener::bind("127.0.0.1:0").unwrap();
     let receiver_addr = to_receiver.local_addr().unwrap();
-    let receiver = std::thread::spawn(move || {
-        let (mut s, _) = to_receiver.accept().unwrap();
-        let mut buf = vec![0u8; 256 << 10];
-        let mut got = 0u64;
-        while got < bytes {
-            let n = s.read(&mut buf).unwrap();
-            assert!(n > 0);
-            got += n as u64;
-        }
-    });
+    let receiver = std::thread::spawn(move || loopback::drain_one(to_receiver, bytes));
     let from_sender = TcpListener::bind("127.0.0.1:0").unwrap();
     let forwarder_addr = from_sender.local_addr().unwrap();
     let forwarder = std::thread::spawn(move || {

@@ -15,16 +15,7 @@ pub const GIB: u64 = 1 << 30;
 pub fn loopback_tcp(bytes: u64) -> f64 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    let reader = std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        let mut buf = vec![0u8; 256 << 10];
-        let mut got = 0u64;
-        while got < bytes {
-            let n = s.read(&mut buf).unwrap();
-            assert!(n > 0);
-            got += n as u64;
-        }
-    });
+    let reader = std::thread::spawn(move || drain_one(l, bytes));
     let mut s = TcpStream::connect(addr).unwrap();
     let block = vec![7u8; 64 << 10];
     let t0 = Instant::now();
@@ -35,6 +26,18 @@ pub fn loopback_tcp(bytes: u64) -> f64 {
     }
     reader.join().unwrap();
     bytes as f64 / t0.elapsed().as_secs_f64() / (1 << 20) as f64
+}
+
+/// Accepts one connection on `l` and reads `bytes` from it.
+pub fn drain_one(l: TcpListener, bytes: u64) {
+    let (mut s, _) = l.accept().unwrap();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut got = 0u64;
+    while got < bytes {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got += n as u64;
+    }
 }
 
 /// User + system CPU of a process, in seconds.

@@ -181,15 +181,7 @@ Content-Length: {len}\r\n\r\n",
                 .ok_or(crate::sip::multipart::MultipartError::NoBoundary)
                 .and_then(|b| crate::sip::multipart::parse(body, b))
                 .map_err(|e| ClientError::Garbled(e.to_string()))?;
-            let of = |t: &str| {
-                parts
-                    .iter()
-                    .find(|p| {
-                        crate::sip::multipart::media_type(p.content_type)
-                            .eq_ignore_ascii_case(t.as_bytes())
-                    })
-                    .map(|p| p.body)
-            };
+            let of = |t: &str| crate::sip::multipart::body_of(&parts, t);
             (
                 of("application/sdp").unwrap_or_default(),
                 of(crate::deferred_list::CONTENT_TYPE).map(<[u8]>::to_vec),
@@ -199,14 +191,7 @@ Content-Length: {len}\r\n\r\n",
         };
         let answer_sdp = SessionDescription::parse(sdp_body)
             .map_err(|e| ClientError::Garbled(format!("SDP answer: {e}")))?;
-        let path = answer_sdp
-            .path()
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| ClientError::Garbled("SDP answer without a=path".into()))?
-            .iter()
-            .map(|u| String::from_utf8_lossy(u).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let path = path_of(&answer_sdp, "SDP answer")?;
         let request_uri = header(HeaderName::Contact)
             .and_then(|c| {
                 let (a, b) = (c.find('<')?, c.find('>')?);
@@ -440,14 +425,7 @@ impl Client {
             .map_err(|e| ClientError::Garbled(e.error.to_string()))?;
         let offer = SessionDescription::parse(m.body().of(invite))
             .map_err(|e| ClientError::Garbled(format!("SDP offer: {e}")))?;
-        let server_path = offer
-            .path()
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| ClientError::Garbled("SDP offer without a=path".into()))?
-            .iter()
-            .map(|u| String::from_utf8_lossy(u).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let server_path = path_of(&offer, "SDP offer")?;
         let local = self.local_addr()?;
         let listen =
             self.passive_msrp || offer.setup(crate::sip::sdp::OfferAnswer::Offer) == Setup::Active;
@@ -720,6 +698,18 @@ fn read_messages(
         }
     }
     Ok(())
+}
+
+/// The `a=path` of an SDP offer or answer (`what`), as one space-separated string.
+fn path_of(sdp: &SessionDescription<'_>, what: &str) -> Result<String, ClientError> {
+    Ok(sdp
+        .path()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ClientError::Garbled(format!("{what} without a=path")))?
+        .iter()
+        .map(|u| String::from_utf8_lossy(u).into_owned())
+        .collect::<Vec<_>>()
+        .join(" "))
 }
 
 /// The address to connect to: the first URI of a path.

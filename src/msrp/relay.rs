@@ -490,33 +490,47 @@ impl Relay {
             .map(|(&id, _)| id)
             .collect();
         for from in senders {
-            let Some(c) = self.conns.get_mut(&from) else {
-                continue;
-            };
-            let i = &mut c.inbound;
-            i.refuse = Some((481, "Session-does-not-exist"));
-            if !i.reports {
-                continue;
-            }
-            let (session, message_id, report_to, fr, through, total) = (
-                i.session.clone(),
-                i.message_id.clone(),
-                i.from_path.clone(),
-                i.failure_report,
-                i.next_byte.saturating_sub(1),
-                i.total,
-            );
-            self.report_failure(
-                &session,
-                &message_id,
-                Some(&report_to),
-                fr,
-                through,
-                total,
-                408,
-                "next hop gone",
-            );
+            let reports = self.conns.get(&from).is_some_and(|c| c.inbound.reports);
+            let report = reports.then_some((408, "next hop gone"));
+            self.refuse_inbound(from, (481, "Session-does-not-exist"), report);
         }
+    }
+
+    /// Refuses the request arriving on `conn` (answered `answer` at its end-line) and, when
+    /// `report` is given, reports the failure to its sender (its `Failure-Report`
+    /// permitting) for the bytes received so far.
+    fn refuse_inbound(
+        &mut self,
+        conn: ConnId,
+        answer: (u16, &'static str),
+        report: Option<(u16, &'static str)>,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let i = &mut c.inbound;
+        i.refuse = Some(answer);
+        let Some((status, comment)) = report else {
+            return;
+        };
+        let (session, message_id, report_to, fr, through, total) = (
+            i.session.clone(),
+            i.message_id.clone(),
+            i.from_path.clone(),
+            i.failure_report,
+            i.next_byte.saturating_sub(1),
+            i.total,
+        );
+        self.report_failure(
+            &session,
+            &message_id,
+            Some(&report_to),
+            fr,
+            through,
+            total,
+            status,
+            comment,
+        );
     }
 
     /// Fires the response timers due at `now`.

@@ -60,6 +60,28 @@ struct SessionAnswer<'a> {
     list: Option<String>,
 }
 
+impl Core {
+    /// Answers a request with a final refusal and a `Warning`, in its transaction; returns
+    /// `true` (it was answered).
+    fn refuse_in_tx(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        peer: Peer,
+        (msg, buf, via): (&Message, &[u8], &Via<'_>),
+        (code, reason, warning): (u16, &'static str, &str),
+    ) -> bool {
+        let a = Answering {
+            code,
+            reason,
+            headers: &[],
+            warning: Some(warning),
+        };
+        self.answer(peer, msg, buf, Some(via), &a, Some((now, id)));
+        true
+    }
+}
+
 /// A dialog's key: Call-ID, then our `To` tag.
 fn dialog_key(call_id: &[u8], to_tag: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(call_id.len() + 1 + to_tag.len());
@@ -132,14 +154,7 @@ impl Core {
             .and_then(|f| NameAddr::parse("From", f).ok())
             .and_then(|n| n.sip_uri().map(|u| u.as_bytes().to_vec()));
         let refuse = |core: &mut Core, code, reason, warning: &str| {
-            let a = Answering {
-                code,
-                reason,
-                headers: &[],
-                warning: Some(warning),
-            };
-            core.answer(peer, msg, buf, Some(via), &a, Some((now, id)));
-            true
+            core.refuse_in_tx(now, id, peer, (msg, buf, via), (code, reason, warning))
         };
         let Some(sender) = sender else {
             return refuse(self, 400, "Bad Request", "From: not a SIP URI");
@@ -385,14 +400,7 @@ impl Core {
             return false;
         }
         let refuse = |core: &mut Core, code, reason, warning: &str| {
-            let a = Answering {
-                code,
-                reason,
-                headers: &[],
-                warning: Some(warning),
-            };
-            core.answer(peer, msg, buf, Some(via), &a, Some((now, id)));
-            true
+            core.refuse_in_tx(now, id, peer, (msg, buf, via), (code, reason, warning))
         };
         let Some(aor) = self.sender_aor(msg, buf) else {
             return refuse(self, 403, "Forbidden", "From: not a user of this domain");
@@ -413,15 +421,7 @@ impl Core {
                 Ok(p) => p,
                 Err(e) => return refuse(self, 400, "Bad Request", &e.to_string()),
             };
-            let of = |t: &str| {
-                parts
-                    .iter()
-                    .find(|p| {
-                        crate::sip::multipart::media_type(p.content_type)
-                            .eq_ignore_ascii_case(t.as_bytes())
-                    })
-                    .map(|p| p.body)
-            };
+            let of = |t: &str| crate::sip::multipart::body_of(&parts, t);
             let wanted = match of(crate::deferred_list::CONTENT_TYPE)
                 .map(crate::deferred_list::parse)
                 .transpose()

@@ -124,6 +124,14 @@ pub fn parse<'a>(body: &'a [u8], boundary: &[u8]) -> Result<Vec<Part<'a>>, Multi
     }
 }
 
+/// The body of the first part whose media type is `media_type` (case-insensitive).
+pub fn body_of<'a>(parts: &[Part<'a>], media_type: &str) -> Option<&'a [u8]> {
+    parts
+        .iter()
+        .find(|p| self::media_type(p.content_type).eq_ignore_ascii_case(media_type.as_bytes()))
+        .map(|p| p.body)
+}
+
 /// Appends a `multipart/mixed` body of `parts` (content type, body) delimited by
 /// `boundary` (which must not occur in any part).
 pub fn write(out: &mut Vec<u8>, boundary: &str, parts: &[(&[u8], &[u8])]) {

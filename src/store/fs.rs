@@ -1127,16 +1127,7 @@ impl FsStore {
     /// large message's body pages are not touched); `head_pages` is that record, for a
     /// reader to prefetch first.
     pub fn summary(&mut self, aor: &[u8], id: MessageId) -> Result<Summary, StoreError> {
-        let entry = self
-            .core
-            .find(aor, id)
-            .cloned()
-            .ok_or(StoreError::UnknownMessage)?;
-        let seg = SegmentRef {
-            recipient: RecipientKey::of(aor),
-            seq: entry.segment,
-        };
-        let map = self.ensure_map(seg, entry.offset + u64::from(entry.record_len))?;
+        let (entry, map) = self.head_map(aor, id)?;
         let meta = match record_at(&map, entry.offset, id)? {
             Record::Message { meta, .. } | Record::Begin { meta } if meta.id == id => meta,
             _ => {
@@ -1158,6 +1149,17 @@ impl FsStore {
 
     /// The first record of a stored message, not read yet (see [`FsStore::summary`]).
     pub fn head_pages(&mut self, aor: &[u8], id: MessageId) -> Result<Pages, StoreError> {
+        let (entry, map) = self.head_map(aor, id)?;
+        let end = entry.offset + u64::from(entry.record_len);
+        Ok(Pages(vec![(map, entry.offset as usize..end as usize)]))
+    }
+
+    /// A pending message's entry and a map covering its first record.
+    fn head_map(
+        &mut self,
+        aor: &[u8],
+        id: MessageId,
+    ) -> Result<(crate::store::core::Entry, Arc<MapOrEmpty>), StoreError> {
         let entry = self
             .core
             .find(aor, id)
@@ -1167,9 +1169,8 @@ impl FsStore {
             recipient: RecipientKey::of(aor),
             seq: entry.segment,
         };
-        let end = entry.offset + u64::from(entry.record_len);
-        let map = self.ensure_map(seg, end)?;
-        Ok(Pages(vec![(map, entry.offset as usize..end as usize)]))
+        let map = self.ensure_map(seg, entry.offset + u64::from(entry.record_len))?;
+        Ok((entry, map))
     }
 
     /// The records of a stored message as they lie in the maps, not read yet (nothing is

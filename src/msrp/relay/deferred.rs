@@ -459,26 +459,8 @@ impl Relay {
                 }
                 d.uploads.retain(|(m, _)| *m != i.message_id);
                 d.refused.clone_from(&i.message_id);
-                i.refuse = Some(refusal);
-                let through = i.next_byte.saturating_sub(1);
-                let (session, message_id, report_to, fr, total) = (
-                    i.session.clone(),
-                    i.message_id.clone(),
-                    i.from_path.clone(),
-                    i.failure_report,
-                    i.total,
-                );
                 // Error answers are reported unless the sender wants none (`partial` too).
-                self.report_failure(
-                    &session,
-                    &message_id,
-                    Some(&report_to),
-                    fr,
-                    through,
-                    total,
-                    refusal.0,
-                    refusal.1,
-                );
+                self.refuse_inbound(conn, refusal, Some(refusal));
                 return;
             }
         };
@@ -499,25 +481,7 @@ impl Relay {
                     }
                     Err(e) => {
                         let refusal = status_of(&e);
-                        i.refuse = Some(refusal);
-                        let through = i.next_byte.saturating_sub(1);
-                        let (session, message_id, report_to, fr, total) = (
-                            i.session.clone(),
-                            i.message_id.clone(),
-                            i.from_path.clone(),
-                            i.failure_report,
-                            i.total,
-                        );
-                        self.report_failure(
-                            &session,
-                            &message_id,
-                            Some(&report_to),
-                            fr,
-                            through,
-                            total,
-                            refusal.0,
-                            refusal.1,
-                        );
+                        self.refuse_inbound(conn, refusal, Some(refusal));
                     }
                 }
             }
