@@ -81,6 +81,18 @@ pub struct MsrpConfig {
     /// Users who may `AUTH`; none means relay mode is off (`AUTH` gets `403`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub user: Vec<MsrpUser>,
+    /// An MSRP connection on which nothing arrives for this many seconds is closed (idle
+    /// channel teardown; default 300). Its sessions stay, for their peer to connect again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_secs: Option<u64>,
+}
+
+impl MsrpConfig {
+    /// Seconds after which an idle MSRP connection is closed.
+    pub fn idle_secs(&self) -> u64 {
+        self.idle_secs
+            .unwrap_or(crate::limits::MSRP_IDLE_SECS_DEFAULT)
+    }
 }
 
 /// A relay client's credentials.
@@ -93,6 +105,15 @@ pub struct MsrpUser {
 
 impl MsrpConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self
+            .idle_secs
+            .is_some_and(|s| !(1..=crate::limits::MSRP_IDLE_SECS_MAX).contains(&s))
+        {
+            return Err(ConfigError::invalid(
+                "msrp.idle_secs",
+                format!("1 to {}", crate::limits::MSRP_IDLE_SECS_MAX),
+            ));
+        }
         for (i, u) in self.user.iter().enumerate() {
             let printable =
                 |s: &str| !s.is_empty() && !s.chars().any(|c| c == '"' || c.is_control());

@@ -297,3 +297,8 @@ pub const DEFERRED_RETRIEVAL_MESSAGES_MAX: usize = 256;
 /// pieces (and at its end): large messages are written as they arrive, in batches of about
 /// this size, rather than one sync per chunk or all at the end.
 pub const STORE_UPLOAD_WAKE_BYTES: usize = 4 << 20;
+
+/// An MSRP connection with a session on which nothing arrives for this many seconds is
+/// closed unless `msrp.idle_secs` says otherwise; at most `MSRP_IDLE_SECS_MAX`.
+pub const MSRP_IDLE_SECS_DEFAULT: u64 = 300;
+pub const MSRP_IDLE_SECS_MAX: u64 = 86_400;

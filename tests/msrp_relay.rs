@@ -324,3 +324,28 @@ Byte-Range: 1-{len}/{len}\r\nContent-Type: application/octet-stream\r\n\r\n",
     }
     assert!(srv.terminate().success());
 }
+
+/// A channel with a session on which nothing arrives for `msrp.idle_secs` is torn down.
+#[test]
+fn an_idle_channel_is_closed_after_the_configured_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imrelay.toml");
+    let text = format!(
+        "{}\n[msrp]\nidle_secs = 1\n{USERS}",
+        imrelay::config::EMBEDDED_DEFAULT
+    );
+    std::fs::write(&path, text).unwrap();
+    let srv = Server::start(&["--cores", "1", "--config", path.to_str().unwrap()]);
+    let port = srv.msrp_ports()[0];
+    let (mut e, _) = client(port, "alice", "msrp://127.0.0.1:9001/alice;tcp");
+    let started = std::time::Instant::now();
+    match e.r.next_message() {
+        Err(imrelay::msrp::endpoint::EndpointError::Closed) => {}
+        other => panic!("{other:?}"),
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900) && waited < support::WAIT,
+        "{waited:?}"
+    );
+}

@@ -282,3 +282,20 @@ fn the_pager_section_sets_the_retry_waits_and_the_sender_notice() {
     let e = err(&EMBEDDED_DEFAULT.replace("[pager]\n", "[pager]\nnotice_from = \"imrelay\"\n"));
     assert_eq!(e.key, "pager.notice_from");
 }
+
+#[test]
+fn msrp_idle_secs_is_bounded() {
+    let with = |v: &str| {
+        let text = format!("{EMBEDDED_DEFAULT}\n[msrp]\nidle_secs = {v}\n");
+        Config::from_toml(&text, "test.toml")
+    };
+    assert_eq!(with("30").unwrap().msrp.idle_secs(), 30);
+    assert_eq!(
+        Config::embedded().msrp.idle_secs(),
+        crate::limits::MSRP_IDLE_SECS_DEFAULT
+    );
+    for bad in ["0", "86401"] {
+        let e = with(bad).unwrap_err().to_string();
+        assert!(e.contains("msrp.idle_secs"), "{e}");
+    }
+}

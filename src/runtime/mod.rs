@@ -68,6 +68,8 @@ pub(crate) struct ShardSetup {
     pub msrp_fd: Option<std::os::fd::RawFd>,
     pub msrp_authority: String,
     pub msrp_credentials: crate::msrp::auth::Credentials,
+    /// An MSRP connection idle this long is closed.
+    pub msrp_idle: std::time::Duration,
 }
 
 /// Something the running server says on stdout (the loopback tests read these lines).
@@ -145,6 +147,7 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
             flow_key: flow_key.clone(),
             msrp_fd: Some(msrp_fd),
             msrp_credentials: cfg.msrp_credentials(flow_key.clone()),
+            msrp_idle: std::time::Duration::from_secs(cfg.msrp.idle_secs()),
             msrp_authority: match bound.ip() {
                 std::net::IpAddr::V6(ip) => format!("[{ip}]:{msrp_port}"),
                 ip => format!("{ip}:{msrp_port}"),

@@ -147,21 +147,22 @@ async fn connection_then(local: Rc<Local>, stream: TcpStream, id: ConnId, attach
         // A connection that has not named a session of ours (or authenticated) within
         // MSRP_BIND_SECS is closed: an idle stranger does not keep a read buffer.
         bound = bound || local.shard.borrow_mut().msrp().is_bound(id);
-        let deadline = opened + Duration::from_secs(MSRP_BIND_SECS);
+        // Bound: closed after `msrp.idle_secs` without a byte (idle channel teardown).
+        let deadline = if bound {
+            Instant::now() + local.msrp_idle
+        } else {
+            opened + Duration::from_secs(MSRP_BIND_SECS)
+        };
         let read = future::or(
             async { Some(reader.read(&mut buf[filled..]).await) },
             async {
-                if bound {
-                    let _ = local.stopping.acquire(1).await;
-                } else {
-                    future::or(
-                        async {
-                            let _ = local.stopping.acquire(1).await;
-                        },
-                        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())),
-                    )
-                    .await;
-                }
+                future::or(
+                    async {
+                        let _ = local.stopping.acquire(1).await;
+                    },
+                    glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())),
+                )
+                .await;
                 None
             },
         )

@@ -91,6 +91,8 @@ pub(crate) struct Local {
     /// the number of the retry timer that is current (older ones do nothing when they fire).
     retries: RefCell<HashMap<Vec<u8>, (u32, u64)>>,
     pager: crate::config::PagerConfig,
+    /// An MSRP connection idle this long is closed (`msrp.idle_secs`).
+    pub(crate) msrp_idle: Duration,
     /// Users told of their waiting session-mode messages: the newest one told of.
     notified: RefCell<HashMap<Vec<u8>, crate::store::record::MessageId>>,
     /// The deferred server's own URI (the sender of notifications, the target of retrievals).
@@ -127,6 +129,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         msrp_fd,
         msrp_authority,
         msrp_credentials,
+        msrp_idle,
     } = setup;
 
     let nothing = ShardResult {
@@ -184,6 +187,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
         retries: RefCell::new(HashMap::new()),
         msrp: super::msrp::MsrpConns::default(),
         pager,
+        msrp_idle,
         notified: RefCell::new(HashMap::new()),
         deferred_uri: identity_deferred_uri,
         push: identity_push,
