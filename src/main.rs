@@ -309,6 +309,7 @@ fn client(args: ClientArgs) -> ExitCode {
                 let mut listed = 0usize;
                 // A retrieval sends at most DEFERRED_RETRIEVAL_MESSAGES_MAX: again for more.
                 let fetched = loop {
+                    let before = saved.len();
                     let round = c.fetch(&deferred, &ids, |m| {
                         let path = out.join(&m.id);
                         match std::fs::write(&path, &m.body) {
@@ -326,9 +327,12 @@ fn client(args: ClientArgs) -> ExitCode {
                         saved.push(path);
                     });
                     match round {
+                        // Again while full rounds bring messages (one that brings none —
+                        // a message the server cannot send — ends it).
                         Ok(list)
                             if list.len() >= imrelay::limits::DEFERRED_RETRIEVAL_MESSAGES_MAX
-                                && ids.is_empty() =>
+                                && ids.is_empty()
+                                && saved.len() > before =>
                         {
                             listed += list.len()
                         }

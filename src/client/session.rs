@@ -526,6 +526,10 @@ impl Client {
                 let mut ep = open(&cancelled_msrp)?;
                 if let Ok(mut slot) = stop_msrp.lock() {
                     *slot = ep.w().try_clone().ok();
+                    // Given up while connecting: the slot was not there to be shut.
+                    if cancelled_msrp.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
                 }
                 read_messages(&mut ep, limit, &mut |f| {
                     let _ = tx.send(Event::Got(f.clone()));
@@ -601,8 +605,11 @@ impl Client {
                 _ => {}
             }
         }
-        // After the peer's BYE nothing more comes: what was read is all there is.
-        cancelled.store(true, Ordering::Relaxed);
+        // After the peer's BYE nothing more comes: what was read is all there is. (The flag
+        // is set under the slot's lock, so a reader that fills the slot later sees it.)
+        if let Ok(_slot) = stop.lock() {
+            cancelled.store(true, Ordering::Relaxed);
+        }
         if !reader_done {
             if let Ok(slot) = stop.lock() {
                 if let Some(s) = slot.as_ref() {
@@ -649,7 +656,14 @@ fn read_messages(
                     .and_then(|r| r.rsplit('/').next())
                     .and_then(|t| t.parse::<usize>().ok())
                     .unwrap_or(0);
-                let buf = Vec::with_capacity(total.min(RECEIVE_PREALLOCATE_BYTES_MAX));
+                // Set aside from the announced total only when nothing else is being
+                // received (a peer could announce many large messages at once).
+                let room = if partial.is_empty() {
+                    total.min(RECEIVE_PREALLOCATE_BYTES_MAX)
+                } else {
+                    0
+                };
+                let buf = Vec::with_capacity(room);
                 partial.insert(mid.to_owned(), buf);
             }
             if let Some(buf) = partial.get_mut(mid) {
@@ -665,6 +679,11 @@ fn read_messages(
         }
         ep.answer(&m, 200)?;
         let mid = m.header("Message-ID").unwrap_or_default().to_owned();
+        if m.flag == b'#' {
+            // The sender gave the message up: what came of it is dropped.
+            partial.remove(&mid);
+            continue;
+        }
         if m.flag != b'$' {
             continue;
         }

@@ -39,6 +39,8 @@ struct Writer {
     lock: Semaphore,
     /// Set when writing failed or the relay closed it: the reader stops.
     doomed: Cell<bool>,
+    /// When something was last written to it (the idle teardown counts both ways).
+    last_write: Cell<Instant>,
 }
 
 /// The MSRP connections of one shard.
@@ -129,6 +131,7 @@ async fn connection_then(local: Rc<Local>, stream: TcpStream, id: ConnId, attach
         half: RefCell::new(Some(half)),
         lock: Semaphore::new(1),
         doomed: Cell::new(false),
+        last_write: Cell::new(Instant::now()),
     });
     local.msrp.writers.borrow_mut().insert(id, Rc::clone(&w));
     local.shard.borrow_mut().msrp().handle_connect(id);
@@ -142,35 +145,53 @@ async fn connection_then(local: Rc<Local>, stream: TcpStream, id: ConnId, attach
     let mut outputs: Vec<Output> = Vec::with_capacity(64);
     let mut batch = Batch::default();
     let opened = Instant::now();
+    let mut last_read = opened;
     let mut bound = false;
     while !w.doomed.get() {
         // A connection that has not named a session of ours (or authenticated) within
         // MSRP_BIND_SECS is closed: an idle stranger does not keep a read buffer.
         bound = bound || local.shard.borrow_mut().msrp().is_bound(id);
-        // Bound: closed after `msrp.idle_secs` without a byte (idle channel teardown).
+        // Bound: closed after `msrp.idle_secs` with nothing read or written (idle channel
+        // teardown), unless it carries a relay client's session (RFC 4976 wants none of
+        // its clients to keep talking).
         let deadline = if bound {
-            Instant::now() + local.msrp_idle
+            last_read.max(w.last_write.get()) + local.msrp_idle
         } else {
             opened + Duration::from_secs(MSRP_BIND_SECS)
         };
         let read = future::or(
             async { Some(reader.read(&mut buf[filled..]).await) },
             async {
-                future::or(
+                let stopping = future::or(
                     async {
                         let _ = local.stopping.acquire(1).await;
+                        true
                     },
-                    glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())),
+                    async {
+                        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()))
+                            .await;
+                        false
+                    },
                 )
                 .await;
-                None
+                stopping.then_some(Ok(0))
             },
         )
         .await;
         let n = match read {
-            None | Some(Ok(0)) | Some(Err(_)) => break,
+            Some(Ok(0)) | Some(Err(_)) => break,
             Some(Ok(n)) => n,
+            None => {
+                let idle = last_read.max(w.last_write.get()) + local.msrp_idle <= Instant::now();
+                let keep =
+                    bound && (!idle || local.shard.borrow_mut().msrp().carries_client_session(id));
+                if keep {
+                    continue;
+                }
+                break;
+            }
         };
+        last_read = Instant::now();
         filled += n;
         let consumed = {
             let mut shard = local.shard.borrow_mut();
@@ -550,6 +571,7 @@ async unsafe fn write_iovecs(w: &Writer, iov: &mut [libc::iovec]) -> std::io::Re
         // open by `w.half`; MSG_DONTWAIT keeps the executor from blocking.
         let n = unsafe { libc::sendmsg(w.fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
         if n >= 0 {
+            w.last_write.set(Instant::now());
             let mut n = n as usize;
             while n > 0 && first < iov.len() {
                 let v = &mut iov[first];
@@ -581,6 +603,7 @@ async unsafe fn write_iovecs(w: &Writer, iov: &mut [libc::iovec]) -> std::io::Re
                 let r = half.write_all(piece).await;
                 *w.half.borrow_mut() = Some(half);
                 r?;
+                w.last_write.set(Instant::now());
                 first += 1;
             }
             _ => return Err(e),

@@ -593,8 +593,12 @@ async fn notify_waiting(local: &Rc<Local>, aor: &[u8]) {
     if local.notified.borrow().get(aor) == Some(&newest) {
         return;
     }
+    // The oldest ones, as many as one retrieval sends (the list must fit one datagram).
+    let shown = &ids[..ids
+        .len()
+        .min(crate::limits::DEFERRED_RETRIEVAL_MESSAGES_MAX)];
     let items: Vec<crate::deferred_list::Listed> = store
-        .summaries(aor, &ids)
+        .summaries(aor, shown)
         .await
         .into_iter()
         .map(|s| crate::deferred_list::Listed {

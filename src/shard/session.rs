@@ -536,7 +536,7 @@ impl Core {
             return false;
         };
         self.msrp.close_session(now, &d.session);
-        self.dialog_ended(&d.session);
+        self.dialog_ended(now, &d.session, false);
         let ok = Answering {
             code: 200,
             reason: "OK",
@@ -591,7 +591,7 @@ impl Core {
         for k in ended {
             if let Some(d) = self.dialogs.remove(&k) {
                 self.msrp.close_session(now, &d.session);
-                self.dialog_ended(&d.session);
+                self.dialog_ended(now, &d.session, true);
             }
         }
         self.out.extend(resend);
@@ -755,6 +755,12 @@ impl Core {
         };
         let (session, aor) = (p.session.clone(), p.aor.clone());
         self.pushes.remove(&cid);
+        if let Some(id) = crate::msrp::uri::MsrpUri::parse(&session)
+            .ok()
+            .and_then(|u| u.session_id().map(<[u8]>::to_vec))
+        {
+            self.done_early.remove(&id);
+        }
         self.msrp.close_session(now, &session);
         self.push_events.push_back(PushEvent::Ended { aor });
     }
@@ -786,6 +792,12 @@ impl Core {
         let Some(mut p) = self.pushes.remove(&cid) else {
             return;
         };
+        // Its first final, whatever it is, settles an early end noted for it.
+        let ended_early = p.ack.is_empty()
+            && crate::msrp::uri::MsrpUri::parse(&p.session)
+                .ok()
+                .and_then(|u| u.session_id().map(<[u8]>::to_vec))
+                .is_some_and(|id| self.done_early.remove(&id));
         let to_value = msg.value(buf, HeaderName::To).unwrap_or_default().to_vec();
         if status >= 300 {
             let mut m = Message::new();
@@ -892,7 +904,7 @@ impl Core {
             self.session_done(now, &session_id);
             return;
         }
-        if self.done_early.remove(&session_id) {
+        if ended_early {
             self.session_done(now, &session_id);
             return;
         }
@@ -935,6 +947,16 @@ impl Core {
         };
         if let Some(dialog) = self.dialogs.remove(&key) {
             self.msrp.close_session(now, &dialog.session);
+            self.send_bye(now, &d);
+        }
+        if d.push {
+            self.push_events.push_back(PushEvent::Ended { aor: d.aor });
+        }
+    }
+
+    /// Sends the `BYE` of a dialog this server ends.
+    fn send_bye(&mut self, now: Instant, d: &Pushed) {
+        {
             let cid = self.client.next_id();
             let mut bye = self.in_dialog_request(
                 "BYE",
@@ -963,18 +985,19 @@ impl Core {
                 });
             }
         }
-        if d.push {
-            self.push_events.push_back(PushEvent::Ended { aor: d.aor });
-        }
     }
 
-    /// The dialog of session `uri` ended (its peer's BYE, or its time): nothing more is
-    /// owed to it.
-    fn dialog_ended(&mut self, uri: &[u8]) {
+    /// The dialog of session `uri` ended: by its peer's `BYE` (`bye_sent` false: nothing
+    /// more is owed to it) or by this server (its time, no ACK, no connection: a dialog
+    /// this server can end with `BYE` — a retrieval or a push — gets one, §13.3.1.4).
+    fn dialog_ended(&mut self, now: Instant, uri: &[u8], by_us: bool) {
         let id = crate::msrp::uri::MsrpUri::parse(uri)
             .ok()
             .and_then(|u| u.session_id().map(<[u8]>::to_vec));
         if let Some(d) = id.and_then(|id| self.pushed.remove(&id)) {
+            if by_us {
+                self.send_bye(now, &d);
+            }
             if d.push {
                 self.push_events.push_back(PushEvent::Ended { aor: d.aor });
             }

@@ -220,6 +220,13 @@ impl Relay {
             .is_some_and(|s| s.conn.is_some())
     }
 
+    /// Whether `conn` carries a relay client's session (made by `AUTH`, RFC 4976).
+    pub fn carries_client_session(&self, conn: ConnId) -> bool {
+        self.sessions
+            .values()
+            .any(|s| s.expires.is_some() && s.conn == Some(conn))
+    }
+
     /// Sets the peer's path of session `session` (known from the SDP answer of a session we
     /// offered).
     pub fn set_peer_path(&mut self, session: &[u8], path: &[u8]) {
