@@ -325,7 +325,8 @@ Byte-Range: 1-{len}/{len}\r\nContent-Type: application/octet-stream\r\n\r\n",
     assert!(srv.terminate().success());
 }
 
-/// A channel with a session on which nothing arrives for `msrp.idle_secs` is torn down.
+/// A channel on which nothing passes for `msrp.idle_secs` is torn down — but not one that
+/// carries a relay client's session (it lasts its `Expires`).
 #[test]
 fn an_idle_channel_is_closed_after_the_configured_time() {
     let dir = tempfile::tempdir().unwrap();
@@ -337,9 +338,19 @@ fn an_idle_channel_is_closed_after_the_configured_time() {
     std::fs::write(&path, text).unwrap();
     let srv = Server::start(&["--cores", "1", "--config", path.to_str().unwrap()]);
     let port = srv.msrp_ports()[0];
-    let (mut e, _) = client(port, "alice", "msrp://127.0.0.1:9001/alice;tcp");
+    let (mut alice, use_path) = client(port, "alice", "msrp://127.0.0.1:9001/alice;tcp");
+    // A stranger delivers a message to Alice through her relay URI, then falls silent.
+    let mut x =
+        Endpoint::connect(([127, 0, 0, 1], port).into(), "msrp://127.0.0.1:9003/x;tcp").unwrap();
+    let to = format!("{use_path} {}", alice.me);
+    x.tx.send_chunk(&to, "m1", "text/plain", 1, 2, b"hi", true)
+        .unwrap();
+    let got = alice.r.next_message().unwrap();
+    assert_eq!(got.start, "SEND");
+    alice.answer(&got, 200).unwrap();
+    assert_eq!(x.r.next_message().unwrap().start, "200");
     let started = std::time::Instant::now();
-    match e.r.next_message() {
+    match x.r.next_message() {
         Err(imrelay::msrp::endpoint::EndpointError::Closed) => {}
         other => panic!("{other:?}"),
     }
@@ -348,4 +359,20 @@ fn an_idle_channel_is_closed_after_the_configured_time() {
         waited >= std::time::Duration::from_millis(900) && waited < support::WAIT,
         "{waited:?}"
     );
+    // Alice's channel, silent as long, stays.
+    alice
+        .r
+        .stream()
+        .set_read_timeout(Some(std::time::Duration::from_millis(1500)))
+        .unwrap();
+    match alice.r.next_message() {
+        Err(imrelay::msrp::endpoint::EndpointError::Io(e)) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{e}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }
