@@ -160,6 +160,8 @@ struct Core {
     /// Recipients with kept messages not yet delivered: new MESSAGEs for them are kept too,
     /// behind the others, rather than relayed past them.
     backlog: std::collections::HashSet<Vec<u8>>,
+    /// The deferred role's own URI as an address of record (`identity.deferred_uri`).
+    deferred_aor: Option<Vec<u8>>,
     /// Dialogs in which the deferred role stores a sender's messages, and when they next
     /// need a look.
     dialogs: std::collections::HashMap<Vec<u8>, session::Dialog>,
@@ -186,7 +188,7 @@ const BUFFER_POOL_MAX: usize = 256;
 impl Shard {
     /// A shard numbered `id`, answering as `identity`; `seed` seeds its tag generator.
     pub fn new(id: usize, identity: Identity, seed: u64) -> Shard {
-        Shard {
+        let mut shard = Shard {
             msg: Message::new(),
             core: Core {
                 id,
@@ -216,6 +218,7 @@ impl Shard {
                 deliveries: std::collections::HashMap::new(),
                 delivered: VecDeque::new(),
                 backlog: std::collections::HashSet::new(),
+                deferred_aor: None,
                 dialogs: std::collections::HashMap::new(),
                 dialog_sweep_at: None,
                 pushes: std::collections::HashMap::new(),
@@ -229,7 +232,10 @@ impl Shard {
                 ids: XorShift64::new(seed),
                 stats: ShardStats::default(),
             },
-        }
+        };
+        let deferred = shard.core.identity.deferred_uri.clone();
+        shard.core.deferred_aor = shard.core.home_aor(deferred.as_bytes()).ok();
+        shard
     }
 
     pub fn id(&self) -> usize {
@@ -694,14 +700,16 @@ impl Core {
                 msg.value(buf, HeaderName::To)
                     .and_then(|to| NameAddr::parse("To", to).ok())
                     .and_then(|to| self.home_aor(to.uri().as_bytes()).ok())
-            } else if self.is_deferred_uri(uri.of(buf)) {
-                // A retrieval: the shard that owns the user asking (and its messages).
-                self.sender_aor(msg, buf)
             } else {
-                SipUri::parse(uri.of(buf))
+                let target = SipUri::parse(uri.of(buf))
                     .ok()
                     .filter(|u| self.identity.is_myself(u.host_bytes(), u.port()))
-                    .and_then(|_| self.home_aor(uri.of(buf)).ok())
+                    .and_then(|_| self.home_aor(uri.of(buf)).ok());
+                match target {
+                    // A retrieval: the shard that owns the user asking (and its messages).
+                    Some(t) if Some(&t) == self.deferred_aor.as_ref() => self.sender_aor(msg, buf),
+                    t => t,
+                }
             };
             // A request inside a dialog of ours (addressed to this server, no user): the
             // shard whose number begins our To tag.

@@ -615,11 +615,6 @@ impl Relay {
         i.message_id
             .extend_from_slice(head.value(bytes, HeaderName::MessageId).unwrap_or_default());
         i.failure_report = head.failure_report(bytes).ok();
-        i.success_report = head.success_report(bytes).unwrap_or(false);
-        i.content_type.extend_from_slice(
-            head.value(bytes, HeaderName::ContentType)
-                .unwrap_or_default(),
-        );
         let first = path_uris(to_path).next().and_then(Result::ok);
         if let Some(u) = first {
             i.to_first.extend_from_slice(u.as_bytes());
@@ -696,6 +691,11 @@ impl Relay {
                         c.bound = true;
                     }
                     let ctype = head.value(bytes, HeaderName::ContentType);
+                    if s.store.is_some() {
+                        // What storing needs (relayed requests carry these headers along).
+                        i.success_report = head.success_report(bytes).unwrap_or(false);
+                        i.content_type.extend_from_slice(ctype.unwrap_or_default());
+                    }
                     let accepted = s.accept.is_empty()
                         || ctype.is_none_or(|t| s.accept.iter().any(|a| a.eq_ignore_ascii_case(t)));
                     (!accepted).then_some((415, "MIME-not-understood"))

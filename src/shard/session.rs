@@ -327,6 +327,7 @@ impl Core {
                         route,
                         cseq: 1,
                         push: false,
+                        key: dialog_key(call_id, &tag),
                     },
                 );
             }
@@ -359,13 +360,7 @@ impl Core {
 
     /// Whether `uri` is the deferred role's own URI.
     pub(super) fn is_deferred_uri(&self, uri: &[u8]) -> bool {
-        match (
-            self.home_aor(uri),
-            self.home_aor(self.identity.deferred_uri.as_bytes()),
-        ) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        }
+        self.deferred_aor.is_some() && self.home_aor(uri).ok() == self.deferred_aor
     }
 
     /// The address of record in a request's `From`, when it is a user of ours.
@@ -648,6 +643,8 @@ pub(super) struct Pushed {
     cseq: u32,
     /// We opened it (figure 6): its end ends the push.
     push: bool,
+    /// Its key in `dialogs`.
+    key: Vec<u8>,
 }
 
 impl Core {
@@ -884,9 +881,10 @@ impl Core {
             route: Vec::new(),
             cseq: 2,
             push: true,
+            key: dialog_key(&p.call_id, &p.from_tag),
         };
         self.dialogs.insert(
-            dialog_key(&p.call_id, &p.from_tag),
+            dialog.key.clone(),
             Dialog {
                 session: p.session.clone(),
                 until: now + Duration::from_secs(DEFERRED_DIALOG_SECS_MAX),
@@ -937,15 +935,7 @@ impl Core {
             }
             return;
         };
-        let key = {
-            let tag = d
-                .from
-                .windows(5)
-                .position(|w| w == b";tag=")
-                .map_or(&[][..], |i| &d.from[i + 5..]);
-            dialog_key(&d.call_id, tag)
-        };
-        if let Some(dialog) = self.dialogs.remove(&key) {
+        if let Some(dialog) = self.dialogs.remove(&d.key) {
             self.msrp.close_session(now, &dialog.session);
             self.send_bye(now, &d);
         }
