@@ -26,6 +26,28 @@ fn drop_caches() -> bool {
     std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }
 
+/// Alice stores MESSAGES copies of `body` for Bob, in session mode.
+fn store_all(server: std::net::SocketAddr, body: &[u8]) {
+    for _ in 0..MESSAGES {
+        let mut alice = Client::new(
+            server,
+            "sip:alice@localhost",
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        let a = alice
+            .send_session(
+                "sip:bob@localhost",
+                "application/octet-stream",
+                body,
+                64 << 10,
+                |_, _| {},
+            )
+            .unwrap();
+        assert_eq!(a.code, 200);
+    }
+}
+
 fn main() {
     // Room for the messages (the default quota is 64 MiB per user).
     let server = Server::start(
@@ -40,24 +62,7 @@ fn main() {
 
     let cpu0 = cpu_secs(pid);
     let t0 = Instant::now();
-    for _ in 0..MESSAGES {
-        let mut alice = Client::new(
-            server.sip,
-            "sip:alice@localhost",
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .unwrap();
-        let a = alice
-            .send_session(
-                "sip:bob@localhost",
-                "application/octet-stream",
-                &body,
-                64 << 10,
-                |_, _| {},
-            )
-            .unwrap();
-        assert_eq!(a.code, 200);
-    }
+    store_all(server.sip, &body);
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs(pid) - cpu0;
     println!(
@@ -75,23 +80,7 @@ fn main() {
         }
         // Store again what the previous round took.
         if cold {
-            for _ in 0..MESSAGES {
-                let mut alice = Client::new(
-                    server.sip,
-                    "sip:alice@localhost",
-                    "127.0.0.1:0".parse().unwrap(),
-                )
-                .unwrap();
-                alice
-                    .send_session(
-                        "sip:bob@localhost",
-                        "application/octet-stream",
-                        &body,
-                        64 << 10,
-                        |_, _| {},
-                    )
-                    .unwrap();
-            }
+            store_all(server.sip, &body);
             drop_caches();
         }
         let stalls_before = server.stderr.lock().unwrap().matches("stall").count();

@@ -134,6 +134,15 @@ impl Client {
         self.sock.local_addr()
     }
 
+    /// The user part of the address of record (`alice` of `sip:alice@localhost`).
+    fn user(&self) -> &str {
+        self.aor
+            .trim_start_matches("sip:")
+            .split('@')
+            .next()
+            .unwrap_or_default()
+    }
+
     fn domain(&self) -> &str {
         self.aor.rsplit('@').next().unwrap_or("localhost")
     }
@@ -143,13 +152,7 @@ impl Client {
     pub fn register(&mut self, expires: u32) -> Result<Vec<String>, ClientError> {
         let local = self.local_addr()?;
         self.cseq += 1;
-        let user = self
-            .aor
-            .trim_start_matches("sip:")
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        let user = self.user().to_owned();
         let domain = self.domain().to_owned();
         let contact = if expires == 0 {
             "*".to_owned()
@@ -374,7 +377,7 @@ fn branch_of<'r>(m: &Message, raw: &'r [u8]) -> &'r [u8] {
 fn ok_with_body(
     m: &Message,
     raw: &[u8],
-    aor: &str,
+    user: &str,
     local: SocketAddr,
     content_type: &str,
     body: &[u8],
@@ -382,11 +385,6 @@ fn ok_with_body(
     let mut out = ok_for(m, raw);
     // Drop the empty body's `Content-Length: 0` and blank line written by `ok_for`.
     out.truncate(out.len() - b"Content-Length: 0\r\n\r\n".len());
-    let user = aor
-        .trim_start_matches("sip:")
-        .split('@')
-        .next()
-        .unwrap_or_default();
     out.extend_from_slice(
         format!(
             "Contact: <sip:{user}@{local}>\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",

@@ -148,6 +148,42 @@ pub fn write_ids(recipient: &str, ids: &[MessageId]) -> String {
     write(recipient, &items)
 }
 
+/// A session body carrying a list (a retrieval and its answer): `multipart/mixed` with the
+/// SDP and the list, delimited by `boundary`; returns its Content-Type and bytes.
+pub fn with_sdp(boundary: &str, sdp: &[u8], list: &str) -> (String, Vec<u8>) {
+    let mut b = Vec::with_capacity(sdp.len() + list.len() + 200);
+    crate::sip::multipart::write(
+        &mut b,
+        boundary,
+        &[
+            (b"application/sdp", sdp),
+            (CONTENT_TYPE.as_bytes(), list.as_bytes()),
+        ],
+    );
+    (format!("multipart/mixed;boundary={boundary}"), b)
+}
+
+/// A session body's SDP, and its list when it has one.
+pub type SdpAndList<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// The SDP and the list of a session body: `multipart/mixed` (either part may be missing),
+/// or `application/sdp` alone; `Ok(None)` for any other type.
+pub fn split_sdp<'a>(
+    content_type: &[u8],
+    body: &'a [u8],
+) -> Result<Option<SdpAndList<'a>>, crate::sip::multipart::MultipartError> {
+    use crate::sip::multipart as mp;
+    if mp::is_multipart_mixed(content_type) {
+        let boundary = mp::boundary(content_type).ok_or(mp::MultipartError::NoBoundary)?;
+        let parts = mp::parse(body, boundary)?;
+        let sdp = mp::body_of(&parts, "application/sdp").unwrap_or_default();
+        return Ok(Some((sdp, mp::body_of(&parts, CONTENT_TYPE))));
+    }
+    Ok(mp::media_type(content_type)
+        .eq_ignore_ascii_case(b"application/sdp")
+        .then_some((body, None)))
+}
+
 /// The value of attribute `name` in the attribute text `attrs` of one element.
 fn attribute<'a>(attrs: &'a str, name: &str) -> Option<&'a str> {
     let mut rest = attrs;

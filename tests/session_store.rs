@@ -12,21 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use imrelay::client::{Client, ClientError, Fetched};
 use imrelay::deferred_list::{self, Listed};
 use imrelay::store::record::MessageId;
-use support::Server;
+use support::{bytes, Server};
 
 const DEFERRED: &str = "sip:deferred@localhost";
-
-fn bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn client(server: SocketAddr, user: &str) -> Client {
     Client::new(server, user, "127.0.0.1:0".parse().unwrap()).unwrap()

@@ -8,19 +8,7 @@ mod support;
 use std::net::SocketAddr;
 
 use imrelay::client::{Client, ClientError};
-use support::Server;
-
-fn bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use support::{bytes, Server};
 
 fn config(dir: &tempfile::TempDir, name: &str, roles: &str) -> String {
     let path = dir.path().join(name);

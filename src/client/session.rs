@@ -123,30 +123,12 @@ impl Client {
             None => ("application/sdp".to_owned(), sdp),
             Some(list) => {
                 let boundary = format!("c{:016x}", self.ids.next_u64());
-                let mut b = Vec::new();
-                crate::sip::multipart::write(
-                    &mut b,
-                    &boundary,
-                    &[
-                        (b"application/sdp", &sdp),
-                        (
-                            crate::deferred_list::CONTENT_TYPE.as_bytes(),
-                            list.as_bytes(),
-                        ),
-                    ],
-                );
-                (format!("multipart/mixed;boundary={boundary}"), b)
+                crate::deferred_list::with_sdp(&boundary, &sdp, list)
             }
         };
         let from = format!("<{}>;tag={:x}", self.aor, self.ids.next_u64());
         let call_id = format!("{:016x}@{}", self.ids.next_u64(), ip_text(local.ip()));
-        let user = self
-            .aor
-            .trim_start_matches("sip:")
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        let user = self.user().to_owned();
         let mut req = format!(
             "INVITE {to} SIP/2.0\r\n\
 Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
@@ -176,19 +158,10 @@ Content-Length: {len}\r\n\r\n",
         let answer_type = m
             .value(&answer.raw, HeaderName::ContentType)
             .unwrap_or_default();
-        let (sdp_body, list) = if crate::sip::multipart::is_multipart_mixed(answer_type) {
-            let parts = crate::sip::multipart::boundary(answer_type)
-                .ok_or(crate::sip::multipart::MultipartError::NoBoundary)
-                .and_then(|b| crate::sip::multipart::parse(body, b))
-                .map_err(|e| ClientError::Garbled(e.to_string()))?;
-            let of = |t: &str| crate::sip::multipart::body_of(&parts, t);
-            (
-                of("application/sdp").unwrap_or_default(),
-                of(crate::deferred_list::CONTENT_TYPE).map(<[u8]>::to_vec),
-            )
-        } else {
-            (body, None)
-        };
+        let (sdp_body, list) = crate::deferred_list::split_sdp(answer_type, body)
+            .map_err(|e| ClientError::Garbled(e.to_string()))?
+            .unwrap_or((body, None));
+        let list = list.map(<[u8]>::to_vec);
         let answer_sdp = SessionDescription::parse(sdp_body)
             .map_err(|e| ClientError::Garbled(format!("SDP answer: {e}")))?;
         let path = path_of(&answer_sdp, "SDP answer")?;
@@ -465,7 +438,7 @@ impl Client {
         }
         .write_answer(&offer, &mut sdp)
         .map_err(|e| ClientError::Garbled(format!("SDP offer: {e}")))?;
-        let ok = super::ok_with_body(&m, invite, &self.aor, local, "application/sdp", &sdp);
+        let ok = super::ok_with_body(&m, invite, self.user(), local, "application/sdp", &sdp);
         self.sock.send_to(&ok, from)?;
         let open = move |cancelled: &AtomicBool| -> Result<Endpoint, ClientError> {
             match listener {

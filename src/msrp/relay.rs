@@ -107,6 +107,23 @@ struct Session {
     outbox: bool,
 }
 
+impl Session {
+    /// A session with our URI `local` and the peer's path, accepting any content type, not
+    /// connected yet, of no particular kind (the caller sets what makes it one).
+    fn new(local: &[u8], peer_path: &[u8]) -> Session {
+        Session {
+            local: local.to_vec(),
+            peer_path: peer_path.to_vec(),
+            conn: None,
+            other: Vec::new(),
+            accept: Vec::new(),
+            expires: None,
+            store: None,
+            outbox: false,
+        }
+    }
+}
+
 /// Where a request in progress goes.
 #[derive(Debug, Default, Clone)]
 enum Route {
@@ -363,14 +380,8 @@ impl Relay {
             self.sessions.insert(
                 id.clone(),
                 Session {
-                    local: uri.clone(),
-                    peer_path: path.to_vec(),
-                    conn: None,
                     other: other.clone(),
-                    accept: Vec::new(),
-                    expires: None,
-                    store: None,
-                    outbox: false,
+                    ..Session::new(uri, path)
                 },
             );
         }
@@ -827,14 +838,9 @@ impl Relay {
                 self.sessions.insert(
                     id.clone(),
                     Session {
-                        local: uri.clone(),
-                        peer_path: i.from_path.clone(),
                         conn: Some(conn),
-                        other: Vec::new(),
-                        accept: Vec::new(),
                         expires: Some(until),
-                        store: None,
-                        outbox: false,
+                        ..Session::new(&uri, &i.from_path)
                     },
                 );
                 self.expiries.push(Reverse((until, id)));

@@ -91,8 +91,9 @@ pub(crate) async fn connect_out(local: Rc<Local>, session: Vec<u8>, addr: std::n
         None
     })
     .await;
-    let Some(stream) = connected else {
-        tracing::debug!(%addr, "MSRP connection to a user failed; its messages stay");
+    let room = local.msrp.live.get() < MSRP_CONNECTIONS_PER_SHARD_MAX;
+    let Some(stream) = connected.filter(|_| room) else {
+        tracing::debug!(%addr, room, "no MSRP connection to a user; its messages stay");
         local
             .shard
             .borrow_mut()
@@ -100,14 +101,6 @@ pub(crate) async fn connect_out(local: Rc<Local>, session: Vec<u8>, addr: std::n
         super::shard_task::flush_now(&local).await;
         return;
     };
-    if local.msrp.live.get() >= MSRP_CONNECTIONS_PER_SHARD_MAX {
-        local
-            .shard
-            .borrow_mut()
-            .session_done(Instant::now(), &session);
-        super::shard_task::flush_now(&local).await;
-        return;
-    }
     let n = local.msrp.next.get();
     local.msrp.next.set(n + 1);
     let id = ConnId::new(local.index, MSRP_CONN_BASE + n);

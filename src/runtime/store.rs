@@ -21,6 +21,7 @@ use glommio::channels::local_channel::{self, LocalSender};
 use glommio::sync::Semaphore;
 
 use crate::limits::{STORE_UPKEEP_INTERVAL_MS, STORE_UPLOAD_WAKE_BYTES};
+use crate::msrp::relay::Sink;
 use crate::runtime::mesh::ShardMsg;
 pub use crate::store::core::AppendRequest;
 use crate::store::core::{StoreError, Ticket};
@@ -469,13 +470,15 @@ impl StoreSink {
     }
 }
 
-impl crate::msrp::relay::Sink for StoreSink {
+/// The shard's partition is the store's bookkeeping ([`Sink`] for `Store`) plus waking its
+/// writer, and a refusal once the store stops.
+impl Sink for StoreSink {
     fn may_store(&self, aor: &[u8], bytes: Option<u64>) -> Result<(), StoreError> {
         self.store.may_store(aor, bytes)
     }
 
     fn waiting(&self, aor: &[u8]) -> Vec<crate::msrp::relay::Waiting> {
-        crate::msrp::relay::waiting_in(self.store.fs.borrow().core(), aor)
+        self.store.fs.borrow().core().waiting(aor)
     }
 
     fn begin(
@@ -491,7 +494,7 @@ impl crate::msrp::relay::Sink for StoreSink {
         }
         let mut fs = self.store.fs.borrow_mut();
         fs.core_mut()
-            .begin_upload(now_ms, aor, sender, content_type, total, None)
+            .begin(now_ms, aor, sender, content_type, total)
     }
 
     fn piece(
@@ -503,7 +506,7 @@ impl crate::msrp::relay::Sink for StoreSink {
     ) -> Result<(), StoreError> {
         let r = {
             let mut fs = self.store.fs.borrow_mut();
-            fs.core_mut().upload_chunk(up, now_ms, offset, data)
+            fs.core_mut().piece(now_ms, up, offset, data)
         };
         self.unsignalled += data.len();
         if self.unsignalled >= STORE_UPLOAD_WAKE_BYTES {
@@ -519,7 +522,7 @@ impl crate::msrp::relay::Sink for StoreSink {
     ) -> Result<Ticket, StoreError> {
         let r = {
             let mut fs = self.store.fs.borrow_mut();
-            fs.core_mut().finish_upload(up, now_ms)
+            fs.core_mut().finish(now_ms, up)
         };
         self.wake();
         r
@@ -528,7 +531,7 @@ impl crate::msrp::relay::Sink for StoreSink {
     fn abort(&mut self, now_ms: u64, up: crate::store::core::UploadId, reason: u16) {
         {
             let mut fs = self.store.fs.borrow_mut();
-            fs.core_mut().abort_upload(up, now_ms, reason);
+            fs.core_mut().abort(now_ms, up, reason);
         }
         self.wake();
     }

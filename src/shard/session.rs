@@ -243,22 +243,8 @@ impl Core {
             None => (b"application/sdp".to_vec(), sdp),
             Some(list) => {
                 let boundary = format!("imrelay-{:016x}", self.ids.next_u64());
-                let mut b = Vec::with_capacity(sdp.len() + list.len() + 200);
-                crate::sip::multipart::write(
-                    &mut b,
-                    &boundary,
-                    &[
-                        (b"application/sdp", &sdp),
-                        (
-                            crate::deferred_list::CONTENT_TYPE.as_bytes(),
-                            list.as_bytes(),
-                        ),
-                    ],
-                );
-                (
-                    format!("multipart/mixed;boundary={boundary}").into_bytes(),
-                    b,
-                )
+                let (t, b) = crate::deferred_list::with_sdp(&boundary, &sdp, &list);
+                (t.into_bytes(), b)
             }
         };
         let mut tag = [0u8; 16];
@@ -408,36 +394,23 @@ impl Core {
         }
         let content_type = msg.value(buf, HeaderName::ContentType).unwrap_or_default();
         let body = msg.body().of(buf);
-        let (sdp, wanted) = if crate::sip::multipart::is_multipart_mixed(content_type) {
-            let parts = crate::sip::multipart::boundary(content_type)
-                .ok_or(crate::sip::multipart::MultipartError::NoBoundary)
-                .and_then(|b| crate::sip::multipart::parse(body, b));
-            let parts = match parts {
-                Ok(p) => p,
-                Err(e) => return refuse(self, 400, "Bad Request", &e.to_string()),
-            };
-            let of = |t: &str| crate::sip::multipart::body_of(&parts, t);
-            let wanted = match of(crate::deferred_list::CONTENT_TYPE)
-                .map(crate::deferred_list::parse)
-                .transpose()
-            {
-                Ok(w) => w.map(|l| l.into_iter().map(|e| e.id).collect::<Vec<_>>()),
-                Err(e) => return refuse(self, 400, "Bad Request", &e.to_string()),
-            };
-            (of("application/sdp").unwrap_or_default(), wanted)
-        } else if crate::sip::multipart::media_type(content_type)
-            .eq_ignore_ascii_case(b"application/sdp")
-        {
-            (body, None)
-        } else {
-            let a = Answering {
-                code: 415,
-                reason: "Unsupported Media Type",
-                headers: &[("Accept", b"application/sdp, multipart/mixed")],
-                warning: None,
-            };
-            self.answer(peer, msg, buf, Some(via), &a, Some((now, id)));
-            return true;
+        let (sdp, list) = match crate::deferred_list::split_sdp(content_type, body) {
+            Ok(Some(parts)) => parts,
+            Err(e) => return refuse(self, 400, "Bad Request", &e.to_string()),
+            Ok(None) => {
+                let a = Answering {
+                    code: 415,
+                    reason: "Unsupported Media Type",
+                    headers: &[("Accept", b"application/sdp, multipart/mixed")],
+                    warning: None,
+                };
+                self.answer(peer, msg, buf, Some(via), &a, Some((now, id)));
+                return true;
+            }
+        };
+        let wanted = match list.map(crate::deferred_list::parse).transpose() {
+            Ok(w) => w.map(|l| l.into_iter().map(|e| e.id).collect::<Vec<_>>()),
+            Err(e) => return refuse(self, 400, "Bad Request", &e.to_string()),
         };
         let offer = match SessionDescription::parse(sdp) {
             Ok(o) if o.msrp_media().is_some() => o,

@@ -245,3 +245,16 @@ pub fn temp_file(dir: &tempfile::TempDir, name: &str, contents: &str) -> PathBuf
     std::fs::write(&p, contents).unwrap();
     p
 }
+
+/// `n` bytes of a xorshift sequence started by `seed` (a test message).
+pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -165,19 +165,14 @@ impl Relay {
         self.sessions.insert(
             id,
             Session {
-                local: uri.clone(),
-                peer_path: peer_path.to_vec(),
-                conn: None,
-                other: Vec::new(),
                 accept,
-                expires: None,
-                outbox: false,
                 store: Some(Box::new(Deposit {
                     aor: aor.to_vec(),
                     sender: sender.to_vec(),
                     uploads: Vec::new(),
                     refused: Vec::new(),
                 })),
+                ..Session::new(&uri, peer_path)
             },
         );
         uri
@@ -197,14 +192,8 @@ impl Relay {
         self.sessions.insert(
             id,
             Session {
-                local: uri.clone(),
-                peer_path: peer_path.to_vec(),
-                conn: None,
-                other: Vec::new(),
-                accept: Vec::new(),
-                expires: None,
-                store: None,
                 outbox: true,
+                ..Session::new(&uri, peer_path)
             },
         );
         uri
@@ -595,5 +584,41 @@ impl Sink for crate::store::core::Store {
     }
     fn abort(&mut self, now_ms: u64, up: UploadId, reason: u16) {
         self.abort_upload(up, now_ms, reason);
+    }
+}
+
+/// A sink its owner keeps a hand on too (the tests look into the bookkeeping they drive).
+impl<S: Sink> Sink for std::rc::Rc<std::cell::RefCell<S>> {
+    fn may_store(&self, aor: &[u8], bytes: Option<u64>) -> Result<(), StoreError> {
+        self.borrow().may_store(aor, bytes)
+    }
+    fn waiting(&self, aor: &[u8]) -> Vec<Waiting> {
+        self.borrow().waiting(aor)
+    }
+    fn begin(
+        &mut self,
+        now_ms: u64,
+        aor: &[u8],
+        sender: &[u8],
+        content_type: &[u8],
+        total: Option<u64>,
+    ) -> Result<UploadId, StoreError> {
+        self.borrow_mut()
+            .begin(now_ms, aor, sender, content_type, total)
+    }
+    fn piece(
+        &mut self,
+        now_ms: u64,
+        up: UploadId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        self.borrow_mut().piece(now_ms, up, offset, data)
+    }
+    fn finish(&mut self, now_ms: u64, up: UploadId) -> Result<Ticket, StoreError> {
+        self.borrow_mut().finish(now_ms, up)
+    }
+    fn abort(&mut self, now_ms: u64, up: UploadId, reason: u16) {
+        self.borrow_mut().abort(now_ms, up, reason);
     }
 }

@@ -718,49 +718,6 @@ mod storing {
     use std::cell::RefCell;
     use std::rc::Rc;
 
-    /// The store's bookkeeping, shared between the relay (as its sink) and the test.
-    struct Shared(Rc<RefCell<Store>>);
-
-    impl Sink for Shared {
-        fn may_store(&self, aor: &[u8], bytes: Option<u64>) -> Result<(), StoreError> {
-            self.0.borrow().may_store(aor, bytes)
-        }
-        fn waiting(&self, aor: &[u8]) -> Vec<Waiting> {
-            waiting_in(&self.0.borrow(), aor)
-        }
-        fn begin(
-            &mut self,
-            now_ms: u64,
-            aor: &[u8],
-            sender: &[u8],
-            content_type: &[u8],
-            total: Option<u64>,
-        ) -> Result<crate::store::core::UploadId, StoreError> {
-            self.0
-                .borrow_mut()
-                .begin_upload(now_ms, aor, sender, content_type, total, None)
-        }
-        fn piece(
-            &mut self,
-            now_ms: u64,
-            up: crate::store::core::UploadId,
-            offset: u64,
-            data: &[u8],
-        ) -> Result<(), StoreError> {
-            self.0.borrow_mut().upload_chunk(up, now_ms, offset, data)
-        }
-        fn finish(
-            &mut self,
-            now_ms: u64,
-            up: crate::store::core::UploadId,
-        ) -> Result<Ticket, StoreError> {
-            self.0.borrow_mut().finish_upload(up, now_ms)
-        }
-        fn abort(&mut self, now_ms: u64, up: crate::store::core::UploadId, reason: u16) {
-            self.0.borrow_mut().abort_upload(up, now_ms, reason);
-        }
-    }
-
     use crate::store::core::StoreError;
 
     const BOB: &[u8] = b"sip:bob@localhost";
@@ -768,7 +725,8 @@ mod storing {
     fn storing(policy: Policy) -> (Net, Rc<RefCell<Store>>, Vec<u8>) {
         let store = Rc::new(RefCell::new(Store::new(policy, 5)));
         let mut net = Net::new();
-        net.r.set_sink(Box::new(Shared(Rc::clone(&store))));
+        // The store's bookkeeping, shared between the relay (as its sink) and the test.
+        net.r.set_sink(Box::new(Rc::clone(&store)));
         net.r.set_clock(Instant::now(), 1_800_000_000_000);
         let uri =
             net.r
