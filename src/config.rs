@@ -510,6 +510,10 @@ pub struct ModeRole {
     /// who are offline (`ip:port`, UDP). Without it, this process's own deferred role does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deferred_server: Option<SocketAddr>,
+    /// Group role: the groups this server controls (`[[roles.group.groups]]`), re-read from
+    /// the configuration file on `SIGHUP`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Group>,
 }
 
 impl Default for ModeRole {
@@ -518,8 +522,19 @@ impl Default for ModeRole {
             enabled: true,
             mode: Mode::Participating,
             deferred_server: None,
+            groups: Vec::new(),
         }
     }
+}
+
+/// A group (patent: group X at IM server D): its SIP URI, in one of our domains, and its
+/// members' SIP URIs. A session-mode message to the group goes to every member but the
+/// sender, one leg each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub uri: String,
+    pub members: Vec<String>,
 }
 
 /// A role without modes (patent: IM server C, the deferred server).
@@ -714,6 +729,7 @@ impl Config {
 
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_groups()?;
         if let Some(uri) = &self.roles.deferred.uri {
             let user = crate::sip::uri::SipUri::parse(uri.as_bytes())
                 .ok()
@@ -874,7 +890,105 @@ impl Config {
                 .iter()
                 .map(|r| (r.domain.to_ascii_lowercase(), r.next_hop))
                 .collect(),
+            home_participating: self.roles.home.enabled
+                && self.roles.home.mode == Mode::Participating,
+            groups: GroupTable::new(self.group_table()),
         }
+    }
+
+    /// The groups as (group URI, members' URIs); empty when the group role is off.
+    pub fn group_table(&self) -> Groups {
+        if !self.roles.group.enabled {
+            return Vec::new();
+        }
+        self.roles
+            .group
+            .groups
+            .iter()
+            .map(|g| {
+                let members = g.members.iter().map(|m| m.as_bytes().to_vec()).collect();
+                (g.uri.as_bytes().to_vec(), members)
+            })
+            .collect()
+    }
+}
+
+impl Config {
+    /// Groups: only under `roles.group`, each a SIP URI with a user in one of our domains,
+    /// with 1 to [`GROUP_MEMBERS_MAX`] members that are SIP URIs with a user, at most
+    /// [`GROUPS_MAX`] groups, no group twice; and the group role always participates.
+    fn validate_groups(&self) -> Result<(), ConfigError> {
+        use crate::limits::{GROUPS_MAX, GROUP_MEMBERS_MAX};
+        if !self.roles.home.groups.is_empty() {
+            return Err(ConfigError::invalid(
+                "roles.home.groups",
+                "groups belong to the group role: [[roles.group.groups]]".into(),
+            ));
+        }
+        let g = &self.roles.group;
+        if g.enabled && g.mode == Mode::NonParticipating {
+            return Err(ConfigError::invalid(
+                "roles.group.mode",
+                "a group server fans each message out to its members, so it always \
+                 participates (figures 3 and 4 differ in the home servers' mode)"
+                    .into(),
+            ));
+        }
+        if g.groups.len() > GROUPS_MAX {
+            return Err(ConfigError::invalid(
+                "roles.group.groups",
+                format!("at most {GROUPS_MAX} groups"),
+            ));
+        }
+        fn sip_user(s: &str) -> Option<crate::sip::uri::SipUri<'_>> {
+            crate::sip::uri::SipUri::parse(s.as_bytes())
+                .ok()
+                .filter(|u| u.user().is_some())
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, group) in g.groups.iter().enumerate() {
+            let key = format!("roles.group.groups[{i}]");
+            let Some(u) = sip_user(&group.uri) else {
+                return Err(ConfigError::invalid(
+                    &format!("{key}.uri"),
+                    format!("{:?} is not a SIP URI with a user", group.uri),
+                ));
+            };
+            let ours = self
+                .server
+                .domains
+                .iter()
+                .chain(self.server.aliases.iter())
+                .any(|d| d.as_bytes().eq_ignore_ascii_case(u.host_bytes()));
+            if !ours {
+                return Err(ConfigError::invalid(
+                    &format!("{key}.uri"),
+                    format!("{:?} is not in one of server.domains", group.uri),
+                ));
+            }
+            let aor = crate::registrar::canonical_aor(group.uri.as_bytes()).unwrap_or_default();
+            if !seen.insert(aor) {
+                return Err(ConfigError::invalid(
+                    &format!("{key}.uri"),
+                    format!("{:?} is defined twice", group.uri),
+                ));
+            }
+            if group.members.is_empty() || group.members.len() > GROUP_MEMBERS_MAX {
+                return Err(ConfigError::invalid(
+                    &format!("{key}.members"),
+                    format!("1 to {GROUP_MEMBERS_MAX} members"),
+                ));
+            }
+            for (j, m) in group.members.iter().enumerate() {
+                if sip_user(m).is_none() {
+                    return Err(ConfigError::invalid(
+                        &format!("{key}.members[{j}]"),
+                        format!("{m:?} is not a SIP URI with a user"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -908,7 +1022,64 @@ pub struct Identity {
     pub deferred_push: bool,
     /// Requests for offline users of ours go to this deferred server instead.
     pub deferred_server: Option<SocketAddr>,
+    /// The home role participates (a B2BUA for session-mode messages, DESIGN §2).
+    pub home_participating: bool,
+    /// The group role's groups, shared by every shard and replaced on a reload.
+    pub groups: GroupTable,
 }
+
+/// Each group's URI and its members' URIs.
+pub type Groups = Vec<(Vec<u8>, Vec<Vec<u8>>)>;
+
+/// The group role's groups as every shard sees them: replaced as a whole when the
+/// configuration is reloaded (`SIGHUP`), read when a session for a group arrives.
+#[derive(Debug, Clone, Default)]
+pub struct GroupTable(std::sync::Arc<std::sync::RwLock<Groups>>);
+
+impl GroupTable {
+    pub fn new(groups: Groups) -> GroupTable {
+        GroupTable(std::sync::Arc::new(std::sync::RwLock::new(groups)))
+    }
+
+    /// Replaces the groups (every holder of a clone sees the new ones).
+    pub fn replace(&self, groups: Groups) {
+        // A writer that panicked left a whole table behind (replacement is one move).
+        let mut g = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *g = groups;
+    }
+
+    /// The members of the first group `is_it` picks, if any.
+    pub fn members(&self, mut is_it: impl FnMut(&[u8]) -> bool) -> Option<Vec<Vec<u8>>> {
+        let g = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.iter().find(|(uri, _)| is_it(uri)).map(|(_, m)| m.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().map_or(0, |g| g.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl PartialEq for GroupTable {
+    fn eq(&self, other: &GroupTable) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+            || match (self.0.read(), other.0.read()) {
+                (Ok(a), Ok(b)) => *a == *b,
+                _ => false,
+            }
+    }
+}
+
+impl Eq for GroupTable {}
 
 impl Identity {
     /// `true` when `host[:port]` of a URI names this server: one of its domains (any port),

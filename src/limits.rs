@@ -302,3 +302,11 @@ pub const STORE_UPLOAD_WAKE_BYTES: usize = 4 << 20;
 /// closed unless `msrp.idle_secs` says otherwise; at most `MSRP_IDLE_SECS_MAX`.
 pub const MSRP_IDLE_SECS_DEFAULT: u64 = 300;
 pub const MSRP_IDLE_SECS_MAX: u64 = 86_400;
+
+/// Groups one group server controls (`roles.group.groups`), at most.
+pub const GROUPS_MAX: usize = 10_000;
+/// Members of one group, at most: a message to the group opens one leg (a SIP dialog and an
+/// MSRP session) per member.
+pub const GROUP_MEMBERS_MAX: usize = 100;
+/// Bridges (participating sessions: a caller's side and its legs) one shard holds, at most.
+pub const BRIDGES_PER_SHARD_MAX: usize = 16_384;

@@ -430,7 +430,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&cfg.log.level);
-    match imrelay::runtime::serve(&cfg) {
+    let reload = || {
+        Config::load(
+            args.config.as_deref(),
+            &overrides,
+            state_directory.as_deref(),
+        )
+    };
+    match imrelay::runtime::serve_with_reload(&cfg, Some(&reload)) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("imrelay: cannot start: {e}");

@@ -174,6 +174,14 @@ struct Core {
     push_events: VecDeque<session::PushEvent>,
     /// Pushes whose messages all went before their 2xx was read (ended on the 2xx).
     done_early: std::collections::HashSet<Vec<u8>>,
+    /// Participating sessions (see [`b2bua`]): by number; a leg's by its INVITE's client
+    /// transaction; a side's by MSRP session id (leg number, or none for the caller's); by
+    /// the caller's INVITE (for its CANCEL).
+    bridges: std::collections::HashMap<u64, b2bua::Bridge>,
+    next_bridge: u64,
+    bridge_legs: std::collections::HashMap<u64, (u64, usize)>,
+    bridge_sessions: std::collections::HashMap<Vec<u8>, (u64, Option<usize>)>,
+    bridge_by_server: std::collections::HashMap<crate::sip::transaction::TxId, u64>,
     txns: ServerTransactions,
     out: VecDeque<Transmit>,
     pool: Vec<Vec<u8>>,
@@ -226,6 +234,11 @@ impl Shard {
                 push_acks: VecDeque::new(),
                 push_events: VecDeque::new(),
                 done_early: std::collections::HashSet::new(),
+                bridges: std::collections::HashMap::new(),
+                next_bridge: 0,
+                bridge_legs: std::collections::HashMap::new(),
+                bridge_sessions: std::collections::HashMap::new(),
+                bridge_by_server: std::collections::HashMap::new(),
                 txns: ServerTransactions::default(),
                 out: VecDeque::new(),
                 pool: Vec::new(),
@@ -273,8 +286,15 @@ impl Shard {
         self.core.push_events.pop_front()
     }
 
+    /// A side of a bridge is bound to its MSRP connection
+    /// ([`crate::msrp::relay::Output::Bound`]).
+    pub fn bridge_bound(&mut self, now: Instant, session: &[u8]) {
+        self.core.on_bridge_bound(now, session);
+    }
+
     /// Every message of retrieval session `session` was sent (or sending stopped): a
-    /// session this server opened is ended with `BYE`.
+    /// session this server opened is ended with `BYE`. (For a bridge's side: the connection
+    /// to its peer could not be made.)
     pub fn session_done(&mut self, now: Instant, session: &[u8]) {
         self.core.session_done(now, session);
     }
@@ -1248,6 +1268,7 @@ impl IpText {
     }
 }
 
+mod b2bua;
 mod pager;
 mod proxy;
 mod session;

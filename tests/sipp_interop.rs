@@ -165,7 +165,17 @@ fn wait_ua(uas: std::process::Child) {
 
 #[test]
 fn sipp_calls_go_through_the_record_routing_proxy_to_a_registered_sipp_user_agent() {
-    let mut srv = Server::start(&["--cores", "2"]);
+    // The home role as a proxy (non-participating): SDP and MSRP end to end between the
+    // SIPp agents, whose MSRP ports are not real.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    let text = imrelay::config::EMBEDDED_DEFAULT.replacen(
+        "mode = \"participating\"",
+        "mode = \"non-participating\"",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut srv = Server::start(&["--cores", "2", "--config", config.to_str().unwrap()]);
     let calls = 20;
     // Callers over UDP, then over TCP (two Record-Routes, one naming the caller's
     // connection); the callee on UDP.

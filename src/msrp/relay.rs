@@ -85,6 +85,9 @@ pub enum Output {
         message_id: Vec<u8>,
         status: u16,
     },
+    /// A side of a bridge ([`Relay::create_bridge`]) is now bound to a connection (its peer
+    /// connected and named it, or we attached one we opened).
+    Bound { session: Vec<u8> },
 }
 
 /// One session: a URI of ours and the peer's path.
@@ -95,8 +98,15 @@ struct Session {
     /// The peer's path (`a=path`): the To-Path of what we send on this session.
     peer_path: Vec<u8>,
     conn: Option<ConnId>,
-    /// The session id of the other leg.
+    /// The session id of the other leg (of a bridge's caller side: its first leg).
     other: Vec<u8>,
+    /// A bridge's caller side with several legs (a group's fan-out): the legs after
+    /// `other`; each chunk from the caller goes to every one of them.
+    fan: Vec<Vec<u8>>,
+    /// Its binding to a connection is told to the runtime ([`Output::Bound`]).
+    notify_bind: bool,
+    /// The caller's side of a bridge (its end ends the bridge).
+    caller_side: bool,
     /// Content types accepted (empty: any).
     accept: Vec<Vec<u8>>,
     /// A client's session made by `AUTH` (RFC 4976): when it lapses. `None` for a leg.
@@ -116,6 +126,9 @@ impl Session {
             peer_path: peer_path.to_vec(),
             conn: None,
             other: Vec::new(),
+            fan: Vec::new(),
+            notify_bind: false,
+            caller_side: false,
             accept: Vec::new(),
             expires: None,
             store: None,
@@ -176,6 +189,8 @@ struct Inbound {
     success_report: bool,
     /// Its answer waits until the message it ends is durable.
     hold: Option<Ticket>,
+    /// Its answer waits for the legs' answers to the chunks it went on as.
+    final_held: bool,
 }
 
 impl Inbound {
@@ -201,6 +216,7 @@ impl Inbound {
         self.content_type.clear();
         self.success_report = false;
         self.hold = None;
+        self.final_held = false;
     }
 }
 
@@ -249,6 +265,23 @@ struct Sent {
     deadline: Instant,
     /// Where it went: only that connection answers it.
     to_conn: ConnId,
+    /// The held answer of the chunk it was relayed from ([`Relay::settle_final`]).
+    hold: Option<u64>,
+}
+
+/// The answer to a chunk that ended a message on a bridge, held until every leg it went
+/// on answered.
+#[derive(Debug)]
+struct HeldFinal {
+    /// Where the chunk came from, and what its answer is written from.
+    conn: ConnId,
+    tid: Vec<u8>,
+    from_path: Vec<u8>,
+    to_first: Vec<u8>,
+    /// Legs still to answer.
+    waiting: usize,
+    /// The worst answer so far.
+    status: u16,
 }
 
 /// Counters.
@@ -299,6 +332,9 @@ pub struct Relay {
     outboxes: HashMap<Vec<u8>, (Vec<u8>, Vec<crate::store::record::MessageId>)>,
     /// A monotonic instant and the Unix time in milliseconds it stands for.
     clock: (Instant, u64),
+    /// Answers held for the legs' answers, by key.
+    finals: HashMap<u64, HeldFinal>,
+    final_counter: u64,
 }
 
 /// A transaction id of ours: 16 hex digits of a keyed hash of a counter.
@@ -338,6 +374,8 @@ impl Relay {
             outboxes: HashMap::new(),
             closing: Vec::new(),
             clock: (Instant::now(), 0),
+            finals: HashMap::new(),
+            final_counter: 0,
         }
     }
 
@@ -471,6 +509,19 @@ impl Relay {
         }
         self.conns.remove(&conn);
         self.abandon_conn(now, conn);
+        // Held answers waiting on chunks sent to it: that leg failed.
+        if !self.finals.is_empty() {
+            let lost: Vec<([u8; TID_BYTES], u64)> = self
+                .sent
+                .iter()
+                .filter(|(_, s)| s.to_conn == conn)
+                .filter_map(|(t, s)| s.hold.map(|h| (*t, h)))
+                .collect();
+            for (tid, h) in lost {
+                self.sent.remove(&tid);
+                self.settle_final(h, 408);
+            }
+        }
         if !self.closing.is_empty() {
             self.end_closing(now, Some(conn));
         }
@@ -574,6 +625,9 @@ impl Relay {
                 .collect();
             for tid in late {
                 let expired = self.sent.remove(&tid);
+                if let Some(h) = expired.as_ref().and_then(|s| s.hold) {
+                    self.settle_final(h, 408);
+                }
                 if let Some(s) = expired.filter(|s| s.failure_report == FailureReport::Yes) {
                     self.report_sent(&s, 408, "Transaction-did-not-complete-in-allotted-time");
                 }
@@ -687,6 +741,11 @@ impl Relay {
                             conn,
                             aor,
                             ids,
+                        });
+                    }
+                    if s.conn.is_none() && s.notify_bind {
+                        self.out.push_back(Output::Bound {
+                            session: id.to_vec(),
                         });
                     }
                     s.conn = Some(conn);
@@ -977,7 +1036,13 @@ impl Relay {
         self.finish(conn, flag);
     }
 
-    /// Sends a chunk of our own on the other leg: head, the body span, end-line.
+    /// Sends a chunk of our own on the other leg — on every leg of a fan-out — : head, the
+    /// body span (the same bytes for every leg, never copied), end-line.
+    ///
+    /// The piece that ends a message on a bridge, when its sender wants answers, has its
+    /// `200` held until every leg it went on answered (see [`HeldFinal`]): a sender's final
+    /// `200` then means the far end has the message (a deferred server answers it only once
+    /// the message is durable), not only that this hop read it.
     fn forward(&mut self, now: Instant, conn: ConnId, body: Option<Span>, flag: Continuation) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -987,107 +1052,179 @@ impl Relay {
             return;
         }
         let len = body.map_or(0, |b| u64::from(b.len));
-        let (to_conn, to_path, from_path) = match &i.route {
-            Route::Path { conn } => (Some(*conn), &i.path_to[..], &i.path_from[..]),
-            Route::Leg => {
-                let other = self
-                    .sessions
-                    .get(&i.session)
-                    .and_then(|s| self.sessions.get(&s.other));
-                match other {
-                    Some(o) => (o.conn, &o.peer_path[..], &o.local[..]),
-                    None => (None, &[][..], &[][..]),
-                }
-            }
+        let legs = match &i.route {
+            Route::Path { .. } => 1,
+            Route::Leg => self.sessions.get(&i.session).map_or(1, |s| 1 + s.fan.len()),
             Route::None | Route::Store | Route::Outbox => return,
         };
-        let Some(to_conn) = to_conn else {
-            // The other leg's peer has not connected (or went away): the sender is told
-            // when its chunk ends.
-            i.refuse = Some((481, "Session-does-not-exist"));
-            return;
-        };
-        let tid = new_tid(&self.tid_key, &mut self.tid_counter);
-        let method = match i.method {
-            Some(Method::Report) => &b"REPORT"[..],
-            _ => b"SEND",
-        };
-        let mut head = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(512));
-        head.extend_from_slice(b"MSRP ");
-        head.extend_from_slice(&tid);
-        head.push(b' ');
-        head.extend_from_slice(method);
-        head.extend_from_slice(b"\r\nTo-Path: ");
-        head.extend_from_slice(to_path);
-        head.extend_from_slice(b"\r\nFrom-Path: ");
-        head.extend_from_slice(from_path);
-        head.extend_from_slice(b"\r\n");
-        if !i.message_id.is_empty() {
-            head.extend_from_slice(b"Message-ID: ");
-            head.extend_from_slice(&i.message_id);
-            head.extend_from_slice(b"\r\n");
-        }
-        if method == b"SEND" {
-            head.extend_from_slice(b"Byte-Range: ");
-            crate::wire::push_decimal(&mut head, i.next_byte);
-            head.push(b'-');
-            crate::wire::push_decimal(&mut head, (i.next_byte + len).saturating_sub(1));
-            head.push(b'/');
-            match i.total {
-                Some(t) => crate::wire::push_decimal(&mut head, t),
-                None => head.push(b'*'),
-            }
-            head.extend_from_slice(b"\r\n");
-        }
-        head.extend_from_slice(&i.copied);
-        let has_body = body.is_some()
-            || i.copied
-                .windows(13)
-                .any(|w| w.eq_ignore_ascii_case(b"Content-Type:"));
-        if has_body {
-            head.extend_from_slice(b"\r\n");
-        }
-        let mut tail = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(64));
-        if has_body {
-            tail.extend_from_slice(b"\r\n");
-        }
-        tail.extend_from_slice(b"-------");
-        tail.extend_from_slice(&tid);
-        tail.push(flag.flag());
-        tail.extend_from_slice(b"\r\n");
-        i.next_byte += len;
-        i.forwarded += len;
         // Answers are awaited unless the sender wants no reports (`no`); with `partial` only
         // error answers come, so silence is then not reported (see the sweep). A request
         // from a stranger for one of our clients has no session of its sender to report to.
         let track = i.method == Some(Method::Send)
             && i.failure_report != Some(FailureReport::No)
             && i.reports;
-        if let (true, Some(from_session), Some(message_id)) =
-            (track, Inline32::of(&i.session), Inline32::of(&i.message_id))
-        {
-            self.sent.insert(
-                tid,
-                Sent {
-                    from_session,
-                    message_id,
-                    failure_report: i.failure_report.unwrap_or(FailureReport::Yes),
-                    through: i.next_byte - 1,
-                    total: i.total,
-                    deadline: now + RESPONSE_TIMEOUT,
-                    to_conn,
-                },
-            );
-            self.sweep_at.get_or_insert(now + SWEEP_INTERVAL);
+        let hold_final = track
+            && flag == Continuation::Complete
+            && matches!(i.route, Route::Leg)
+            && i.failure_report.unwrap_or(FailureReport::Yes) == FailureReport::Yes;
+        let mut held: Option<u64> = None;
+        let mut sent_any = false;
+        for k in 0..legs {
+            let (to_conn, to_path, from_path) = match &i.route {
+                Route::Path { conn } => (Some(*conn), &i.path_to[..], &i.path_from[..]),
+                _ => {
+                    let other = self.sessions.get(&i.session).and_then(|s| {
+                        let id = if k == 0 {
+                            Some(&s.other)
+                        } else {
+                            s.fan.get(k - 1)
+                        };
+                        id.and_then(|id| self.sessions.get(id))
+                    });
+                    match other {
+                        Some(o) => (o.conn, &o.peer_path[..], &o.local[..]),
+                        None => (None, &[][..], &[][..]),
+                    }
+                }
+            };
+            // A leg whose peer has not connected (or went away) gets nothing; with no leg
+            // at all the sender is told when its chunk ends.
+            let Some(to_conn) = to_conn else { continue };
+            sent_any = true;
+            let tid = new_tid(&self.tid_key, &mut self.tid_counter);
+            let method = match i.method {
+                Some(Method::Report) => &b"REPORT"[..],
+                _ => b"SEND",
+            };
+            let mut head = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(512));
+            head.extend_from_slice(b"MSRP ");
+            head.extend_from_slice(&tid);
+            head.push(b' ');
+            head.extend_from_slice(method);
+            head.extend_from_slice(b"\r\nTo-Path: ");
+            head.extend_from_slice(to_path);
+            head.extend_from_slice(b"\r\nFrom-Path: ");
+            head.extend_from_slice(from_path);
+            head.extend_from_slice(b"\r\n");
+            if !i.message_id.is_empty() {
+                head.extend_from_slice(b"Message-ID: ");
+                head.extend_from_slice(&i.message_id);
+                head.extend_from_slice(b"\r\n");
+            }
+            if method == b"SEND" {
+                head.extend_from_slice(b"Byte-Range: ");
+                crate::wire::push_decimal(&mut head, i.next_byte);
+                head.push(b'-');
+                crate::wire::push_decimal(&mut head, (i.next_byte + len).saturating_sub(1));
+                head.push(b'/');
+                match i.total {
+                    Some(t) => crate::wire::push_decimal(&mut head, t),
+                    None => head.push(b'*'),
+                }
+                head.extend_from_slice(b"\r\n");
+            }
+            head.extend_from_slice(&i.copied);
+            let has_body = body.is_some()
+                || i.copied
+                    .windows(13)
+                    .any(|w| w.eq_ignore_ascii_case(b"Content-Type:"));
+            if has_body {
+                head.extend_from_slice(b"\r\n");
+            }
+            let mut tail = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(64));
+            if has_body {
+                tail.extend_from_slice(b"\r\n");
+            }
+            tail.extend_from_slice(b"-------");
+            tail.extend_from_slice(&tid);
+            tail.push(flag.flag());
+            tail.extend_from_slice(b"\r\n");
+            if let (true, Some(from_session), Some(message_id)) =
+                (track, Inline32::of(&i.session), Inline32::of(&i.message_id))
+            {
+                let hold = hold_final.then(|| {
+                    *held.get_or_insert_with(|| {
+                        self.final_counter += 1;
+                        self.finals.insert(
+                            self.final_counter,
+                            HeldFinal {
+                                conn,
+                                tid: i.tid.clone(),
+                                from_path: i.from_path.clone(),
+                                to_first: i.to_first.clone(),
+                                waiting: 0,
+                                status: 200,
+                            },
+                        );
+                        self.final_counter
+                    })
+                });
+                if let Some(f) = hold.and_then(|h| self.finals.get_mut(&h)) {
+                    f.waiting += 1;
+                }
+                self.sent.insert(
+                    tid,
+                    Sent {
+                        from_session,
+                        message_id,
+                        failure_report: i.failure_report.unwrap_or(FailureReport::Yes),
+                        through: (i.next_byte + len).saturating_sub(1),
+                        total: i.total,
+                        deadline: now + RESPONSE_TIMEOUT,
+                        to_conn,
+                        hold,
+                    },
+                );
+                self.sweep_at.get_or_insert(now + SWEEP_INTERVAL);
+            }
+            self.stats.chunks_out += 1;
+            self.stats.bytes_relayed += len;
+            self.out.push_back(Output::Write {
+                conn: to_conn,
+                head,
+                body,
+                tail,
+            });
         }
-        self.stats.chunks_out += 1;
-        self.stats.bytes_relayed += len;
-        self.out.push_back(Output::Write {
-            conn: to_conn,
-            head,
-            body,
-            tail,
-        });
+        if !sent_any {
+            i.refuse = Some((481, "Session-does-not-exist"));
+            return;
+        }
+        i.next_byte += len;
+        i.forwarded += len;
+        i.final_held = held.is_some();
+    }
+
+    /// An answer to a chunk that ended a message on a bridge: once every leg answered, the
+    /// sender gets `200`, or the worst error a leg gave.
+    fn settle_final(&mut self, key: u64, status: u16) {
+        let Some(f) = self.finals.get_mut(&key) else {
+            return;
+        };
+        if status != 200 && (f.status == 200 || status > f.status) {
+            f.status = status;
+        }
+        f.waiting = f.waiting.saturating_sub(1);
+        if f.waiting > 0 {
+            return;
+        }
+        let Some(f) = self.finals.remove(&key) else {
+            return;
+        };
+        let comment = match f.status {
+            200 => "OK",
+            408 => "Transaction-did-not-complete-in-allotted-time",
+            413 => "Message-too-large",
+            481 => "Session-does-not-exist",
+            _ => "Failed-at-the-next-hop",
+        };
+        let reply = Reply {
+            tid: &f.tid,
+            from_path: &f.from_path,
+            to_first: &f.to_first,
+            headers: &[],
+        };
+        self.respond(f.conn, &reply, Some(FailureReport::Yes), f.status, comment);
     }
 
     /// The end of an incoming message: its response (hop by hop). The connection's inbound
@@ -1099,6 +1236,8 @@ impl Relay {
         let mut i = std::mem::take(&mut c.inbound);
         match i.hold.take() {
             Some(ticket) if i.refuse.is_none() => self.hold_answer(conn, ticket, &i),
+            // Answered when the legs answer (see `forward`).
+            _ if i.final_held && i.refuse.is_none() => self.stats.chunks_in += 1,
             _ => self.answer(conn, &i),
         }
         i.reset();
@@ -1196,6 +1335,9 @@ impl Relay {
         };
         if status != 200 {
             self.report_sent(&s, status, "failed at the next hop");
+        }
+        if let Some(h) = s.hold {
+            self.settle_final(h, status);
         }
     }
 
@@ -1306,6 +1448,7 @@ struct Reply<'a> {
     headers: &'a [u8],
 }
 
+mod bridge;
 mod deferred;
 pub use deferred::{waiting_in, Sink, Waiting};
 

@@ -82,6 +82,19 @@ fn announce(line: &str) {
 
 /// Runs the server until SIGTERM/SIGINT. Returns once every shard has stopped.
 pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
+    serve_with_reload(cfg, None)
+}
+
+/// Reads the configuration again (on `SIGHUP`).
+pub type Reload<'a> = &'a dyn Fn() -> Result<Config, crate::config::ConfigError>;
+
+/// [`serve`], and on `SIGHUP` the configuration is read again with `reload`: the group
+/// role's groups are replaced (a configuration that does not load changes nothing, and says
+/// why on stderr). Other settings need a restart.
+pub fn serve_with_reload(
+    cfg: &Config,
+    reload: Option<Reload<'_>>,
+) -> Result<ServeReport, StartError> {
     let allowed = system::allowed_cpus()?;
     let cpus = cfg
         .server
@@ -104,6 +117,9 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(StartError::Signals)?;
     }
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
+        .map_err(StartError::Signals)?;
     let notifier =
         sd_notify::Notifier::from_env().map_err(|e| StartError::Notify(e.to_string()))?;
     let watchdog = sd_notify::watchdog_interval().map_err(|e| StartError::Notify(e.to_string()))?;
@@ -250,7 +266,33 @@ pub fn serve(cfg: &Config) -> Result<ServeReport, StartError> {
         let _ = n.ready();
     }
 
-    supervise(&stop, &heartbeats, notifier.as_ref(), watchdog);
+    let groups = identity.groups.clone();
+    let on_hangup = || {
+        let Some(reload) = reload else {
+            tracing::warn!("SIGHUP: no configuration file to read again");
+            return;
+        };
+        match reload() {
+            Ok(new) => {
+                let table = new.group_table();
+                let n = table.len();
+                groups.replace(table);
+                tracing::info!(groups = n, "configuration reloaded");
+                announce(&format!("reloaded: {n} group(s)"));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: configuration not reloaded");
+                eprintln!("imrelay: configuration not reloaded: {e}");
+            }
+        }
+    };
+    supervise(
+        &stop,
+        &heartbeats,
+        notifier.as_ref(),
+        watchdog,
+        (&hangup, &on_hangup),
+    );
     if let Some(n) = &notifier {
         let _ = n.stopping();
     }
@@ -343,6 +385,7 @@ fn supervise(
     heartbeats: &[Arc<AtomicU64>],
     notifier: Option<&sd_notify::Notifier>,
     watchdog: Option<Duration>,
+    (hangup, on_hangup): (&AtomicBool, &dyn Fn()),
 ) {
     let mut last: Vec<u64> = heartbeats
         .iter()
@@ -351,6 +394,9 @@ fn supervise(
     let mut next_ping = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(SUPERVISOR_TICK);
+        if hangup.swap(false, Ordering::SeqCst) {
+            on_hangup();
+        }
         let (Some(n), Some(every)) = (notifier, watchdog) else {
             continue;
         };

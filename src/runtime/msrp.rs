@@ -469,6 +469,15 @@ async fn perform_batch(
                 };
                 glommio::spawn_local(retrieve(Rc::clone(local), job)).detach();
             }
+            Output::Bound { session } => {
+                local
+                    .shard
+                    .borrow_mut()
+                    .bridge_bound(Instant::now(), session);
+                let l = Rc::clone(local);
+                glommio::spawn_local(async move { super::shard_task::flush_now(&l).await })
+                    .detach();
+            }
             Output::Report {
                 session,
                 message_id,

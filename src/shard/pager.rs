@@ -399,6 +399,16 @@ impl Core {
     /// ours: our address and a branch we minted). Our branches are random, so a spiral
     /// cannot be told from a loop; both are refused, which for pager MESSAGEs is safe.
     pub(super) fn looped(&self, msg: &Message, buf: &[u8]) -> bool {
+        // A request whose only Via is ours is one this server sent as a user agent (a
+        // bridge's leg to a user of its own): not a loop (Max-Forwards bounds those).
+        let vias = msg
+            .headers_named(HeaderName::Via)
+            .flat_map(|h| Via::parse_all(h.value.of(buf)))
+            .take(2)
+            .count();
+        if vias == 1 {
+            return false;
+        }
         msg.headers_named(HeaderName::Via)
             .flat_map(|h| Via::parse_all(h.value.of(buf)))
             .filter_map(Result::ok)
@@ -605,6 +615,9 @@ impl Core {
                 .and_then(|r| r.invite.as_ref())
                 .is_some_and(|leg| same_peer(leg.to, peer))
                 || self.push_target(cid).is_some_and(|to| same_peer(to, peer))
+                || self
+                    .bridge_leg_target(cid)
+                    .is_some_and(|to| same_peer(to, peer))
         };
         if !from_leg {
             self.stats.dropped += 1;
@@ -613,6 +626,10 @@ impl Core {
         let matched = self.client.on_response(now, cid, method, status);
         if method == Method::Invite && self.is_push(cid) {
             self.on_push_response(now, cid, msg, buf, status);
+            return;
+        }
+        if method == Method::Invite && self.is_bridge_leg(cid) {
+            self.on_leg_response(now, cid, msg, buf, status);
             return;
         }
         if method == Method::Cancel {
@@ -786,6 +803,7 @@ impl Core {
                         self.delivered.push_back((token, 408));
                     }
                     self.push_timeout(now, id);
+                    self.leg_timeout(now, id);
                 }
             }
         }
@@ -975,7 +993,7 @@ impl Core {
 
     /// Answers a request kept as bytes (its answer was decided later).
     #[allow(clippy::too_many_arguments)]
-    fn answer_saved(
+    pub(super) fn answer_saved(
         &mut self,
         now: Instant,
         server: TxId,

@@ -296,6 +296,10 @@ impl Core {
                 return;
             }
         }
+        // A session-mode message through a participating role: a bridge.
+        if method == Method::Invite && self.bridge_invite(now, id, peer, msg, buf, via, uri) {
+            return;
+        }
         match self.plan(now, peer, msg, buf, uri) {
             Ok(plan) => self.forward(now, id, peer, msg, buf, method, plan),
             // A session-mode message for a user who is offline: the deferred role takes it.
@@ -491,6 +495,9 @@ impl Core {
     /// The caller's `CANCEL` for the INVITE transaction `invite`: sent downstream now, or
     /// once a provisional response comes (§9.1: not before).
     pub(super) fn cancel_downstream(&mut self, now: Instant, invite: TxId) {
+        if self.cancel_bridge(now, invite) {
+            return;
+        }
         let Some(&cid) = self.proxied.get(&invite) else {
             return;
         };

@@ -51,13 +51,17 @@ pub(super) struct Resend {
 }
 
 /// What a session-mode `200` answers with.
-struct SessionAnswer<'a> {
-    offer: &'a SessionDescription<'a>,
+pub(super) struct SessionAnswer<'a> {
+    pub(super) offer: &'a SessionDescription<'a>,
     /// Our MSRP URI for the session.
-    local: Vec<u8>,
-    direction: crate::sip::sdp::Direction,
+    pub(super) local: Vec<u8>,
+    pub(super) direction: crate::sip::sdp::Direction,
     /// A list to send along (a retrieval's), making the body `multipart/mixed`.
-    list: Option<String>,
+    pub(super) list: Option<String>,
+    /// `passive` (the peer connects), or `active` (we connect: the peer offered passive).
+    pub(super) setup: Setup,
+    /// This server ends the dialog with `BYE` when its messages went (a retrieval).
+    pub(super) ends_itself: bool,
 }
 
 impl Core {
@@ -83,7 +87,7 @@ impl Core {
 }
 
 /// A dialog's key: Call-ID, then our `To` tag.
-fn dialog_key(call_id: &[u8], to_tag: &[u8]) -> Vec<u8> {
+pub(super) fn dialog_key(call_id: &[u8], to_tag: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(call_id.len() + 1 + to_tag.len());
     k.extend_from_slice(call_id);
     k.push(0);
@@ -188,16 +192,19 @@ impl Core {
             local,
             direction: crate::sip::sdp::Direction::RecvOnly,
             list: None,
+            setup: Setup::Passive,
+            ends_itself: false,
         };
-        self.answer_session(now, id, peer, msg, buf, via, answer);
+        let _ = self.answer_session(now, id, peer, msg, buf, via, answer);
         true
     }
 
     /// Answers a session-mode `INVITE` with `200`: our SDP answer (`a=path` = `local`, the
-    /// MSRP port of this shard, `a=setup:passive`) — alone, or in a `multipart/mixed` body
-    /// with `list` — and keeps the dialog.
+    /// MSRP port of this shard, `a=setup` as given) — alone, or in a `multipart/mixed` body
+    /// with `list` — and keeps the dialog. Returns what a `BYE` of ours in it needs (`None`
+    /// when the answer could not be made: refused `488` instead).
     #[allow(clippy::too_many_arguments)]
-    fn answer_session(
+    pub(super) fn answer_session(
         &mut self,
         now: Instant,
         id: TxId,
@@ -206,7 +213,7 @@ impl Core {
         buf: &[u8],
         via: &Via<'_>,
         a: SessionAnswer<'_>,
-    ) {
+    ) -> Option<Pushed> {
         let listen = self
             .msrp
             .listen_addr()
@@ -223,7 +230,7 @@ impl Core {
             accept_types: &[b"*"],
             accept_wrapped_types: &[],
             max_size: None,
-            setup: Some(Setup::Passive),
+            setup: Some(a.setup),
             direction: Some(a.direction),
             extra_attributes: &[],
         };
@@ -236,9 +243,8 @@ impl Core {
                 warning: Some("no MSRP stream to answer"),
             };
             self.answer(peer, msg, buf, Some(via), &refusal, Some((now, id)));
-            return;
+            return None;
         }
-        let retrieval = a.list.is_some();
         let (content_type, body) = match a.list {
             None => (b"application/sdp".to_vec(), sdp),
             Some(list) => {
@@ -277,7 +283,34 @@ impl Core {
             give_up: now + 64 * T1,
         });
         let call_id = msg.value(buf, HeaderName::CallId).unwrap_or_default();
-        if retrieval {
+        let value = |name| msg.value(buf, name).unwrap_or_default().to_vec();
+        let mut from = value(HeaderName::To);
+        from.extend_from_slice(b";tag=");
+        from.extend_from_slice(&tag);
+        let request_uri = msg
+            .value(buf, HeaderName::Contact)
+            .and_then(|c| NameAddr::parse("Contact", c).ok())
+            .map(|n| n.uri().as_bytes().to_vec())
+            .unwrap_or_default();
+        let mut route = Vec::new();
+        for h in msg.headers_named(HeaderName::RecordRoute) {
+            route.extend_from_slice(b"Route: ");
+            route.extend_from_slice(h.value.of(buf));
+            route.extend_from_slice(b"\r\n");
+        }
+        let dialog = Pushed {
+            aor: self.sender_aor(msg, buf).unwrap_or_default(),
+            to: dest,
+            request_uri,
+            from,
+            to_header: value(HeaderName::From),
+            call_id: call_id.to_vec(),
+            route,
+            cseq: 1,
+            push: false,
+            key: dialog_key(call_id, &tag),
+        };
+        if a.ends_itself {
             // A retrieval: this server ends it with BYE once its messages went (a listed
             // message delivered meanwhile by another session is not sent; the BYE says that
             // nothing more comes).
@@ -285,37 +318,7 @@ impl Core {
                 .ok()
                 .and_then(|u| u.session_id().map(<[u8]>::to_vec))
             {
-                let value = |name| msg.value(buf, name).unwrap_or_default().to_vec();
-                let mut from = value(HeaderName::To);
-                from.extend_from_slice(b";tag=");
-                from.extend_from_slice(&tag);
-                let request_uri = msg
-                    .value(buf, HeaderName::Contact)
-                    .and_then(|c| NameAddr::parse("Contact", c).ok())
-                    .map(|n| n.uri().as_bytes().to_vec())
-                    .unwrap_or_default();
-                let mut route = Vec::new();
-                for h in msg.headers_named(HeaderName::RecordRoute) {
-                    route.extend_from_slice(b"Route: ");
-                    route.extend_from_slice(h.value.of(buf));
-                    route.extend_from_slice(b"\r\n");
-                }
-                let aor = self.sender_aor(msg, buf).unwrap_or_default();
-                self.pushed.insert(
-                    session_id,
-                    Pushed {
-                        aor,
-                        to: dest,
-                        request_uri,
-                        from,
-                        to_header: value(HeaderName::From),
-                        call_id: call_id.to_vec(),
-                        route,
-                        cseq: 1,
-                        push: false,
-                        key: dialog_key(call_id, &tag),
-                    },
-                );
+                self.pushed.insert(session_id, dialog.clone());
             }
         }
         self.dialogs.insert(
@@ -328,6 +331,23 @@ impl Core {
             },
         );
         self.dialog_wake(now + T1.min(Duration::from_secs(crate::limits::MSRP_BIND_SECS)));
+        Some(dialog)
+    }
+
+    /// Keeps a dialog of ours (a bridge's leg) under `key` for MSRP session `session`
+    /// (our URI), to be bound within `MSRP_BIND_SECS` when `bind` says so.
+    pub(super) fn keep_dialog(&mut self, now: Instant, key: Vec<u8>, session: Vec<u8>, bind: bool) {
+        let bind_by = bind.then(|| now + Duration::from_secs(crate::limits::MSRP_BIND_SECS));
+        self.dialogs.insert(
+            key,
+            Dialog {
+                session,
+                until: now + Duration::from_secs(DEFERRED_DIALOG_SECS_MAX),
+                bind_by,
+                resend: None,
+            },
+        );
+        self.dialog_wake(bind_by.unwrap_or(now + Duration::from_secs(DEFERRED_DIALOG_SECS_MAX)));
     }
 
     /// Makes the dialog sweep run by `at` at the latest.
@@ -457,8 +477,10 @@ impl Core {
             local,
             direction: crate::sip::sdp::Direction::SendOnly,
             list: Some(list),
+            setup: Setup::Passive,
+            ends_itself: true,
         };
-        self.answer_session(now, id, peer, msg, buf, via, answer);
+        let _ = self.answer_session(now, id, peer, msg, buf, via, answer);
         true
     }
 
@@ -503,8 +525,10 @@ impl Core {
         let Some(d) = self.dialogs.remove(&dialog_key(call_id, tag)) else {
             return false;
         };
-        self.msrp.close_session(now, &d.session);
-        self.dialog_ended(now, &d.session, false);
+        if !self.bridge_side_ended(now, &d.session, false) {
+            self.msrp.close_session(now, &d.session);
+            self.dialog_ended(now, &d.session, false);
+        }
         let ok = Answering {
             code: 200,
             reason: "OK",
@@ -558,8 +582,10 @@ impl Core {
         }
         for k in ended {
             if let Some(d) = self.dialogs.remove(&k) {
-                self.msrp.close_session(now, &d.session);
-                self.dialog_ended(now, &d.session, true);
+                if !self.bridge_side_ended(now, &d.session, true) {
+                    self.msrp.close_session(now, &d.session);
+                    self.dialog_ended(now, &d.session, true);
+                }
             }
         }
         self.out.extend(resend);
@@ -602,22 +628,23 @@ pub(super) struct Push {
 }
 
 /// A pushed session that was accepted: what its `BYE` needs.
+#[derive(Clone)]
 pub(super) struct Pushed {
-    aor: Vec<u8>,
-    to: Peer,
-    request_uri: Vec<u8>,
+    pub(super) aor: Vec<u8>,
+    pub(super) to: Peer,
+    pub(super) request_uri: Vec<u8>,
     /// Our side (with our tag), the peer's side, as the BYE writes them.
-    from: Vec<u8>,
-    to_header: Vec<u8>,
-    call_id: Vec<u8>,
+    pub(super) from: Vec<u8>,
+    pub(super) to_header: Vec<u8>,
+    pub(super) call_id: Vec<u8>,
     /// `Route` header lines (the dialog's route set), possibly none.
-    route: Vec<u8>,
+    pub(super) route: Vec<u8>,
     /// The CSeq number of the BYE.
-    cseq: u32,
+    pub(super) cseq: u32,
     /// We opened it (figure 6): its end ends the push.
-    push: bool,
+    pub(super) push: bool,
     /// Its key in `dialogs`.
-    key: Vec<u8>,
+    pub(super) key: Vec<u8>,
 }
 
 impl Core {
@@ -893,6 +920,9 @@ impl Core {
     /// A retrieval session's messages were all sent (or sending stopped): the session is
     /// ended with `BYE` (pushed or fetched alike: it tells the user nothing more comes).
     pub(super) fn session_done(&mut self, now: Instant, session_id: &[u8]) {
+        if self.bridge_connect_failed(now, session_id) {
+            return;
+        }
         let Some(d) = self.pushed.remove(session_id) else {
             // A push whose user connected and took everything before its 2xx was read:
             // ended as soon as the 2xx is.
@@ -918,7 +948,7 @@ impl Core {
     }
 
     /// Sends the `BYE` of a dialog this server ends.
-    fn send_bye(&mut self, now: Instant, d: &Pushed) {
+    pub(super) fn send_bye(&mut self, now: Instant, d: &Pushed) {
         {
             let cid = self.client.next_id();
             let mut bye = self.in_dialog_request(
@@ -980,7 +1010,7 @@ impl Core {
 
     /// A request inside a dialog this server made: `ACK` or `BYE`.
     #[allow(clippy::too_many_arguments)]
-    fn in_dialog_request(
+    pub(super) fn in_dialog_request(
         &mut self,
         method: &str,
         cseq: u32,

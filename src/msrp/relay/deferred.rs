@@ -226,10 +226,15 @@ impl Relay {
 
     /// Binds retrieval session `session` to `conn`, a connection we opened to its peer (it
     /// answered `a=setup:passive`): the messages can go ([`Output::Opened`]).
+    /// Any other session (a bridge's side) is bound as [`Relay::attach_leg`] does.
     pub fn attach(&mut self, session: &[u8], conn: ConnId) {
-        let Some(s) = self.sessions.get_mut(session).filter(|s| s.outbox) else {
+        let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
+        if !s.outbox {
+            self.attach_leg(session, conn);
+            return;
+        }
         if s.conn.is_some() {
             return;
         }
@@ -330,6 +335,9 @@ impl Relay {
         if let Some(s) = self.sessions.remove(id) {
             self.abandon(now, s.store);
             self.sessions.remove(&s.other);
+            for leg in &s.fan {
+                self.sessions.remove(leg);
+            }
         }
         if !self.outbox_sent.is_empty() {
             self.outbox_sent.retain(|_, (session, _)| *session != id);

@@ -105,7 +105,9 @@ impl Net {
                 }
                 Output::Close(c) => self.closed.push(c),
                 Output::Durable(t) => self.durable.push(t),
-                Output::Opened { .. } | Output::Report { .. } => self.events.push(o),
+                Output::Opened { .. } | Output::Report { .. } | Output::Bound { .. } => {
+                    self.events.push(o)
+                }
             }
         }
     }
@@ -233,11 +235,12 @@ fn a_message_crosses_the_relay_byte_exact_under_any_segmentation() {
         );
         net.send(t0, A, &chunk);
     }
-    // A: a 200 per chunk, hop by hop, from our URI to its own.
+    // A: a 200 per chunk, hop by hop, from our URI to its own — but the last chunk's,
+    // which waits for the next hop's answer to the end of the message.
     let a = net.received(A);
     assert_eq!(
         a.iter().map(|g| g.tid.as_str()).collect::<Vec<_>>(),
-        ["chunk0", "chunk1", "chunk2"]
+        ["chunk0", "chunk1"]
     );
     for g in &a {
         assert_eq!(g.start, "200");
@@ -274,6 +277,14 @@ fn a_message_crosses_the_relay_byte_exact_under_any_segmentation() {
     for g in &b {
         net.send(t0, B, &response(&g.tid, 200, &ub, PATH_B));
     }
+    let a = net.received(A);
+    assert_eq!(
+        a.iter()
+            .map(|g| (g.tid.as_str(), g.start.as_str()))
+            .collect::<Vec<_>>(),
+        [("chunk2", "200")],
+        "the final 200 once the next hop answered the end of the message"
+    );
     assert!(net.wire.is_empty(), "answers to our chunks stop here");
     let report = format!(
         "MSRP rep1 REPORT\r\nTo-Path: {ub}\r\nFrom-Path: {PATH_B}\r\nMessage-ID: m1\r\n\
@@ -442,19 +453,17 @@ fn error_answers_and_silence_from_the_next_hop_become_failure_reports() {
             '$',
         ),
     );
-    let a = net.received(A);
-    // Failure-Report: no gets no 200 either.
-    assert_eq!(
-        a.iter().map(|g| g.tid.as_str()).collect::<Vec<_>>(),
-        ["c413", "c408"]
-    );
+    // Each ends its message: answered once the next hop answers (Failure-Report: no gets
+    // no answer at all).
+    assert!(net.received(A).is_empty());
     let b = net.received(B);
     assert_eq!(b.len(), 3, "{b:?}");
     net.send(t0, B, &response(&b[0].tid, 413, &ub, PATH_B));
     let a = net.received(A);
-    assert_eq!(a.len(), 1);
+    assert_eq!(a.len(), 2);
     assert_eq!(a[0].header("Message-ID"), Some("m4"));
     assert!(a[0].header("Status").unwrap().starts_with("000 413"));
+    assert_eq!((a[1].tid.as_str(), a[1].start.as_str()), ("c413", "413"));
     // No answer to the second (nor the third, whose sender wants no reports).
     // The waiting chunks are swept every second; nothing is late before 30 s.
     assert_eq!(net.r.poll_timeout(), Some(t0 + SWEEP_INTERVAL));
@@ -464,9 +473,10 @@ fn error_answers_and_silence_from_the_next_hop_become_failure_reports() {
     net.r.handle_timeout(t0 + RESPONSE_TIMEOUT);
     net.drain(&[]);
     let a = net.received(A);
-    assert_eq!(a.len(), 1);
-    assert_eq!(a[0].header("Message-ID"), Some("m5"));
-    assert!(a[0].header("Status").unwrap().starts_with("000 408"));
+    assert_eq!(a.len(), 2);
+    assert_eq!((a[0].tid.as_str(), a[0].start.as_str()), ("c408", "408"));
+    assert_eq!(a[1].header("Message-ID"), Some("m5"));
+    assert!(a[1].header("Status").unwrap().starts_with("000 408"));
 }
 
 #[test]

@@ -1,0 +1,134 @@
+//! Bridges: the MSRP side of a participating server (DESIGN §2) — a session facing the
+//! caller joined to one session per leg (one for a home server, one per member for a
+//! group's fan-out). What the caller sends goes to every leg (the same body bytes written
+//! to each, never copied); what a leg sends (its answers, its `REPORT`s, a retrieval's
+//! messages) goes to the caller.
+//!
+//! The legs' peers are known only once their SIP answers come ([`Relay::set_peer_path`]);
+//! a leg whose peer answered `a=setup:passive` is connected by us and bound with
+//! [`Relay::attach_leg`], which sends the empty `SEND` that names the session on the new
+//! connection (RFC 4975 §5.4). Each side's binding is told as [`Output::Bound`], so the SIP
+//! side can answer the caller once the legs are up, or connect a leg once the caller is.
+
+use std::time::Instant;
+
+use super::{new_tid, Output, Relay, Session};
+use crate::transport::ConnId;
+
+impl Relay {
+    /// Makes a bridge: our session facing the caller (whose path is `caller_path`) and
+    /// `legs` sessions facing peers not known yet. Returns our URI for the caller's side and
+    /// for each leg (the `a=path` of the SDP answer and of each leg's offer).
+    pub fn create_bridge(&mut self, caller_path: &[u8], legs: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let (up_id, up_uri) = self.new_session_id();
+        let mut ids = Vec::with_capacity(legs);
+        let mut uris = Vec::with_capacity(legs);
+        for _ in 0..legs {
+            let (id, uri) = self.new_session_id();
+            self.sessions.insert(
+                id.clone(),
+                Session {
+                    other: up_id.clone(),
+                    notify_bind: true,
+                    ..Session::new(&uri, b"")
+                },
+            );
+            ids.push(id);
+            uris.push(uri);
+        }
+        let mut fan = ids;
+        let first = if fan.is_empty() {
+            Vec::new()
+        } else {
+            fan.remove(0)
+        };
+        self.sessions.insert(
+            up_id,
+            Session {
+                other: first,
+                fan,
+                notify_bind: true,
+                caller_side: true,
+                ..Session::new(&up_uri, caller_path)
+            },
+        );
+        (up_uri, uris)
+    }
+
+    /// Takes leg `leg` (a session id) out of its bridge: its SIP leg failed or ended.
+    pub fn drop_leg(&mut self, leg: &[u8]) {
+        let Some(up) = self.sessions.remove(leg).map(|s| s.other) else {
+            return;
+        };
+        if let Some(u) = self.sessions.get_mut(&up) {
+            if u.other == leg {
+                u.other = if u.fan.is_empty() {
+                    Vec::new()
+                } else {
+                    u.fan.remove(0)
+                };
+            } else {
+                u.fan.retain(|l| l != leg);
+            }
+        }
+    }
+
+    /// Binds bridge side `session` (a session id) to `conn`, a connection we opened to its
+    /// peer (or one already open to the same place, reused): an empty `SEND` names the
+    /// session there (RFC 4975 §5.4), and [`Output::Bound`] follows. Returns whether it was
+    /// bound.
+    pub fn attach_leg(&mut self, session: &[u8], conn: ConnId) -> bool {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return false;
+        };
+        if s.conn.is_some() || s.outbox || s.store.is_some() || s.peer_path.is_empty() {
+            return false;
+        }
+        s.conn = Some(conn);
+        let mut head = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(256));
+        let tid = new_tid(&self.tid_key, &mut self.tid_counter);
+        let mut message_id = [0u8; 16];
+        message_id.copy_from_slice(&new_tid(&self.tid_key, &mut self.tid_counter));
+        head.extend_from_slice(b"MSRP ");
+        head.extend_from_slice(&tid);
+        head.extend_from_slice(b" SEND\r\nTo-Path: ");
+        head.extend_from_slice(&s.peer_path);
+        head.extend_from_slice(b"\r\nFrom-Path: ");
+        head.extend_from_slice(&s.local);
+        head.extend_from_slice(b"\r\nMessage-ID: ");
+        head.extend_from_slice(&message_id);
+        head.extend_from_slice(b"\r\nByte-Range: 1-0/0\r\n-------");
+        head.extend_from_slice(&tid);
+        head.extend_from_slice(b"$\r\n");
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.bound = true;
+        }
+        let tail = self.pool.pop().unwrap_or_default();
+        self.out.push_back(Output::Write {
+            conn,
+            head,
+            body: None,
+            tail,
+        });
+        self.out.push_back(Output::Bound {
+            session: session.to_vec(),
+        });
+        true
+    }
+
+    /// Whether `session` (an id) is a side of a bridge bound to a connection.
+    pub fn bridge_bound(&self, session: &[u8]) -> bool {
+        self.sessions
+            .get(session)
+            .is_some_and(|s| s.notify_bind && s.conn.is_some())
+    }
+
+    /// Ends a bridge side `session` (an id), and with the caller's side the whole bridge.
+    pub fn close_bridge(&mut self, now: Instant, session: &[u8]) {
+        if self.sessions.get(session).is_some_and(|s| s.caller_side) {
+            self.remove_session(now, session);
+        } else {
+            self.drop_leg(session);
+        }
+    }
+}

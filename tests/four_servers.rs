@@ -1,0 +1,206 @@
+//! The patent's four servers as separate processes on loopback addresses: A's home
+//! (`a.example`, 127.0.0.1), B's home (`b.example`, 127.0.0.2), the deferred server C
+//! (`b.example`'s offline store, 127.0.0.3) and the group server D (`groups.example`,
+//! 127.0.0.4). Alice's client is at 127.0.0.5, Bob's at 127.0.0.6, Carol's at 127.0.0.7.
+//!
+//! Participating homes (figures 1, 3 and 5): every server on the way is a B2BUA with its own
+//! MSRP session per hop. Non-participating homes (figures 2, 4 and 7): the homes proxy, and
+//! MSRP runs from the client to the first server that terminates it (D for a group, C
+//! otherwise).
+
+mod support;
+
+use std::net::SocketAddr;
+
+use imrelay::client::{Client, Fetched};
+use support::{bytes, Server};
+
+/// A configuration: `domain`, the roles' tables, and static routes.
+fn config(
+    dir: &tempfile::TempDir,
+    name: &str,
+    domain: &str,
+    roles: &str,
+    routes: &[(&str, SocketAddr)],
+) -> String {
+    let base = imrelay::config::EMBEDDED_DEFAULT.replace(
+        "domains = [\"localhost\"]",
+        &format!("domains = [\"{domain}\"]"),
+    );
+    let start = base.find("[roles.home]").unwrap();
+    let end = base.find("[pager]").unwrap();
+    let mut text = format!("{}{roles}\n{}", &base[..start], &base[end..]);
+    for (d, hop) in routes {
+        text.push_str(&format!(
+            "\n[[route]]\ndomain = \"{d}\"\nnext_hop = \"{hop}\"\n"
+        ));
+    }
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+struct Network {
+    a_home: Server,
+    b_home: Server,
+    c: Server,
+    d: Server,
+    _dir: tempfile::TempDir,
+}
+
+const OFF: &str = "enabled = false\n";
+
+/// Starts C, B's home, D and A's home, the homes in `mode`.
+fn network(mode: &str) -> Network {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |addr: &str, conf: &str| {
+        Server::start_at(
+            addr,
+            tempfile::tempdir().unwrap(),
+            &["--cores", "1", "--config", conf],
+        )
+    };
+    let c_conf = config(
+        &dir,
+        "c.toml",
+        "b.example",
+        &format!(
+            "[roles.home]\n{OFF}\n[roles.group]\n{OFF}\n[roles.deferred]\nenabled = true\ntrusted = [\"127.0.0.2\", \"127.0.0.4\"]\n"
+        ),
+        &[],
+    );
+    let c = start("127.0.0.3:0", &c_conf);
+    let b_conf = config(
+        &dir,
+        "b.toml",
+        "b.example",
+        &format!(
+            "[roles.home]\nenabled = true\nmode = \"{mode}\"\ndeferred_server = \"{}\"\n\n[roles.group]\n{OFF}\n[roles.deferred]\n{OFF}",
+            c.sip
+        ),
+        &[],
+    );
+    let b_home = start("127.0.0.2:0", &b_conf);
+    let d_conf = config(
+        &dir,
+        "d.toml",
+        "groups.example",
+        &format!(
+            "[roles.home]\n{OFF}\n[roles.group]\nenabled = true\n\n[[roles.group.groups]]\nuri = \"sip:team@groups.example\"\n\
+members = [\"sip:alice@a.example\", \"sip:bob@b.example\", \"sip:carol@b.example\"]\n\n[roles.deferred]\n{OFF}"
+        ),
+        &[("b.example", b_home.sip)],
+    );
+    let d = start("127.0.0.4:0", &d_conf);
+    let a_conf = config(
+        &dir,
+        "a.toml",
+        "a.example",
+        &format!("[roles.home]\nenabled = true\nmode = \"{mode}\"\n\n[roles.group]\n{OFF}\n[roles.deferred]\n{OFF}"),
+        &[("b.example", b_home.sip), ("groups.example", d.sip)],
+    );
+    let a_home = start("127.0.0.1:0", &a_conf);
+    Network {
+        a_home,
+        b_home,
+        c,
+        d,
+        _dir: dir,
+    }
+}
+
+fn client(server: SocketAddr, user: &str, ip: &str) -> Client {
+    Client::new(server, user, format!("{ip}:0").parse().unwrap()).unwrap()
+}
+
+/// Alice (registered at her home) sends `body` to `to` over MSRP; the final answer code,
+/// and the address of the MSRP peer she was given (the first server that terminates MSRP).
+fn alice_sends(n: &Network, to: &str, body: &[u8]) -> (u16, String) {
+    let mut alice = client(n.a_home.sip, "sip:alice@a.example", "127.0.0.5");
+    alice.register(300).unwrap();
+    let a = alice
+        .send_session(to, "application/octet-stream", body, 32 * 1024, |_, _| {})
+        .unwrap();
+    alice.register(0).unwrap();
+    let text = String::from_utf8_lossy(&a.raw).into_owned();
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("a=path:msrp://"))
+        .and_then(|p| p.split(':').next())
+        .unwrap_or_default()
+        .to_owned();
+    (a.code, path)
+}
+
+/// `user` registers at B's home and fetches what waits for it through that home.
+fn fetch(n: &Network, user: &str, ip: &str) -> Vec<Fetched> {
+    let mut c = client(n.b_home.sip, user, ip);
+    c.register(300).unwrap();
+    let mut got = Vec::new();
+    let list = c
+        .fetch("sip:deferred@b.example", &[], |m| got.push(m.clone()))
+        .unwrap();
+    assert_eq!(list.len(), got.len());
+    // Exactly once: nothing waits any more.
+    assert!(c
+        .fetch("sip:deferred@b.example", &[], |_| {})
+        .unwrap()
+        .is_empty());
+    c.register(0).unwrap();
+    got
+}
+
+fn check(got: &[Fetched], body: &[u8]) {
+    assert_eq!(got.len(), 1, "one message");
+    assert!(got[0].body == body, "byte-exact");
+    assert_eq!(got[0].from, "sip:alice@a.example", "the original sender");
+}
+
+#[test]
+fn figures_1_and_5_every_home_participating() {
+    let n = network("participating");
+    let body = bytes(1024 * 1024 + 7, 31);
+    // Her home answers with its own MSRP path (a B2BUA), hop by hop to C.
+    assert_eq!(
+        alice_sends(&n, "sip:bob@b.example", &body),
+        (200, "127.0.0.1".into())
+    );
+    check(&fetch(&n, "sip:bob@b.example", "127.0.0.6"), &body);
+    drop(n.d);
+}
+
+#[test]
+fn figures_2_and_7_homes_not_participating() {
+    let n = network("non-participating");
+    let body = bytes(700 * 1024 + 3, 32);
+    // MSRP end to end: Alice's client talks to C.
+    assert_eq!(
+        alice_sends(&n, "sip:bob@b.example", &body),
+        (200, "127.0.0.3".into())
+    );
+    check(&fetch(&n, "sip:bob@b.example", "127.0.0.6"), &body);
+}
+
+fn group(mode: &str, first_msrp_hop: &str) {
+    let n = network(mode);
+    let body = bytes(512 * 1024 + 11, 33);
+    // Bob and Carol are offline: each gets a stored copy of the one message D fanned out.
+    assert_eq!(
+        alice_sends(&n, "sip:team@groups.example", &body),
+        (200, first_msrp_hop.into())
+    );
+    check(&fetch(&n, "sip:bob@b.example", "127.0.0.6"), &body);
+    check(&fetch(&n, "sip:carol@b.example", "127.0.0.7"), &body);
+    drop((n.c, n.d));
+}
+
+#[test]
+fn figure_3_group_with_participating_homes() {
+    group("participating", "127.0.0.1");
+}
+
+#[test]
+fn figure_4_group_with_homes_not_participating() {
+    // D terminates Alice's session itself (it fans out), her home only proxies.
+    group("non-participating", "127.0.0.4");
+}
