@@ -310,3 +310,6 @@ pub const GROUPS_MAX: usize = 10_000;
 pub const GROUP_MEMBERS_MAX: usize = 100;
 /// Bridges (participating sessions: a caller's side and its legs) one shard holds, at most.
 pub const BRIDGES_PER_SHARD_MAX: usize = 16_384;
+/// Messages of one fan-out (a group session) whose members' success REPORTs are being
+/// counted, at most (see `Relay::report_goes_on`).
+pub const MSRP_FAN_REPORTS_MAX: usize = 1024;

@@ -142,12 +142,27 @@ fn fetch(n: &Network, user: &str, ip: &str) -> Vec<Fetched> {
         .unwrap();
     assert_eq!(list.len(), got.len());
     // Exactly once: nothing waits any more.
-    assert!(c
-        .fetch("sip:deferred@b.example", &[], |_| {})
-        .unwrap()
-        .is_empty());
+    let again = c.fetch("sip:deferred@b.example", &[], |_| {}).unwrap();
+    assert!(again.is_empty(), "{user}: {again:?} (first: {list:?})");
     c.register(0).unwrap();
     got
+}
+
+/// Established TCP connections (IPv4) whose remote port is `port`, from `/proc/net/tcp`.
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let remote_port = f
+                .get(2)
+                .and_then(|r| r.split(':').nth(1))
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            remote_port == Some(port) && f.get(3) == Some(&"01")
+        })
+        .count()
 }
 
 fn check(got: &[Fetched], body: &[u8]) {
@@ -165,7 +180,19 @@ fn figures_1_and_5_every_home_participating() {
         alice_sends(&n, "sip:bob@b.example", &body),
         (200, "127.0.0.1".into())
     );
-    check(&fetch(&n, "sip:bob@b.example", "127.0.0.6"), &body);
+    // A second message: the channel from B's home to C is reused.
+    let second = bytes(90_000, 34);
+    assert_eq!(alice_sends(&n, "sip:bob@b.example", &second).0, 200);
+    let c_port = n.c.msrp_ports()[0];
+    assert_eq!(
+        connections_to(c_port),
+        1,
+        "one MSRP channel from B's home to C"
+    );
+    let got = fetch(&n, "sip:bob@b.example", "127.0.0.6");
+    assert_eq!(got.len(), 2);
+    check(&got[..1], &body);
+    check(&got[1..], &second);
     drop(n.d);
 }
 

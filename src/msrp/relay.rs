@@ -107,6 +107,9 @@ struct Session {
     notify_bind: bool,
     /// The caller's side of a bridge (its end ends the bridge).
     caller_side: bool,
+    /// A fan-out's success REPORTs counted per Message-ID (one goes to the caller once
+    /// every leg sent one), and whether a failure was passed on already.
+    reports: HashMap<Vec<u8>, (usize, bool)>,
     /// Content types accepted (empty: any).
     accept: Vec<Vec<u8>>,
     /// A client's session made by `AUTH` (RFC 4976): when it lapses. `None` for a leg.
@@ -129,6 +132,7 @@ impl Session {
             fan: Vec::new(),
             notify_bind: false,
             caller_side: false,
+            reports: HashMap::new(),
             accept: Vec::new(),
             expires: None,
             store: None,
@@ -772,6 +776,15 @@ impl Relay {
                 }
             },
         };
+        if i.refuse.is_none() && matches!(i.route, Route::Leg) && i.method == Some(Method::Report) {
+            let status = head.status(bytes).ok().flatten().unwrap_or(0);
+            let message_id = head.value(bytes, HeaderName::MessageId).unwrap_or_default();
+            if !self.report_goes_on(session.unwrap_or_default(), message_id, status) {
+                i.route = Route::None;
+                self.set_inbound(conn, i);
+                return;
+            }
+        }
         if i.refuse.is_none() && matches!(i.route, Route::Outbox) {
             // A retrieval session's peer binds it (an empty SEND) and reports on what it
             // got; it sends nothing of its own there.

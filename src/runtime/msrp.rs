@@ -54,6 +54,10 @@ pub(crate) struct MsrpConns {
     sending: RefCell<std::collections::HashSet<MessageId>>,
     next: Cell<u64>,
     live: Cell<usize>,
+    /// Connections this shard opened for bridges, by the peer's address: the next session
+    /// to the same next hop goes over the same connection (until it goes idle and is torn
+    /// down after `msrp.idle_secs`).
+    outgoing: RefCell<HashMap<std::net::SocketAddr, ConnId>>,
 }
 
 impl MsrpConns {
@@ -86,6 +90,29 @@ pub(crate) async fn accept_loop(local: Rc<Local>, listener: TcpListener) {
 /// Opens a connection to the peer of retrieval session `session` (it answered
 /// `a=setup:passive`, RFC 6135) and attaches it: the messages go out on it.
 pub(crate) async fn connect_out(local: Rc<Local>, session: Vec<u8>, addr: std::net::SocketAddr) {
+    let bridge = local.shard.borrow_mut().msrp().is_bridge_side(&session);
+    if bridge {
+        let open = local
+            .msrp
+            .outgoing
+            .borrow()
+            .get(&addr)
+            .copied()
+            .filter(|c| {
+                local
+                    .msrp
+                    .writers
+                    .borrow()
+                    .get(c)
+                    .is_some_and(|w| !w.doomed.get())
+            });
+        if let Some(conn) = open {
+            // An open channel to the same next hop carries this session too.
+            local.shard.borrow_mut().msrp().attach(&session, conn);
+            drain(&local).await;
+            return;
+        }
+    }
     let connected = future::or(async { TcpStream::connect(addr).await.ok() }, async {
         glommio::timer::sleep(Duration::from_secs(MSRP_CONNECT_SECS)).await;
         None
@@ -105,6 +132,9 @@ pub(crate) async fn connect_out(local: Rc<Local>, session: Vec<u8>, addr: std::n
     local.msrp.next.set(n + 1);
     let id = ConnId::new(local.index, MSRP_CONN_BASE + n);
     local.msrp.live.set(local.msrp.live.get() + 1);
+    if bridge {
+        local.msrp.outgoing.borrow_mut().insert(addr, id);
+    }
     connection_then(local, stream, id, Some(session)).await;
 }
 
@@ -210,6 +240,7 @@ async fn connection_then(local: Rc<Local>, stream: TcpStream, id: ConnId, attach
         .handle_close(Instant::now(), id);
     drain(&local).await;
     local.msrp.writers.borrow_mut().remove(&id);
+    local.msrp.outgoing.borrow_mut().retain(|_, c| *c != id);
     // The socket is shut down, not closed here: a writer parked on this connection's turn
     // still holds the `Writer`, and the descriptor must stay this socket's (not a newly
     // accepted one's) until the last holder drops it.

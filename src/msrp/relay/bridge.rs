@@ -116,6 +116,45 @@ impl Relay {
         true
     }
 
+    /// Whether a `REPORT` from bridge leg `leg` goes on to the caller: always, but for a
+    /// fan-out, where the caller gets one success `REPORT` per message — once every leg
+    /// sent one — or the first failure (later ones for that message stay here).
+    pub(super) fn report_goes_on(&mut self, leg: &[u8], message_id: &[u8], status: u16) -> bool {
+        let Some(up_id) = self.sessions.get(leg).map(|s| s.other.clone()) else {
+            return true;
+        };
+        let Some(up) = self.sessions.get_mut(&up_id) else {
+            return true;
+        };
+        if !up.caller_side || up.fan.is_empty() {
+            return true;
+        }
+        let legs = 1 + up.fan.len();
+        if up.reports.len() >= crate::limits::MSRP_FAN_REPORTS_MAX {
+            // Messages whose reports never all came: forgotten.
+            up.reports.clear();
+        }
+        let entry = up.reports.entry(message_id.to_vec()).or_insert((0, false));
+        if entry.1 {
+            return false;
+        }
+        if status != 200 {
+            entry.1 = true;
+            return true;
+        }
+        entry.0 += 1;
+        if entry.0 >= legs {
+            up.reports.remove(message_id);
+            return true;
+        }
+        false
+    }
+
+    /// Whether `session` (an id) is a side of a bridge.
+    pub fn is_bridge_side(&self, session: &[u8]) -> bool {
+        self.sessions.get(session).is_some_and(|s| s.notify_bind)
+    }
+
     /// Whether `session` (an id) is a side of a bridge bound to a connection.
     pub fn bridge_bound(&self, session: &[u8]) -> bool {
         self.sessions
@@ -124,11 +163,23 @@ impl Relay {
     }
 
     /// Ends a bridge side `session` (an id), and with the caller's side the whole bridge.
+    /// A whole bridge that is connected goes after a grace: its `BYE` (SIP) can overtake
+    /// what is still on its way over MSRP (a `REPORT` the deferred server waits for, a last
+    /// answer), which is still relayed until the caller's connection goes or
+    /// [`super::RESPONSE_TIMEOUT`] passes.
     pub fn close_bridge(&mut self, now: Instant, session: &[u8]) {
-        if self.sessions.get(session).is_some_and(|s| s.caller_side) {
-            self.remove_session(now, session);
-        } else {
+        let Some(s) = self.sessions.get(session) else {
+            return;
+        };
+        if !s.caller_side {
             self.drop_leg(session);
+        } else if s.conn.is_some() {
+            if !self.closing.iter().any(|(_, c)| c == session) {
+                self.closing
+                    .push((now + super::RESPONSE_TIMEOUT, session.to_vec()));
+            }
+        } else {
+            self.remove_session(now, session);
         }
     }
 }
