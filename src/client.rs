@@ -372,8 +372,8 @@ fn branch_of<'r>(m: &Message, raw: &'r [u8]) -> &'r [u8] {
         .unwrap_or_default()
 }
 
-/// A `200 OK` for an INVITE this client takes: [`ok_for`]'s headers with a Contact (`user`
-/// at `local`) and a body.
+/// A `200 OK` for an INVITE this client takes: [`ok_for`]'s headers, the Record-Route, a
+/// Contact (`user` at `local`) and a body.
 fn ok_with_body(
     m: &Message,
     raw: &[u8],
@@ -385,6 +385,13 @@ fn ok_with_body(
     let mut out = ok_for(m, raw);
     // Drop the empty body's `Content-Length: 0` and blank line written by `ok_for`.
     out.truncate(out.len() - b"Content-Length: 0\r\n\r\n".len());
+    // A dialog's 2xx carries the request's Record-Route (§12.1.1): the caller's requests
+    // in it then go through the proxies that asked.
+    for h in m.headers_named(HeaderName::RecordRoute) {
+        out.extend_from_slice(b"Record-Route: ");
+        out.extend_from_slice(h.value.of(raw));
+        out.extend_from_slice(b"\r\n");
+    }
     out.extend_from_slice(
         format!(
             "Contact: <sip:{user}@{local}>\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",

@@ -890,6 +890,7 @@ impl Config {
                 .iter()
                 .map(|r| (r.domain.to_ascii_lowercase(), r.next_hop))
                 .collect(),
+            home: self.roles.home.enabled,
             home_participating: self.roles.home.enabled
                 && self.roles.home.mode == Mode::Participating,
             groups: GroupTable::new(self.group_table()),
@@ -1022,6 +1023,9 @@ pub struct Identity {
     pub deferred_push: bool,
     /// Requests for offline users of ours go to this deferred server instead.
     pub deferred_server: Option<SocketAddr>,
+    /// The home role runs here (registrar for users); without it, `REGISTER`s are taken
+    /// only from `deferred_trusted` servers (third-party registrations).
+    pub home: bool,
     /// The home role participates (a B2BUA for session-mode messages, DESIGN §2).
     pub home_participating: bool,
     /// The group role's groups, shared by every shard and replaced on a reload.

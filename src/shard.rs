@@ -182,6 +182,10 @@ struct Core {
     bridge_legs: std::collections::HashMap<u64, (u64, usize)>,
     bridge_sessions: std::collections::HashMap<Vec<u8>, (u64, Option<usize>)>,
     bridge_by_server: std::collections::HashMap<crate::sip::transaction::TxId, u64>,
+    /// This shard's number for this process's life (third-party registrations' Call-IDs),
+    /// and their last CSeq.
+    boot_id: u64,
+    third_party_cseq: u32,
     txns: ServerTransactions,
     out: VecDeque<Transmit>,
     pool: Vec<Vec<u8>>,
@@ -239,6 +243,8 @@ impl Shard {
                 bridge_legs: std::collections::HashMap::new(),
                 bridge_sessions: std::collections::HashMap::new(),
                 bridge_by_server: std::collections::HashMap::new(),
+                boot_id: seed.rotate_left(17) ^ 0x9E37_79B9_7F4A_7C15,
+                third_party_cseq: 0,
                 txns: ServerTransactions::default(),
                 out: VecDeque::new(),
                 pool: Vec::new(),
@@ -821,7 +827,20 @@ impl Core {
         };
 
         if method == Method::Register {
+            if !self.identity.home && !self.identity.deferred_trusted.contains(&peer.addr.ip()) {
+                let answer = Answering {
+                    code: 403,
+                    reason: "Forbidden",
+                    headers: &[],
+                    warning: Some("registrations here come from the users' home servers"),
+                };
+                self.answer(peer, msg, buf, Some(&via), &answer, Some((now, id)));
+                return Ok(());
+            }
             let outcome = self.register(now, peer, msg, buf, uri);
+            if let RegisterOutcome::Bound(list) = &outcome {
+                self.third_party_register(now, msg, buf, list);
+            }
             self.answer_register(now, id, peer, msg, buf, &via, outcome);
             return Ok(());
         }
@@ -1272,6 +1291,7 @@ mod b2bua;
 mod pager;
 mod proxy;
 mod session;
+mod third_party;
 pub use pager::{Delivery, NotReachable, StoreAsk};
 pub use session::{PushEvent, PushRequest};
 

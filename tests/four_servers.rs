@@ -231,3 +231,49 @@ fn figure_4_group_with_homes_not_participating() {
     // D terminates Alice's session itself (it fans out), her home only proxies.
     group("non-participating", "127.0.0.4");
 }
+
+/// Figure 6 with C apart: Bob's home tells C that Bob registered (a third-party REGISTER);
+/// C lists what waits (a MESSAGE) and pushes it (an INVITE), both through his home — which
+/// bridges the push when it participates and proxies it when it does not.
+fn pushed(mode: &str) {
+    let n = network(mode);
+    let body = bytes(400 * 1024 + 9, 35);
+    assert_eq!(alice_sends(&n, "sip:bob@b.example", &body).0, 200);
+    let mut bob = client(n.b_home.sip, "sip:bob@b.example", "127.0.0.6");
+    bob.register(300).unwrap();
+    let got = bob
+        .listen(std::time::Duration::from_secs(15), Some(2), |_| {})
+        .unwrap();
+    let list = got
+        .iter()
+        .find(|m| m.content_type.as_deref() == Some(imrelay::deferred_list::CONTENT_TYPE))
+        .expect("the list of waiting messages");
+    assert!(
+        list.from.contains("sip:deferred@b.example"),
+        "{}",
+        list.from
+    );
+    let listed = imrelay::deferred_list::parse(&list.body).unwrap();
+    assert_eq!(listed.len(), 1);
+    let message = got
+        .iter()
+        .find(|m| m.body == body)
+        .expect("the pushed message, byte-exact");
+    assert_eq!(message.from, "sip:alice@a.example");
+    // Delivered once: nothing waits any more.
+    assert!(bob
+        .fetch("sip:deferred@b.example", &[], |_| {})
+        .unwrap()
+        .is_empty());
+    bob.register(0).unwrap();
+}
+
+#[test]
+fn figure_6_pushed_through_a_participating_home() {
+    pushed("participating");
+}
+
+#[test]
+fn figure_6_pushed_through_a_home_not_participating() {
+    pushed("non-participating");
+}

@@ -469,7 +469,22 @@ impl Client {
                 }
             }
         };
-        self.run_session(open, None, Some(&ok), deadline, each)?;
+        // A message sent live names no sender of its own: the session's (`From`).
+        let sender = m
+            .value(invite, crate::sip::header::HeaderName::From)
+            .and_then(|f| crate::sip::values::NameAddr::parse("From", f).ok())
+            .map(|n| String::from_utf8_lossy(n.uri().as_bytes()).into_owned())
+            .unwrap_or_default();
+        let mut named = |f: &Fetched| {
+            if f.from.is_empty() {
+                let mut f = f.clone();
+                f.from.clone_from(&sender);
+                each(&f);
+            } else {
+                each(f);
+            }
+        };
+        self.run_session(open, None, Some(&ok), deadline, &mut named)?;
         Ok(())
     }
 
@@ -666,17 +681,27 @@ fn read_messages(
             // An empty SEND (a keep-alive).
             continue;
         }
-        let (head, at) = crate::cpim::parse_head(&whole)
-            .ok_or_else(|| ClientError::Garbled("a message that is not CPIM".into()))?;
-        let f = Fetched {
-            id: head.imdn_id,
-            from: head.from,
-            to: head.to,
-            date_time: head.date_time,
-            content_type: head.content_type,
-            body: {
-                whole.drain(..at);
-                whole
+        let f = match crate::cpim::parse_head(&whole) {
+            Some((head, at)) => Fetched {
+                id: head.imdn_id,
+                from: head.from,
+                to: head.to,
+                date_time: head.date_time,
+                content_type: head.content_type,
+                body: {
+                    whole.drain(..at);
+                    whole
+                },
+            },
+            // A message sent live (not from a store): its MSRP Message-ID and type; the
+            // sender is the session's.
+            None => Fetched {
+                id: mid.clone(),
+                from: String::new(),
+                to: String::new(),
+                date_time: String::new(),
+                content_type: m.header("Content-Type").unwrap_or_default().to_owned(),
+                body: whole,
             },
         };
         // At least once on the wire, once to the user: an id seen is not handed on again.

@@ -562,18 +562,7 @@ impl Core {
             .and_then(|c| NameAddr::parse("Contact", c).ok())
             .map(|n| n.uri().as_bytes().to_vec())
             .unwrap_or_default();
-        // The route set, as a UAC sees it: the Record-Route values reversed (§12.1.2).
-        let mut rr: Vec<&[u8]> = msg
-            .headers_named(HeaderName::RecordRoute)
-            .map(|h| h.value.of(buf))
-            .collect();
-        rr.reverse();
-        let mut route = Vec::new();
-        for v in rr {
-            route.extend_from_slice(b"Route: ");
-            route.extend_from_slice(v);
-            route.extend_from_slice(b"\r\n");
-        }
+        let route = session::uac_route_set(msg, buf);
         let (to, from, call_id, from_tag) = (
             leg.to,
             leg.from.clone(),
@@ -583,11 +572,7 @@ impl Core {
         let ack_id = self.client.next_id();
         let mut ack =
             self.in_dialog_request("ACK", 1, ack_id, to, &remote, &from, &to_value, &call_id);
-        if !route.is_empty() {
-            if let Some(at) = memchr::memmem::find(&ack, b"\r\nMax-Forwards:") {
-                ack.splice(at + 2..at + 2, route.iter().copied());
-            }
-        }
+        session::add_route(&mut ack, &route);
         self.out.push_back(Transmit {
             to,
             bytes: ack.clone(),

@@ -95,6 +95,38 @@ pub(super) fn dialog_key(call_id: &[u8], to_tag: &[u8]) -> Vec<u8> {
     k
 }
 
+/// A UAC's route set from a `2xx`: its `Record-Route` URIs in reverse order (§12.1.2), as
+/// one `Route` header line (none when there are none).
+pub(super) fn uac_route_set(msg: &Message, buf: &[u8]) -> Vec<u8> {
+    let uris: Vec<&[u8]> = msg
+        .headers_named(HeaderName::RecordRoute)
+        .flat_map(|h| NameAddr::parse_all_bracketed("Record-Route", h.value.of(buf)))
+        .filter_map(Result::ok)
+        .map(|n| n.uri().as_bytes())
+        .collect();
+    let mut route = Vec::new();
+    for (k, uri) in uris.iter().rev().enumerate() {
+        route.extend_from_slice(if k == 0 { b"Route: <" } else { b", <" });
+        route.extend_from_slice(uri);
+        route.push(b'>');
+    }
+    if !route.is_empty() {
+        route.extend_from_slice(b"\r\n");
+    }
+    route
+}
+
+/// Puts `Route` header lines into a request written by [`Core::in_dialog_request`] (after
+/// its request line and Via).
+pub(super) fn add_route(request: &mut Vec<u8>, route: &[u8]) {
+    if route.is_empty() {
+        return;
+    }
+    if let Some(at) = memchr::memmem::find(request, b"\r\nMax-Forwards:") {
+        request.splice(at + 2..at + 2, route.iter().copied());
+    }
+}
+
 /// The `To` tag of a request, when it has one.
 fn to_tag<'b>(msg: &Message, buf: &'b [u8]) -> Option<&'b [u8]> {
     let to = msg.value(buf, HeaderName::To)?;
@@ -830,9 +862,11 @@ impl Core {
         from.extend_from_slice(b">;tag=");
         from.extend_from_slice(&p.from_tag);
         let ack_id = self.client.next_id();
+        let route = uac_route_set(msg, buf);
         p.ack = self.in_dialog_request(
             "ACK", 1, ack_id, p.to, &remote, &from, &to_value, &p.call_id,
         );
+        add_route(&mut p.ack, &route);
         self.out.push_back(Transmit {
             to: p.to,
             bytes: p.ack.clone(),
@@ -878,7 +912,7 @@ impl Core {
             from,
             to_header: to_value,
             call_id: p.call_id.clone(),
-            route: Vec::new(),
+            route,
             cseq: 2,
             push: true,
             key: dialog_key(&p.call_id, &p.from_tag),
@@ -961,12 +995,7 @@ impl Core {
                 &d.to_header,
                 &d.call_id,
             );
-            if !d.route.is_empty() {
-                // After the request line and the Via.
-                if let Some(at) = memchr::memmem::find(&bye, b"\r\nMax-Forwards:") {
-                    bye.splice(at + 2..at + 2, d.route.iter().copied());
-                }
-            }
+            add_route(&mut bye, &d.route);
             if self
                 .client
                 .start(now, cid, Method::Bye, d.to, bye.clone())
