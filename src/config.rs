@@ -897,18 +897,33 @@ impl Config {
         }
     }
 
-    /// The groups as (group URI, members' URIs); empty when the group role is off.
+    /// The groups by address of record (an alias's host replaced by the primary domain, as
+    /// the shards name users), with their members' URIs; empty when the group role is off.
     pub fn group_table(&self) -> Groups {
         if !self.roles.group.enabled {
-            return Vec::new();
+            return Groups::new();
         }
+        let primary = self.server.domains.first().map(|d| d.to_ascii_lowercase());
+        let aliases: Vec<String> = self
+            .server
+            .aliases
+            .iter()
+            .map(|a| a.to_ascii_lowercase())
+            .collect();
         self.roles
             .group
             .groups
             .iter()
-            .map(|g| {
+            .filter_map(|g| {
+                let mut aor = crate::registrar::canonical_aor(g.uri.as_bytes()).ok()?;
+                let at = aor.iter().rposition(|&b| b == b'@')?;
+                let host = String::from_utf8_lossy(&aor[at + 1..]).to_ascii_lowercase();
+                if let Some(p) = primary.as_ref().filter(|_| aliases.contains(&host)) {
+                    aor.truncate(at + 1);
+                    aor.extend_from_slice(p.as_bytes());
+                }
                 let members = g.members.iter().map(|m| m.as_bytes().to_vec()).collect();
-                (g.uri.as_bytes().to_vec(), members)
+                Some((aor, members))
             })
             .collect()
     }
@@ -980,11 +995,30 @@ impl Config {
                     format!("1 to {GROUP_MEMBERS_MAX} members"),
                 ));
             }
+            let mut members = std::collections::HashSet::new();
             for (j, m) in group.members.iter().enumerate() {
+                let at = format!("{key}.members[{j}]");
                 if sip_user(m).is_none() {
                     return Err(ConfigError::invalid(
-                        &format!("{key}.members[{j}]"),
+                        &at,
                         format!("{m:?} is not a SIP URI with a user"),
+                    ));
+                }
+                let aor = crate::registrar::canonical_aor(m.as_bytes()).unwrap_or_default();
+                if !members.insert(aor.clone()) {
+                    return Err(ConfigError::invalid(&at, format!("{m:?} is listed twice")));
+                }
+                // A group within a group would send each message round again (a loop).
+                let is_group = g.groups.iter().any(|o| {
+                    crate::registrar::canonical_aor(o.uri.as_bytes())
+                        .ok()
+                        .as_ref()
+                        == Some(&aor)
+                });
+                if is_group {
+                    return Err(ConfigError::invalid(
+                        &at,
+                        format!("{m:?} is a group: groups do not contain groups"),
                     ));
                 }
             }
@@ -1032,8 +1066,8 @@ pub struct Identity {
     pub groups: GroupTable,
 }
 
-/// Each group's URI and its members' URIs.
-pub type Groups = Vec<(Vec<u8>, Vec<Vec<u8>>)>;
+/// Each group's address of record (at the primary domain) and its members' URIs.
+pub type Groups = std::collections::HashMap<Vec<u8>, Vec<Vec<u8>>>;
 
 /// The group role's groups as every shard sees them: replaced as a whole when the
 /// configuration is reloaded (`SIGHUP`), read when a session for a group arrives.
@@ -1055,13 +1089,14 @@ impl GroupTable {
         *g = groups;
     }
 
-    /// The members of the first group `is_it` picks, if any.
-    pub fn members(&self, mut is_it: impl FnMut(&[u8]) -> bool) -> Option<Vec<Vec<u8>>> {
+    /// The members of group `aor` (an address of record at the primary domain), if it is
+    /// one.
+    pub fn members(&self, aor: &[u8]) -> Option<Vec<Vec<u8>>> {
         let g = self
             .0
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        g.iter().find(|(uri, _)| is_it(uri)).map(|(_, m)| m.clone())
+        g.get(aor).cloned()
     }
 
     pub fn len(&self) -> usize {

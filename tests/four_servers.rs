@@ -45,6 +45,8 @@ struct Network {
     b_home: Server,
     c: Server,
     d: Server,
+    /// C's configuration file (to start it again).
+    c_conf: String,
     _dir: tempfile::TempDir,
 }
 
@@ -70,6 +72,12 @@ fn network(mode: &str) -> Network {
         &[],
     );
     let c = start("127.0.0.3:0", &c_conf);
+    // A's home is started last, on a port chosen now: D routes to it (and so takes its
+    // members' requests from it).
+    let a_addr: SocketAddr = {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
     let b_conf = config(
         &dir,
         "b.toml",
@@ -89,7 +97,7 @@ fn network(mode: &str) -> Network {
             "[roles.home]\n{OFF}\n[roles.group]\nenabled = true\n\n[[roles.group.groups]]\nuri = \"sip:team@groups.example\"\n\
 members = [\"sip:alice@a.example\", \"sip:bob@b.example\", \"sip:carol@b.example\"]\n\n[roles.deferred]\n{OFF}"
         ),
-        &[("b.example", b_home.sip)],
+        &[("b.example", b_home.sip), ("a.example", a_addr)],
     );
     let d = start("127.0.0.4:0", &d_conf);
     let a_conf = config(
@@ -99,12 +107,13 @@ members = [\"sip:alice@a.example\", \"sip:bob@b.example\", \"sip:carol@b.example
         &format!("[roles.home]\nenabled = true\nmode = \"{mode}\"\n\n[roles.group]\n{OFF}\n[roles.deferred]\n{OFF}"),
         &[("b.example", b_home.sip), ("groups.example", d.sip)],
     );
-    let a_home = start("127.0.0.1:0", &a_conf);
+    let a_home = start(&a_addr.to_string(), &a_conf);
     Network {
         a_home,
         b_home,
         c,
         d,
+        c_conf,
         _dir: dir,
     }
 }
@@ -276,4 +285,60 @@ fn figure_6_pushed_through_a_participating_home() {
 #[test]
 fn figure_6_pushed_through_a_home_not_participating() {
     pushed("non-participating");
+}
+
+/// Bytes of every file under `dir`.
+fn walk_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => walk_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+/// A 48 MiB message through two participating homes, with C killed (SIGKILL) while it
+/// arrives: the sender gets no success; C, started again on its state, lists nothing of it;
+/// the sender sends again and the message arrives once, whole.
+#[test]
+fn a_deferred_server_killed_mid_transfer_through_participating_homes_loses_nothing() {
+    let mut n = network("participating");
+    let body = bytes(48 * 1024 * 1024, 36);
+    let a_sip = n.a_home.sip;
+    let sender = {
+        let body = body.clone();
+        std::thread::spawn(move || {
+            let mut alice = client(a_sip, "sip:alice@a.example", "127.0.0.5");
+            alice.register(300).unwrap();
+            alice
+                .send_session(
+                    "sip:bob@b.example",
+                    "application/octet-stream",
+                    &body,
+                    64 * 1024,
+                    |_, _| {},
+                )
+                .map(|a| a.code)
+        })
+    };
+    let store = n.c.state.path().join("store");
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while walk_bytes(&store) < 4 * 1024 * 1024 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    n.c.child.kill().unwrap();
+    n.c.child.wait().unwrap();
+    let result = sender.join().unwrap();
+    assert!(result.is_err(), "no success without C: {result:?}");
+
+    // C again, on the same address and state.
+    let state = std::mem::replace(&mut n.c.state, tempfile::tempdir().unwrap());
+    let c_addr = n.c.sip.to_string();
+    n.c = Server::start_at(&c_addr, state, &["--cores", "1", "--config", &n.c_conf]);
+    assert_eq!(alice_sends(&n, "sip:bob@b.example", &body).0, 200);
+    let got = fetch(&n, "sip:bob@b.example", "127.0.0.6");
+    check(&got, &body);
 }

@@ -67,8 +67,12 @@ fn a_group_message_goes_live_to_online_members_and_is_stored_for_offline_ones() 
         carol.register(0).unwrap();
         got
     });
+    // Alice sends from where she registered (a member speaks for itself only from there).
+    let mut alice = client(sip, "sip:alice@localhost");
+    alice.register(300).unwrap();
     let body = bytes(300 * 1024 + 5, 41);
     assert_eq!(send(sip, "sip:alice@localhost", &body).unwrap(), 200);
+    alice.register(0).unwrap();
     let live = listening.join().unwrap();
     assert_eq!(live.len(), 1);
     assert!(live[0].body == body, "byte-exact, live");
@@ -83,12 +87,13 @@ fn a_group_message_goes_live_to_online_members_and_is_stored_for_offline_ones() 
     assert_eq!(got.len(), 1);
     assert!(got[0].body == body, "byte-exact, stored");
     assert_eq!(got[0].from, "sip:alice@localhost");
-    bob.register(0).unwrap();
 
-    // Only members send to the group.
-    match send(sip, "sip:mallory@localhost", b"hello") {
-        Err(ClientError::Rejected { code: 403, .. }) => {}
-        other => panic!("{other:?}"),
+    // Only members send to the group, and only from where they registered.
+    for from in ["sip:mallory@localhost", "sip:carol@localhost"] {
+        match send(sip, from, b"hello") {
+            Err(ClientError::Rejected { code: 403, .. }) => {}
+            other => panic!("{from}: {other:?}"),
+        }
     }
 
     // Dave joins: the configuration is read again on SIGHUP.
@@ -110,4 +115,5 @@ fn a_group_message_goes_live_to_online_members_and_is_stored_for_offline_ones() 
     assert!(got[0].body == second);
     assert_eq!(got[0].from, "sip:bob@localhost");
     dave.register(0).unwrap();
+    bob.register(0).unwrap();
 }

@@ -513,17 +513,42 @@ impl Relay {
         }
         self.conns.remove(&conn);
         self.abandon_conn(now, conn);
-        // Held answers waiting on chunks sent to it: that leg failed.
-        if !self.finals.is_empty() {
-            let lost: Vec<([u8; TID_BYTES], u64)> = self
+        // Chunks sent to it that were waiting for their answers will get none: each
+        // message's sender is told now (once per message), not when they time out, and
+        // answers held for them are settled.
+        let mut told: Vec<(Inline32, Inline32)> = Vec::new();
+        if !self.sent.is_empty() {
+            let lost: Vec<[u8; TID_BYTES]> = self
                 .sent
                 .iter()
                 .filter(|(_, s)| s.to_conn == conn)
-                .filter_map(|(t, s)| s.hold.map(|h| (*t, h)))
+                .map(|(t, _)| *t)
                 .collect();
-            for (tid, h) in lost {
-                self.sent.remove(&tid);
-                self.settle_final(h, 408);
+            // Per message, the chunk furthest into it says how much went before the leg did.
+            let mut worst: Vec<Sent> = Vec::new();
+            for tid in lost {
+                let Some(s) = self.sent.remove(&tid) else {
+                    continue;
+                };
+                if let Some(h) = s.hold {
+                    self.settle_final(h, 408);
+                }
+                if s.failure_report != FailureReport::Yes {
+                    continue;
+                }
+                let same = |w: &Sent| {
+                    w.from_session.get() == s.from_session.get()
+                        && w.message_id.get() == s.message_id.get()
+                };
+                match worst.iter_mut().find(|w| same(w)) {
+                    Some(w) if w.through < s.through => *w = s,
+                    Some(_) => {}
+                    None => worst.push(s),
+                }
+            }
+            for s in worst {
+                told.push((s.from_session, s.message_id));
+                self.report_sent(&s, 408, "next hop gone");
             }
         }
         if !self.closing.is_empty() {
@@ -556,7 +581,13 @@ impl Relay {
             .map(|(&id, _)| id)
             .collect();
         for from in senders {
-            let reports = self.conns.get(&from).is_some_and(|c| c.inbound.reports);
+            // A message whose sender was told above is not reported twice.
+            let reported = self.conns.get(&from).is_some_and(|c| {
+                told.iter().any(|(a, b)| {
+                    a.get() == &c.inbound.session[..] && b.get() == &c.inbound.message_id[..]
+                })
+            });
+            let reports = !reported && self.conns.get(&from).is_some_and(|c| c.inbound.reports);
             let report = reports.then_some((408, "next hop gone"));
             self.refuse_inbound(from, (481, "Session-does-not-exist"), report);
         }
@@ -1224,9 +1255,11 @@ impl Relay {
         let Some(f) = self.finals.remove(&key) else {
             return;
         };
-        let comment = match f.status {
+        // A leg that never answered (408) is not answered 408: RFC 4975 §7.1.1 keeps that
+        // code for REPORTs; its session is as good as gone (481).
+        let status = if f.status == 408 { 481 } else { f.status };
+        let comment = match status {
             200 => "OK",
-            408 => "Transaction-did-not-complete-in-allotted-time",
             413 => "Message-too-large",
             481 => "Session-does-not-exist",
             _ => "Failed-at-the-next-hop",
@@ -1237,7 +1270,7 @@ impl Relay {
             to_first: &f.to_first,
             headers: &[],
         };
-        self.respond(f.conn, &reply, Some(FailureReport::Yes), f.status, comment);
+        self.respond(f.conn, &reply, Some(FailureReport::Yes), status, comment);
     }
 
     /// The end of an incoming message: its response (hop by hop). The connection's inbound

@@ -65,6 +65,8 @@ enum LegState {
 struct Leg {
     cid: u64,
     to: Peer,
+    /// Its peer is a user's contact (see [`Target::user`]).
+    user: bool,
     invite: Vec<u8>,
     /// Our `From` as sent (with our tag), and the Call-ID.
     from: Vec<u8>,
@@ -88,8 +90,15 @@ struct Leg {
     dialog: Option<Pushed>,
 }
 
-/// Where a leg's `INVITE` goes: the peer, and its Request-URI.
-type Target = (Peer, Vec<u8>);
+/// Where a leg's `INVITE` goes.
+struct Target {
+    to: Peer,
+    request_uri: Vec<u8>,
+    /// Its `To` (the callee, or the group's member).
+    to_uri: Vec<u8>,
+    /// A user's registered contact: the MSRP connection we open goes only to its host.
+    user: bool,
+}
 
 /// The session id of an MSRP URI of ours.
 fn session_id_of(uri: &[u8]) -> Vec<u8> {
@@ -128,9 +137,7 @@ impl Core {
             return None;
         }
         let aor = self.home_aor(uri).ok()?;
-        self.identity
-            .groups
-            .members(|g| self.home_aor(g).ok().as_deref() == Some(&aor[..]))
+        self.identity.groups.members(&aor)
     }
 
     /// Where a leg for group member `member` goes: its contact when it is a user of ours who
@@ -142,23 +149,50 @@ impl Core {
             transport: Transport::Udp,
             addr,
         };
+        let server = |to, request_uri: &[u8]| Target {
+            to,
+            request_uri: request_uri.to_vec(),
+            to_uri: request_uri.to_vec(),
+            user: false,
+        };
         if self.identity.is_myself(u.host_bytes(), u.port()) {
             let aor = self.home_aor(member).map_err(|_| 404u16)?;
+            if self.shards > 1 && crate::store::shard_of(&aor, self.shards) != self.id {
+                // Another shard holds the member's registrations: the leg goes through our
+                // own address, handed to that shard like any request for the member.
+                return Ok(server(udp(self.identity.addr), &aor));
+            }
             if let Some(b) = self.registrar.lookup(self.unix_ms(now), &aor).next() {
-                return Ok((pager::target(b), b.uri.to_vec()));
+                return Ok(Target {
+                    to: pager::target(b),
+                    request_uri: b.uri.to_vec(),
+                    to_uri: aor,
+                    user: true,
+                });
             }
             if let Some(ds) = self.identity.deferred_server {
-                return Ok((udp(ds), member.to_vec()));
+                return Ok(server(udp(ds), &aor));
             }
             if self.identity.deferred {
-                return Ok((udp(self.identity.addr), member.to_vec()));
+                return Ok(server(udp(self.identity.addr), &aor));
             }
             return Err(480);
         }
         match self.route_for(member) {
-            Some(hop) => Ok((udp(hop), member.to_vec())),
+            Some(hop) => Ok(server(udp(hop), member)),
             None => Err(404),
         }
+    }
+
+    /// Whether a request that names `aor` as its sender may speak for it: it came from
+    /// where that user registered here, from a server we route to or trust (its home,
+    /// which vouches for it), or from this server itself.
+    fn vouched(&self, now: Instant, peer: Peer, aor: &[u8]) -> bool {
+        let ip = peer.addr.ip();
+        peer.addr == self.identity.addr
+            || self.identity.routes.iter().any(|(_, hop)| hop.ip() == ip)
+            || self.identity.deferred_trusted.contains(&ip)
+            || self.registered_from(now, peer, aor)
     }
 
     /// A session-mode `INVITE` (an MSRP offer, no `To` tag) that a participating role
@@ -204,11 +238,11 @@ impl Core {
             true
         };
         let targets: Vec<Result<Target, u16>> = if let Some(members) = self.group_members(uri) {
+            let canon = |m: &[u8]| self.home_aor(m).ok();
             let sender = msg
                 .value(buf, HeaderName::From)
                 .and_then(|f| NameAddr::parse("From", f).ok())
-                .and_then(|n| registrar::canonical_aor(n.uri().as_bytes()).ok());
-            let canon = |m: &[u8]| registrar::canonical_aor(m).ok();
+                .and_then(|n| canon(n.uri().as_bytes()));
             let Some(sender) =
                 sender.filter(|s| members.iter().any(|m| canon(m).as_ref() == Some(s)))
             else {
@@ -219,6 +253,10 @@ impl Core {
                     "only the group's members send to it",
                 );
             };
+            if !self.vouched(now, peer, &sender) {
+                let why = "a member sends from where it registered, or through its home";
+                return refuse(self, 403, "Forbidden", why);
+            }
             members
                 .iter()
                 .filter(|m| canon(m).as_ref() != Some(&sender))
@@ -226,10 +264,19 @@ impl Core {
                 .collect()
         } else if self.identity.home_participating {
             match self.plan(now, peer, msg, buf, uri) {
-                Ok(plan) => vec![Ok((
-                    plan.to,
-                    plan.request_uri.unwrap_or_else(|| uri.to_vec()),
-                ))],
+                Ok(plan) => {
+                    let to_uri = msg
+                        .value(buf, HeaderName::To)
+                        .and_then(|t| NameAddr::parse("To", t).ok())
+                        .map(|n| n.uri().as_bytes().to_vec())
+                        .unwrap_or_else(|| uri.to_vec());
+                    vec![Ok(Target {
+                        to: plan.to,
+                        user: plan.request_uri.is_some(),
+                        request_uri: plan.request_uri.unwrap_or_else(|| uri.to_vec()),
+                        to_uri,
+                    })]
+                }
                 // Answered by the proxy's path (the deferred role, or a refusal).
                 Err(_) => return false,
             }
@@ -285,7 +332,7 @@ impl Core {
         let bid = self.next_bridge;
         self.next_bridge += 1;
         let mut legs = Vec::with_capacity(targets.len());
-        for ((to, request_uri), session) in targets.into_iter().zip(leg_uris) {
+        for (target, session) in targets.into_iter().zip(leg_uris) {
             let cid = self.client.next_id();
             let mut sdp = Vec::with_capacity(300);
             let Some(listen) = self.msrp.listen_addr() else {
@@ -319,17 +366,7 @@ impl Core {
                 }
                 None => (b"application/sdp".to_vec(), sdp),
             };
-            let leg = self.leg_invite(
-                now,
-                cid,
-                to,
-                &request_uri,
-                msg,
-                buf,
-                max_forwards,
-                &ctype,
-                &body,
-            );
+            let leg = self.leg_invite(now, cid, &target, msg, buf, max_forwards, &ctype, &body);
             let session_id = session_id_of(&session);
             self.bridge_sessions
                 .insert(session_id.clone(), (bid, Some(legs.len())));
@@ -386,14 +423,14 @@ impl Core {
         &mut self,
         now: Instant,
         cid: u64,
-        to: Peer,
-        request_uri: &[u8],
+        target: &Target,
         msg: &Message,
         buf: &[u8],
         max_forwards: u8,
         content_type: &[u8],
         body: &[u8],
     ) -> Leg {
+        let (to, request_uri, to_uri) = (target.to, &target.request_uri[..], &target.to_uri[..]);
         let via = self.via_for(to, cid);
         let mut tag = [0u8; 16];
         let from_tag = self.tag(&mut tag).to_vec();
@@ -410,17 +447,6 @@ impl Core {
         from.extend_from_slice(&from_uri);
         from.extend_from_slice(b">;tag=");
         from.extend_from_slice(&from_tag);
-        let to_value = msg
-            .value(buf, HeaderName::To)
-            .and_then(|t| NameAddr::parse("To", t).ok())
-            .map(|n| n.uri().as_bytes().to_vec())
-            .unwrap_or_default();
-        // A group's leg is addressed to the member; a home's to the callee.
-        let to_uri = if self.group_members(&to_value).is_some() {
-            request_uri
-        } else {
-            &to_value[..]
-        };
         let contact = format!("<sip:{}>", self.sent_by);
         let mut out = self.buffer();
         for part in [
@@ -471,6 +497,7 @@ impl Core {
         Leg {
             cid,
             to,
+            user: target.user,
             invite: out,
             from,
             call_id,
@@ -526,13 +553,16 @@ impl Core {
             }
             return;
         }
-        if leg.state != LegState::Calling || !leg.ack.is_empty() {
+        if !leg.ack.is_empty() {
             // A retransmitted final: acknowledged again.
-            if !leg.ack.is_empty() {
-                let (to, ack) = (leg.to, leg.ack.clone());
-                self.out.push_back(Transmit { to, bytes: ack });
-            }
+            let (to, ack) = (leg.to, leg.ack.clone());
+            self.out.push_back(Transmit { to, bytes: ack });
             return;
+        }
+        let late = leg.state != LegState::Calling;
+        if late && status < 300 {
+            // A 2xx after the leg gave up (its timer): acknowledged, then ended.
+            leg.cancel = true;
         }
         let to_value = msg.value(buf, HeaderName::To).unwrap_or_default().to_vec();
         if status >= 300 {
@@ -546,7 +576,9 @@ impl Core {
                 }
                 StartLine::Request { .. } => String::new(),
             };
-            leg.failure = Some((status, reason, warning_text(msg, buf)));
+            if !late {
+                leg.failure = Some((status, reason, warning_text(msg, buf)));
+            }
             leg.state = LegState::Failed;
             let (to, ack) = (leg.to, leg.ack.clone());
             self.out.push_back(Transmit { to, bytes: ack });
@@ -589,6 +621,15 @@ impl Core {
             .unwrap_or_default();
         let setup = answer.as_ref().map(|a| a.setup(OfferAnswer::Answer));
         let connect = answer.as_ref().and_then(|a| a.path()).and_then(first_hop);
+        // A user's answer must not aim this server at a third party: only its own host. (A
+        // server's answer — a deferred server behind a proxying home — is taken as is: the
+        // servers are configured peers.)
+        let leg_user = self
+            .bridges
+            .get(&bid)
+            .and_then(|b| b.legs.get(k))
+            .is_some_and(|l| l.user);
+        let connect = connect.filter(|a| !leg_user || a.ip() == to.addr.ip());
         let dialog = Pushed {
             aor: Vec::new(),
             to,
@@ -721,6 +762,23 @@ impl Core {
             }
             return;
         }
+        if !b.caller_first {
+            // A leg we connect is connected as soon as it is up (its peer gives it
+            // MSRP_BIND_SECS), not when the slowest leg answers.
+            let connects: Vec<(Vec<u8>, SocketAddr)> = b
+                .legs
+                .iter_mut()
+                .filter(|l| l.state == LegState::Up)
+                .filter_map(|l| l.connect.take().map(|a| (l.session_id.clone(), a)))
+                .collect();
+            for (session, addr) in connects {
+                self.push_events
+                    .push_back(session::PushEvent::Connect { session, addr });
+            }
+        }
+        let Some(b) = self.bridges.get_mut(&bid) else {
+            return;
+        };
         if b.legs.iter().any(|l| l.state == LegState::Calling) {
             return;
         }
@@ -734,6 +792,13 @@ impl Core {
                 first
             } else {
                 (480, "Temporarily Unavailable".into(), None)
+            };
+            // What only makes sense between a leg and us (a challenge, a redirection, an
+            // overloaded next hop) is not passed on as such (§16.7).
+            let (code, reason) = match code {
+                300..=399 | 401 | 407 => (480, "Temporarily Unavailable".into()),
+                503 => (500, "Server Internal Error".into()),
+                _ => (code, reason),
             };
             let (server, upstream, request) = (b.server, b.upstream, b.request.clone());
             self.answer_saved(
@@ -749,19 +814,12 @@ impl Core {
             return;
         }
         if !b.caller_first {
-            // The legs we connect, connected first.
-            let mut connects = Vec::new();
-            let mut waiting = false;
-            for l in b.legs.iter_mut().filter(|l| l.state == LegState::Up) {
-                if let Some(addr) = l.connect.take() {
-                    connects.push((l.session_id.clone(), addr));
-                }
-                waiting |= !self.msrp.bridge_bound(&l.session_id);
-            }
-            for (session, addr) in connects {
-                self.push_events
-                    .push_back(session::PushEvent::Connect { session, addr });
-            }
+            // Every leg is connected before the caller is answered.
+            let waiting = b
+                .legs
+                .iter()
+                .filter(|l| l.state == LegState::Up)
+                .any(|l| !self.msrp.bridge_bound(&l.session_id));
             if waiting {
                 return;
             }

@@ -474,7 +474,7 @@ fn error_answers_and_silence_from_the_next_hop_become_failure_reports() {
     net.drain(&[]);
     let a = net.received(A);
     assert_eq!(a.len(), 2);
-    assert_eq!((a[0].tid.as_str(), a[0].start.as_str()), ("c408", "408"));
+    assert_eq!((a[0].tid.as_str(), a[0].start.as_str()), ("c408", "481"));
     assert_eq!(a[1].header("Message-ID"), Some("m5"));
     assert!(a[1].header("Status").unwrap().starts_with("000 408"));
 }
@@ -1277,4 +1277,182 @@ mod retrieving {
         net.send(Instant::now(), B, send.as_bytes());
         assert_eq!(net.received(B)[0].start, "403");
     }
+}
+
+/// A group's fan-out: the caller's message goes to both legs (the same bytes), its last
+/// chunk's `200` waits for both legs' answers, and the caller gets one success REPORT once
+/// both legs sent theirs.
+#[test]
+fn a_bridge_fans_a_message_out_and_answers_once_every_leg_has_it() {
+    const C: ConnId = ConnId(3);
+    const PATH_C: &str = "msrp://127.0.0.1:40003/carol;tcp";
+    let mut net = Net::new();
+    net.r.handle_connect(C);
+    let t0 = Instant::now();
+    let (up, legs) = net.r.create_bridge(PATH_A.as_bytes(), 2);
+    let up = String::from_utf8(up).unwrap();
+    let id = |uri: &[u8]| MsrpUri::parse(uri).unwrap().session_id().unwrap().to_vec();
+    let (l1, l2) = (legs[0].clone(), legs[1].clone());
+    // The legs' peers answered passive: we connect and bind with an empty SEND.
+    assert!(!net.r.attach_leg(&id(&l1), B), "no peer path known yet");
+    net.r.set_peer_path(&id(&l1), PATH_B.as_bytes());
+    net.r.set_peer_path(&id(&l2), PATH_C.as_bytes());
+    assert!(net.r.attach_leg(&id(&l1), B));
+    assert!(net.r.attach_leg(&id(&l2), C));
+    net.drain(&[]);
+    for (conn, path, leg) in [(B, PATH_B, &l1), (C, PATH_C, &l2)] {
+        let got = net.received(conn);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].start, "SEND");
+        assert_eq!(got[0].header("To-Path"), Some(path));
+        assert_eq!(
+            got[0].header("From-Path"),
+            Some(std::str::from_utf8(leg).unwrap())
+        );
+        assert!(got[0].body.is_empty());
+        net.send(
+            t0,
+            conn,
+            &response(&got[0].tid, 200, std::str::from_utf8(leg).unwrap(), path),
+        );
+    }
+    assert!(net.r.bridge_bound(&id(&l1)) && net.r.bridge_bound(&id(&l2)));
+    // The caller connects and sends a message in two chunks.
+    let body: Vec<u8> = (0..9000u32).map(|i| (i % 251) as u8).collect();
+    let extra = |range: &str| {
+        format!("Message-ID: gm01\r\nByte-Range: {range}/9000\r\nSuccess-Report: yes\r\n")
+    };
+    net.send(
+        t0,
+        A,
+        &send(
+            "ga01",
+            &up,
+            PATH_A,
+            &extra("1-5000"),
+            Some(&body[..5000]),
+            '+',
+        ),
+    );
+    net.send(
+        t0,
+        A,
+        &send(
+            "gb01",
+            &up,
+            PATH_A,
+            &extra("5001-9000"),
+            Some(&body[5000..]),
+            '$',
+        ),
+    );
+    assert!(net
+        .events
+        .iter()
+        .any(|e| matches!(e, Output::Bound { session } if *session == id(up.as_bytes()))));
+    let a = net.received(A);
+    assert_eq!(
+        a.iter()
+            .map(|g| (g.tid.as_str(), g.start.as_str()))
+            .collect::<Vec<_>>(),
+        [("ga01", "200")],
+        "the first chunk answered hop by hop, the last held"
+    );
+    let mut tids = Vec::new();
+    for (conn, path, leg) in [(B, PATH_B, &l1), (C, PATH_C, &l2)] {
+        let got = net.received(conn);
+        let mut rebuilt = Vec::new();
+        for g in &got {
+            assert_eq!(g.header("Message-ID"), Some("gm01"));
+            assert_eq!(g.header("To-Path"), Some(path));
+            rebuilt.extend_from_slice(&g.body);
+        }
+        assert!(rebuilt == body, "each leg gets the whole message");
+        assert_eq!(got.last().unwrap().flag, Some(Continuation::Complete));
+        tids.push((conn, path, leg.clone(), got));
+    }
+    // One leg answers everything: the caller still waits for the other.
+    let (conn, path, leg, got) = &tids[0];
+    for g in got {
+        net.send(
+            t0,
+            *conn,
+            &response(&g.tid, 200, std::str::from_utf8(leg).unwrap(), path),
+        );
+    }
+    assert!(net.received(A).is_empty());
+    let (conn, path, leg, got) = &tids[1];
+    for g in got {
+        net.send(
+            t0,
+            *conn,
+            &response(&g.tid, 200, std::str::from_utf8(leg).unwrap(), path),
+        );
+    }
+    let a = net.received(A);
+    assert_eq!(
+        a.iter()
+            .map(|g| (g.tid.as_str(), g.start.as_str()))
+            .collect::<Vec<_>>(),
+        [("gb01", "200")]
+    );
+    // Success REPORTs: the caller gets one, after the second.
+    let report = |tid: &str, leg: &[u8], path: &str| {
+        format!(
+            "MSRP {tid} REPORT\r\nTo-Path: {}\r\nFrom-Path: {path}\r\nMessage-ID: gm01\r\n\
+Byte-Range: 1-9000/9000\r\nStatus: 000 200 OK\r\n-------{tid}$\r\n",
+            std::str::from_utf8(leg).unwrap()
+        )
+        .into_bytes()
+    };
+    net.send(t0, B, &report("rp01", &l1, PATH_B));
+    assert!(net.received(A).is_empty(), "one leg's report is held");
+    net.send(t0, C, &report("rp02", &l2, PATH_C));
+    let a = net.received(A);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].start, "REPORT");
+    assert_eq!(a[0].header("To-Path"), Some(PATH_A));
+    assert_eq!(a[0].header("Status"), Some("000 200 OK"));
+}
+
+/// A leg whose connection goes while the last chunk's answer is held: the caller is
+/// answered at once (481), and told by a failure REPORT — not after a timeout.
+#[test]
+fn a_leg_gone_before_answering_settles_the_held_answer_at_once() {
+    let mut net = Net::new();
+    let t0 = Instant::now();
+    let (up, legs) = net.r.create_bridge(PATH_A.as_bytes(), 1);
+    let up = String::from_utf8(up).unwrap();
+    let leg_id = MsrpUri::parse(&legs[0])
+        .unwrap()
+        .session_id()
+        .unwrap()
+        .to_vec();
+    net.r.set_peer_path(&leg_id, PATH_B.as_bytes());
+    assert!(net.r.attach_leg(&leg_id, B));
+    net.drain(&[]);
+    let _ = net.received(B);
+    net.send(
+        t0,
+        A,
+        &send(
+            "hh01",
+            &up,
+            PATH_A,
+            "Message-ID: hm01\r\nByte-Range: 1-5/5\r\n",
+            Some(b"hello"),
+            '$',
+        ),
+    );
+    assert!(net.received(A).is_empty());
+    net.r.handle_close(t0, B);
+    net.drain(&[]);
+    let a = net.received(A);
+    assert!(
+        a.iter().any(|g| g.tid == "hh01" && g.start == "481"),
+        "{a:?}"
+    );
+    assert!(a.iter().any(
+        |g| g.start == "REPORT" && g.header("Status").is_some_and(|s| s.starts_with("000 408"))
+    ));
 }
