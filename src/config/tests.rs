@@ -299,3 +299,115 @@ fn msrp_idle_secs_is_bounded() {
         assert!(e.contains("msrp.idle_secs"), "{e}");
     }
 }
+
+/// The embedded default with `groups` (TOML `[[roles.group.groups]]` tables) added.
+fn with_groups(groups: &str) -> String {
+    EMBEDDED_DEFAULT.replace("[roles.deferred]", &format!("{groups}\n[roles.deferred]"))
+}
+
+fn group(uri: &str, members: &[&str]) -> String {
+    let list: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+    format!(
+        "[[roles.group.groups]]\nuri = \"{uri}\"\nmembers = [{}]\n",
+        list.join(", ")
+    )
+}
+
+#[test]
+fn groups_are_read_by_address_of_record() {
+    let text = with_groups(&group(
+        "sip:Team@LOCALHOST",
+        &["sip:alice@localhost", "sip:bob@example.com"],
+    ));
+    let c = Config::from_toml(&text, "test.toml").unwrap();
+    let table = c.group_table();
+    assert_eq!(table.len(), 1);
+    let members = c
+        .identity()
+        .groups
+        .members(b"sip:Team@localhost")
+        .expect("the group, by address of record");
+    assert_eq!(members.len(), 2);
+    // With the group role off there are none.
+    let off = text.replacen(
+        "[roles.group]\nenabled = true",
+        "[roles.group]\nenabled = false",
+        1,
+    );
+    assert!(Config::from_toml(&off, "test.toml")
+        .unwrap()
+        .group_table()
+        .is_empty());
+}
+
+#[test]
+fn bad_groups_name_the_key_and_why() {
+    let cases: [(String, &str, &str); 7] = [
+        (
+            with_groups(&group("sip:team@elsewhere.example", &["sip:a@localhost"])),
+            "roles.group.groups[0].uri",
+            "not in one of server.domains",
+        ),
+        (
+            with_groups(&group("tel:+1555", &["sip:a@localhost"])),
+            "roles.group.groups[0].uri",
+            "not a SIP URI",
+        ),
+        (
+            with_groups(&group("sip:team@localhost", &[])),
+            "roles.group.groups[0].members",
+            "1 to 100",
+        ),
+        (
+            with_groups(&group(
+                "sip:team@localhost",
+                &["sip:a@localhost", "sip:a@LocalHost"],
+            )),
+            "roles.group.groups[0].members[1]",
+            "twice",
+        ),
+        (
+            with_groups(&format!(
+                "{}{}",
+                group(
+                    "sip:team@localhost",
+                    &["sip:a@localhost", "sip:all@localhost"]
+                ),
+                group("sip:all@localhost", &["sip:b@localhost"])
+            )),
+            "roles.group.groups[0].members[1]",
+            "groups do not contain groups",
+        ),
+        (
+            with_groups(&format!(
+                "{}{}",
+                group("sip:team@localhost", &["sip:a@localhost"]),
+                group("sip:team@localhost", &["sip:b@localhost"])
+            )),
+            "roles.group.groups[1].uri",
+            "defined twice",
+        ),
+        (
+            EMBEDDED_DEFAULT.replacen(
+                "[roles.group]\nenabled = true\nmode = \"participating\"",
+                "[roles.group]\nenabled = true\nmode = \"non-participating\"",
+                1,
+            ),
+            "roles.group.mode",
+            "always",
+        ),
+    ];
+    for (text, key, why) in cases {
+        let e = err(&text);
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.message.contains(why), "{e}");
+    }
+    let home_group = group("sip:team@localhost", &["sip:a@localhost"])
+        .replace("roles.group.groups", "roles.home.groups");
+    let e = err(&EMBEDDED_DEFAULT.replacen(
+        "mode = \"participating\"\n\n[roles.group]",
+        &format!("mode = \"participating\"\n\n{home_group}\n[roles.group]"),
+        1,
+    ));
+    assert_eq!(e.key, "roles.home.groups", "{e}");
+}
