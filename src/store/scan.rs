@@ -29,7 +29,7 @@ pub enum Tail {
     /// A record cut short or damaged at `at`, with nothing valid after it.
     Torn { at: usize, error: DecodeError },
     /// A record of a newer format version at `at`: this reader must not interpret, cut or
-    /// rewrite what follows (ARCHITECTURE.md §9, upgrade rule).
+    /// rewrite what follows (ARCHITECTURE.md §11, upgrade rule).
     NewerVersion { at: usize, version: u8 },
 }
 
