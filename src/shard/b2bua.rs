@@ -765,16 +765,7 @@ impl Core {
         if !b.caller_first {
             // A leg we connect is connected as soon as it is up (its peer gives it
             // MSRP_BIND_SECS), not when the slowest leg answers.
-            let connects: Vec<(Vec<u8>, SocketAddr)> = b
-                .legs
-                .iter_mut()
-                .filter(|l| l.state == LegState::Up)
-                .filter_map(|l| l.connect.take().map(|a| (l.session_id.clone(), a)))
-                .collect();
-            for (session, addr) in connects {
-                self.push_events
-                    .push_back(session::PushEvent::Connect { session, addr });
-            }
+            self.connect_legs(bid);
         }
         let Some(b) = self.bridges.get_mut(&bid) else {
             return;
@@ -825,6 +816,23 @@ impl Core {
             }
         }
         self.answer_caller(now, bid);
+    }
+
+    /// Asks the runtime to connect every leg that is up and waits for us to connect (once).
+    fn connect_legs(&mut self, bid: u64) {
+        let Some(b) = self.bridges.get_mut(&bid) else {
+            return;
+        };
+        let connects: Vec<(Vec<u8>, SocketAddr)> = b
+            .legs
+            .iter_mut()
+            .filter(|l| l.state == LegState::Up)
+            .filter_map(|l| l.connect.take().map(|a| (l.session_id.clone(), a)))
+            .collect();
+        for (session, addr) in connects {
+            self.push_events
+                .push_back(session::PushEvent::Connect { session, addr });
+        }
     }
 
     /// Answers the caller `200` with our SDP (and the list a retrieval's leg answered).
@@ -912,16 +920,7 @@ impl Core {
                 return;
             };
             if b.caller_first {
-                let connects: Vec<(Vec<u8>, SocketAddr)> = b
-                    .legs
-                    .iter_mut()
-                    .filter(|l| l.state == LegState::Up)
-                    .filter_map(|l| l.connect.take().map(|a| (l.session_id.clone(), a)))
-                    .collect();
-                for (session, addr) in connects {
-                    self.push_events
-                        .push_back(session::PushEvent::Connect { session, addr });
-                }
+                self.connect_legs(bid);
             }
             return;
         }

@@ -87,17 +87,9 @@ impl Relay {
         s.conn = Some(conn);
         let mut head = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(256));
         let tid = new_tid(&self.tid_key, &mut self.tid_counter);
-        let mut message_id = [0u8; 16];
-        message_id.copy_from_slice(&new_tid(&self.tid_key, &mut self.tid_counter));
-        head.extend_from_slice(b"MSRP ");
-        head.extend_from_slice(&tid);
-        head.extend_from_slice(b" SEND\r\nTo-Path: ");
-        head.extend_from_slice(&s.peer_path);
-        head.extend_from_slice(b"\r\nFrom-Path: ");
-        head.extend_from_slice(&s.local);
-        head.extend_from_slice(b"\r\nMessage-ID: ");
-        head.extend_from_slice(&message_id);
-        head.extend_from_slice(b"\r\nByte-Range: 1-0/0\r\n-------");
+        let message_id = new_tid(&self.tid_key, &mut self.tid_counter);
+        Relay::send_head(&mut head, &tid, &s.peer_path, &s.local, &message_id);
+        head.extend_from_slice(b"Byte-Range: 1-0/0\r\n-------");
         head.extend_from_slice(&tid);
         head.extend_from_slice(b"$\r\n");
         if let Some(c) = self.conns.get_mut(&conn) {

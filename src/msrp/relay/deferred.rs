@@ -178,6 +178,29 @@ impl Relay {
         uri
     }
 
+    /// The first lines of a `SEND` of ours: start line, paths, Message-ID (each line ended).
+    pub(super) fn send_head(
+        head: &mut Vec<u8>,
+        tid: &[u8],
+        to: &[u8],
+        from: &[u8],
+        message_id: &[u8],
+    ) {
+        for part in [
+            &b"MSRP "[..],
+            tid,
+            b" SEND\r\nTo-Path: ",
+            to,
+            b"\r\nFrom-Path: ",
+            from,
+            b"\r\nMessage-ID: ",
+            message_id,
+            b"\r\n",
+        ] {
+            head.extend_from_slice(part);
+        }
+    }
+
     /// A retrieval session: stored messages are sent on it to the peer at `peer_path`
     /// once it connects ([`Output::Opened`]); what the peer reports comes back as
     /// [`Output::Report`]. Returns our URI for it.
@@ -273,15 +296,8 @@ impl Relay {
         let conn = s.conn?;
         let tid = super::new_tid(&self.tid_key, &mut self.tid_counter);
         let mut head = Vec::with_capacity(256);
-        head.extend_from_slice(b"MSRP ");
-        head.extend_from_slice(&tid);
-        head.extend_from_slice(b" SEND\r\nTo-Path: ");
-        head.extend_from_slice(&s.peer_path);
-        head.extend_from_slice(b"\r\nFrom-Path: ");
-        head.extend_from_slice(&s.local);
-        head.extend_from_slice(b"\r\nMessage-ID: ");
-        head.extend_from_slice(message_id);
-        head.extend_from_slice(b"\r\nByte-Range: ");
+        Relay::send_head(&mut head, &tid, &s.peer_path, &s.local, message_id);
+        head.extend_from_slice(b"Byte-Range: ");
         crate::wire::push_decimal(&mut head, start);
         head.push(b'-');
         crate::wire::push_decimal(&mut head, (start + len).saturating_sub(1));
