@@ -897,31 +897,37 @@ impl Config {
         }
     }
 
-    /// The groups by address of record (an alias's host replaced by the primary domain, as
-    /// the shards name users), with their members' URIs; empty when the group role is off.
+    /// The address of record of a SIP URI as the shards name users: canonical, with any
+    /// of our domains or aliases replaced by the primary domain.
+    pub fn home_aor_of(&self, uri: &[u8]) -> Option<Vec<u8>> {
+        let mut aor = crate::registrar::canonical_aor(uri).ok()?;
+        let at = aor.iter().rposition(|&b| b == b'@')?;
+        let host = &aor[at + 1..];
+        let ours = self
+            .server
+            .domains
+            .iter()
+            .chain(self.server.aliases.iter())
+            .any(|d| d.as_bytes().eq_ignore_ascii_case(host));
+        if let Some(primary) = self.server.domains.first().filter(|_| ours) {
+            aor.truncate(at + 1);
+            aor.extend_from_slice(primary.to_ascii_lowercase().as_bytes());
+        }
+        Some(aor)
+    }
+
+    /// The groups by address of record ([`Config::home_aor_of`]), with their members' URIs;
+    /// empty when the group role is off.
     pub fn group_table(&self) -> Groups {
         if !self.roles.group.enabled {
             return Groups::new();
         }
-        let primary = self.server.domains.first().map(|d| d.to_ascii_lowercase());
-        let aliases: Vec<String> = self
-            .server
-            .aliases
-            .iter()
-            .map(|a| a.to_ascii_lowercase())
-            .collect();
         self.roles
             .group
             .groups
             .iter()
             .filter_map(|g| {
-                let mut aor = crate::registrar::canonical_aor(g.uri.as_bytes()).ok()?;
-                let at = aor.iter().rposition(|&b| b == b'@')?;
-                let host = String::from_utf8_lossy(&aor[at + 1..]).to_ascii_lowercase();
-                if let Some(p) = primary.as_ref().filter(|_| aliases.contains(&host)) {
-                    aor.truncate(at + 1);
-                    aor.extend_from_slice(p.as_bytes());
-                }
+                let aor = self.home_aor_of(g.uri.as_bytes())?;
                 let members = g.members.iter().map(|m| m.as_bytes().to_vec()).collect();
                 Some((aor, members))
             })
@@ -982,7 +988,7 @@ impl Config {
                     format!("{:?} is not in one of server.domains", group.uri),
                 ));
             }
-            let aor = crate::registrar::canonical_aor(group.uri.as_bytes()).unwrap_or_default();
+            let aor = self.home_aor_of(group.uri.as_bytes()).unwrap_or_default();
             if !seen.insert(aor) {
                 return Err(ConfigError::invalid(
                     &format!("{key}.uri"),
@@ -1004,17 +1010,15 @@ impl Config {
                         format!("{m:?} is not a SIP URI with a user"),
                     ));
                 }
-                let aor = crate::registrar::canonical_aor(m.as_bytes()).unwrap_or_default();
+                let aor = self.home_aor_of(m.as_bytes()).unwrap_or_default();
                 if !members.insert(aor.clone()) {
                     return Err(ConfigError::invalid(&at, format!("{m:?} is listed twice")));
                 }
                 // A group within a group would send each message round again (a loop).
-                let is_group = g.groups.iter().any(|o| {
-                    crate::registrar::canonical_aor(o.uri.as_bytes())
-                        .ok()
-                        .as_ref()
-                        == Some(&aor)
-                });
+                let is_group = g
+                    .groups
+                    .iter()
+                    .any(|o| self.home_aor_of(o.uri.as_bytes()).as_ref() == Some(&aor));
                 if is_group {
                     return Err(ConfigError::invalid(
                         &at,

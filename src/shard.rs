@@ -66,6 +66,10 @@ pub struct ShardStats {
     pub deliveries: u64,
     /// Senders told that their MESSAGE was kept (`pager.notice_from`).
     pub notices: u64,
+    /// Held now (not counters): participating sessions (bridges) and SIP dialogs of this
+    /// server's own (storing, retrieval, push and bridge legs).
+    pub bridges: u64,
+    pub dialogs: u64,
 }
 
 impl ShardStats {
@@ -84,6 +88,8 @@ impl ShardStats {
         self.relay_fallbacks += o.relay_fallbacks;
         self.deliveries += o.deliveries;
         self.notices += o.notices;
+        self.bridges += o.bridges;
+        self.dialogs += o.dialogs;
     }
 }
 
@@ -495,7 +501,11 @@ impl Shard {
     }
 
     pub fn stats(&self) -> ShardStats {
-        self.core.stats
+        ShardStats {
+            bridges: self.core.bridges.len() as u64,
+            dialogs: self.core.dialogs.len() as u64,
+            ..self.core.stats
+        }
     }
 
     /// Number of live server transactions (in-flight work).
@@ -734,6 +744,14 @@ impl Core {
                 match target {
                     // A retrieval: the shard that owns the user asking (and its messages).
                     Some(t) if Some(&t) == self.deferred_aor.as_ref() => self.sender_aor(msg, buf),
+                    // A session to a group: the shard that owns its sender (whose
+                    // registrations say whether it may send), when the sender is ours.
+                    Some(t)
+                        if !self.identity.groups.is_empty()
+                            && self.identity.groups.members(&t).is_some() =>
+                    {
+                        self.sender_aor(msg, buf).or(Some(t))
+                    }
                     t => t,
                 }
             };

@@ -45,8 +45,9 @@ struct Network {
     b_home: Server,
     c: Server,
     d: Server,
-    /// C's configuration file (to start it again).
+    /// C's and B's home's configuration files (to start them again).
     c_conf: String,
+    b_conf: String,
     _dir: tempfile::TempDir,
 }
 
@@ -114,6 +115,7 @@ members = [\"sip:alice@a.example\", \"sip:bob@b.example\", \"sip:carol@b.example
         c,
         d,
         c_conf,
+        b_conf,
         _dir: dir,
     }
 }
@@ -150,6 +152,10 @@ fn fetch(n: &Network, user: &str, ip: &str) -> Vec<Fetched> {
         .fetch("sip:deferred@b.example", &[], |m| got.push(m.clone()))
         .unwrap();
     assert_eq!(list.len(), got.len());
+    for (l, m) in list.iter().zip(&got) {
+        // The message's CPIM DateTime is the time the list gave: when it was stored.
+        assert_eq!(l.stored, m.date_time);
+    }
     // Exactly once: nothing waits any more.
     let again = c.fetch("sip:deferred@b.example", &[], |_| {}).unwrap();
     assert!(again.is_empty(), "{user}: {again:?} (first: {list:?})");
@@ -178,6 +184,16 @@ fn check(got: &[Fetched], body: &[u8]) {
     assert_eq!(got.len(), 1, "one message");
     assert!(got[0].body == body, "byte-exact");
     assert_eq!(got[0].from, "sip:alice@a.example", "the original sender");
+    // The time it was stored: within the last hour (RFC 3339, UTC, to the second).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let window: Vec<String> = (0..=3600u64)
+        .map(|s| imrelay::wire::rfc3339(now_ms - s * 1000)[..19].to_owned())
+        .collect();
+    let stored = got[0].date_time.get(..19).unwrap_or_default();
+    assert!(window.iter().any(|w| w == stored), "{}", got[0].date_time);
 }
 
 #[test]
@@ -202,7 +218,16 @@ fn figures_1_and_5_every_home_participating() {
     assert_eq!(got.len(), 2);
     check(&got[..1], &body);
     check(&got[1..], &second);
-    drop(n.d);
+    // Cleanup: no bridge and no dialog is left on any server.
+    let mut n = n;
+    for s in [&mut n.a_home, &mut n.b_home, &mut n.c] {
+        assert!(s.terminate().success());
+        let stopped = s.wait_line("imrelay: stopped: ");
+        assert!(
+            stopped.ends_with(", 0 bridges and 0 dialogs open"),
+            "{stopped}"
+        );
+    }
 }
 
 #[test]
@@ -341,4 +366,21 @@ fn a_deferred_server_killed_mid_transfer_through_participating_homes_loses_nothi
     assert_eq!(alice_sends(&n, "sip:bob@b.example", &body).0, 200);
     let got = fetch(&n, "sip:bob@b.example", "127.0.0.6");
     check(&got, &body);
+}
+
+/// B's home restarts (its registrations are in memory) while C still holds Bob's
+/// third-party registration: a session for Bob reaching C is stored, not routed back.
+#[test]
+fn a_deferred_server_that_thinks_a_user_is_online_still_stores_for_it() {
+    let mut n = network("non-participating");
+    let mut bob = client(n.b_home.sip, "sip:bob@b.example", "127.0.0.6");
+    bob.register(300).unwrap();
+    let addr = n.b_home.sip.to_string();
+    let state = std::mem::replace(&mut n.b_home.state, tempfile::tempdir().unwrap());
+    n.b_home.child.kill().unwrap();
+    n.b_home.child.wait().unwrap();
+    n.b_home = Server::start_at(&addr, state, &["--cores", "1", "--config", &n.b_conf]);
+    let body = bytes(200_000, 37);
+    assert_eq!(alice_sends(&n, "sip:bob@b.example", &body).0, 200);
+    check(&fetch(&n, "sip:bob@b.example", "127.0.0.6"), &body);
 }

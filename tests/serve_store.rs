@@ -82,7 +82,7 @@ fn the_server_recovers_the_store_holds_it_and_leaves_it_whole() {
 
     assert!(server.terminate().success());
     let stopped = server.wait_line("imrelay: stopped: ");
-    assert!(stopped.ends_with(", 0 messages stored"), "{stopped}");
+    assert!(stopped.contains(", 0 messages stored,"), "{stopped}");
 
     // The server left one journal per shard; the next opener replays them, and every
     // message is where it was.

@@ -681,7 +681,10 @@ fn read_messages(
             // An empty SEND (a keep-alive).
             continue;
         }
-        let f = match crate::cpim::parse_head(&whole) {
+        let cpim = m
+            .header("Content-Type")
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("message/cpim"));
+        let f = match crate::cpim::parse_head(&whole).filter(|_| cpim) {
             Some((head, at)) => Fetched {
                 id: head.imdn_id,
                 from: head.from,

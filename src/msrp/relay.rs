@@ -658,13 +658,21 @@ impl Relay {
                 .filter(|(_, s)| s.deadline <= now)
                 .map(|(t, _)| *t)
                 .collect();
+            // One failure REPORT per message, however many of its chunks are late.
+            let mut told: Vec<(Inline32, Inline32)> = Vec::new();
             for tid in late {
                 let expired = self.sent.remove(&tid);
                 if let Some(h) = expired.as_ref().and_then(|s| s.hold) {
                     self.settle_final(h, 408);
                 }
                 if let Some(s) = expired.filter(|s| s.failure_report == FailureReport::Yes) {
-                    self.report_sent(&s, 408, "Transaction-did-not-complete-in-allotted-time");
+                    let seen = told.iter().any(|(a, b)| {
+                        a.get() == s.from_session.get() && b.get() == s.message_id.get()
+                    });
+                    if !seen {
+                        told.push((s.from_session, s.message_id));
+                        self.report_sent(&s, 408, "Transaction-did-not-complete-in-allotted-time");
+                    }
                 }
             }
             self.sweep_at = (!self.sent.is_empty()).then_some(now + SWEEP_INTERVAL);
@@ -810,7 +818,11 @@ impl Relay {
         if i.refuse.is_none() && matches!(i.route, Route::Leg) && i.method == Some(Method::Report) {
             let status = head.status(bytes).ok().flatten().unwrap_or(0);
             let message_id = head.value(bytes, HeaderName::MessageId).unwrap_or_default();
-            if !self.report_goes_on(session.unwrap_or_default(), message_id, status) {
+            let whole = matches!(
+                range,
+                Ok(super::parse::ByteRange { start: 1, end: Some(e), total: Some(t) }) if e == t
+            );
+            if !self.report_goes_on(session.unwrap_or_default(), message_id, status, whole) {
                 i.route = Route::None;
                 self.set_inbound(conn, i);
                 return;
@@ -1445,6 +1457,9 @@ impl Relay {
     ) {
         if message_id.is_empty() {
             return;
+        }
+        if status != 200 {
+            self.failure_told(from_session, message_id);
         }
         let Some(s) = self.sessions.get(from_session) else {
             return;

@@ -273,7 +273,11 @@ pub fn serve_with_reload(
             return;
         };
         match reload() {
-            Ok(new) => {
+            Ok(mut new) => {
+                // Groups are named as the shards name users: by the domains they started
+                // with (other settings need a restart).
+                new.server = cfg.server.clone();
+                new.roles.group.enabled = cfg.roles.group.enabled;
                 let table = new.group_table();
                 let n = table.len();
                 groups.replace(table);
@@ -317,13 +321,15 @@ pub fn serve_with_reload(
     }
     announce(&format!(
         "stopped: {} requests, {} responses sent, {} malformed, {} retransmissions absorbed, \
-         {} handed to their owner shard, {} messages stored",
+         {} handed to their owner shard, {} messages stored, {} bridges and {} dialogs open",
         report.totals.requests,
         report.totals.responses_sent,
         report.totals.malformed,
         report.totals.retransmissions_absorbed,
         report.totals.handoffs_out,
-        report.store.stored
+        report.store.stored,
+        report.totals.bridges,
+        report.totals.dialogs
     ));
     Ok(report)
 }

@@ -184,15 +184,23 @@ impl Core {
         }
     }
 
-    /// Whether a request that names `aor` as its sender may speak for it: it came from
-    /// where that user registered here, from a server we route to or trust (its home,
-    /// which vouches for it), or from this server itself.
+    /// Whether a request that names `aor` as its sender may speak for it: this server
+    /// itself; for a user of ours, where that user registered here (this shard owns it:
+    /// group requests are handed to the sender's shard); for a user elsewhere, a server we
+    /// route to or trust (its home, which vouches for it).
     fn vouched(&self, now: Instant, peer: Peer, aor: &[u8]) -> bool {
+        if peer.addr == self.identity.addr {
+            return true;
+        }
+        let ours = SipUri::parse(aor)
+            .ok()
+            .is_some_and(|u| self.identity.is_myself(u.host_bytes(), u.port()));
+        if ours {
+            return self.registered_from(now, peer, aor);
+        }
         let ip = peer.addr.ip();
-        peer.addr == self.identity.addr
-            || self.identity.routes.iter().any(|(_, hop)| hop.ip() == ip)
+        self.identity.routes.iter().any(|(_, hop)| hop.ip() == ip)
             || self.identity.deferred_trusted.contains(&ip)
-            || self.registered_from(now, peer, aor)
     }
 
     /// A session-mode `INVITE` (an MSRP offer, no `To` tag) that a participating role

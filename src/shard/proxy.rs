@@ -181,7 +181,15 @@ impl Core {
                 .identity
                 .deferred_server
                 .filter(|_| msg.method() == Some(Method::Invite));
-            let Some(b) = self.registrar.lookup(now_ms, &aor).next() else {
+            // A server without the home role (a deferred server apart) knows its users'
+            // registrations only to reach them through their home (third-party REGISTER):
+            // a session for one of them is one to store, not to route back.
+            let binding = self
+                .registrar
+                .lookup(now_ms, &aor)
+                .next()
+                .filter(|_| self.identity.home);
+            let Some(b) = binding else {
                 // The home role hands a session (or a retrieval) for a user who is offline
                 // to the deferred server (DESIGN §3 step 3), the Request-URI unchanged.
                 if let Some(ds) = offline_to_deferred {

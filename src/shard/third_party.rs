@@ -36,11 +36,19 @@ impl Core {
             .and_then(|u| u.user().map(<[u8]>::to_vec))
             .unwrap_or_default();
         let now_ms = self.unix_ms(now);
+        if msg.header(HeaderName::Contact).is_none() {
+            // A query changes nothing.
+            return;
+        }
+        // Never below the registrar's minimum (a last binding about to lapse would be
+        // refused `423` and the longer old one kept).
         let expires = list
             .iter()
             .map(|b| b.remaining_secs(now_ms))
             .max()
-            .unwrap_or(0);
+            .map_or(0, |e| {
+                e.max(u64::from(crate::limits::REGISTRAR_EXPIRES_MIN_SECS))
+            });
         let to = Peer {
             transport: Transport::Udp,
             addr: ds,
@@ -49,6 +57,12 @@ impl Core {
         let via = self.via_for(to, cid);
         let mut tag = [0u8; 16];
         let from_tag = self.tag(&mut tag).to_vec();
+        self.third_party_cseq += 1;
+        if self.third_party_cseq > 0x7fff_ffff {
+            // CSeq numbers stay below 2^31 (§8.1.1.5): a new Call-ID starts them again.
+            self.boot_id = self.boot_id.rotate_left(1) ^ 0x5851_F42D_4C95_7F2D;
+            self.third_party_cseq = 1;
+        }
         // One Call-ID per user for this process's life (its number stands for the process),
         // and rising CSeq numbers: later registrations replace earlier ones (§10.3).
         let mut call_id = Vec::with_capacity(64);
@@ -57,7 +71,6 @@ impl Core {
         call_id.extend_from_slice(&user);
         call_id.push(b'@');
         call_id.extend_from_slice(self.sent_by.as_bytes());
-        self.third_party_cseq = self.third_party_cseq.wrapping_add(1) & 0x7fff_ffff;
         let host = aor
             .rsplit(|&b| b == b'@')
             .next()

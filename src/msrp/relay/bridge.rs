@@ -84,6 +84,10 @@ impl Relay {
         if s.conn.is_some() || s.outbox || s.store.is_some() || s.peer_path.is_empty() {
             return false;
         }
+        if !self.conns.contains_key(&conn) {
+            // Torn down by the relay already (its close is on its way): not reused.
+            return false;
+        }
         s.conn = Some(conn);
         let mut head = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(256));
         let tid = new_tid(&self.tid_key, &mut self.tid_counter);
@@ -111,7 +115,13 @@ impl Relay {
     /// Whether a `REPORT` from bridge leg `leg` goes on to the caller: always, but for a
     /// fan-out, where the caller gets one success `REPORT` per message — once every leg
     /// sent one — or the first failure (later ones for that message stay here).
-    pub(super) fn report_goes_on(&mut self, leg: &[u8], message_id: &[u8], status: u16) -> bool {
+    pub(super) fn report_goes_on(
+        &mut self,
+        leg: &[u8],
+        message_id: &[u8],
+        status: u16,
+        whole: bool,
+    ) -> bool {
         let Some(up_id) = self.sessions.get(leg).map(|s| s.other.clone()) else {
             return true;
         };
@@ -134,12 +144,27 @@ impl Relay {
             entry.1 = true;
             return true;
         }
+        if !whole {
+            // A receiver's report on part of the message (RFC 4975 §7.1.2) counts for
+            // nothing here.
+            return false;
+        }
         entry.0 += 1;
         if entry.0 >= legs {
             up.reports.remove(message_id);
             return true;
         }
         false
+    }
+
+    /// A failure was reported to a fan-out's caller for `message_id` (by this relay): the
+    /// legs' later reports on it stay here.
+    pub(super) fn failure_told(&mut self, session: &[u8], message_id: &[u8]) {
+        if let Some(up) = self.sessions.get_mut(session) {
+            if up.caller_side && !up.fan.is_empty() {
+                up.reports.entry(message_id.to_vec()).or_insert((0, true)).1 = true;
+            }
+        }
     }
 
     /// Whether `session` (an id) is a side of a bridge.
