@@ -35,6 +35,7 @@ pub mod config;
 pub mod cpim;
 pub mod deferred_list;
 pub mod limits;
+pub mod loadgen;
 pub mod msrp;
 pub mod registrar;
 pub mod runtime;

@@ -26,6 +26,61 @@ enum Command {
     Store(StoreArgs),
     /// A small SIP user agent over UDP: register, send pager messages, listen for them.
     Client(ClientArgs),
+    /// Load a server with one scenario (open loop at a rate, or session by session) and
+    /// report latency percentiles, throughput and the generator's own CPU.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// What to load the server with.
+    #[arg(value_enum)]
+    scenario: imrelay::loadgen::Scenario,
+    /// The server's SIP address.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:5060")]
+    server: std::net::SocketAddr,
+    /// The users' domain.
+    #[arg(long, default_value = "localhost")]
+    domain: String,
+    /// Open loop: requests per second (the first step of a ramp).
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Requests (open loop) or operations (sessions).
+    #[arg(long, default_value_t = 10_000)]
+    count: u64,
+    /// Session scenarios: message size in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    size: usize,
+    /// Distinct users (open loop), or the group's size (group: bytes carried = size × N).
+    #[arg(long, default_value_t = imrelay::loadgen::BENCH_USERS_DEFAULT)]
+    users: u32,
+    /// The group to send to (group scenario); the sender `sip:sender-<run>@<domain>` must be
+    /// one of its members.
+    #[arg(long, value_name = "URI")]
+    group: Option<String>,
+    /// Where the generator's sockets bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    local: std::net::IpAddr,
+    /// Rising rates (×1.25 a step of --step-secs) until a step loses or refuses a request or
+    /// falls behind; prints each step and the highest clean rate.
+    #[arg(long)]
+    ramp: bool,
+    #[arg(long, default_value_t = 5)]
+    step_secs: u64,
+    #[arg(long, default_value_t = 200_000)]
+    max_rate: u64,
+    /// Pin the generator to this CPU (keep it off the server's).
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// The server's process id: its CPU time over the run is reported per request.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Write the latency distribution (HdrHistogram .hgrm text) here.
+    #[arg(long, value_name = "FILE")]
+    hgrm: Option<std::path::PathBuf>,
+    /// A tag for this run's users and Call-IDs (default: from the time).
+    #[arg(long)]
+    run: Option<String>,
 }
 
 #[derive(Args)]
@@ -194,6 +249,85 @@ fn main() -> ExitCode {
             },
         ),
         Command::Client(args) => client(args),
+        Command::Bench(args) => bench(args),
+    }
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
+    use imrelay::loadgen;
+    if let Some(cpu) = args.cpu {
+        if !loadgen::pin_to(cpu) {
+            eprintln!("imrelay bench: cannot pin to CPU {cpu}; running unpinned");
+        }
+    }
+    let run = args.run.clone().unwrap_or_else(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!("{:x}", t % (1 << 40))
+    });
+    let plan = loadgen::Plan {
+        scenario: args.scenario,
+        server: args.server,
+        domain: args.domain.clone(),
+        rate: args.rate,
+        count: args.count,
+        size: args.size,
+        users: args.users,
+        local: args.local,
+        run,
+        group: args.group.clone(),
+    };
+    let name = clap::ValueEnum::to_possible_value(&args.scenario)
+        .map_or_else(|| "bench".to_owned(), |v| v.get_name().to_owned());
+    let server_cpu0 = args.server_pid.and_then(loadgen::pid_cpu);
+    let server_cpu = |sent: u64| match (args.server_pid.and_then(loadgen::pid_cpu), server_cpu0) {
+        (Some(b), Some(a)) => format!(
+            "; server CPU {:.2} s ({:.1} µs per request)",
+            b - a,
+            (b - a) * 1e6 / sent.max(1) as f64
+        ),
+        _ => String::new(),
+    };
+    let result = if args.ramp {
+        loadgen::ramp(&plan, args.step_secs, args.max_rate).map(|steps| {
+            let mut best = None;
+            for (rate, r) in &steps {
+                println!("rate {rate}/s: {}", r.summary(&name));
+                if r.clean() {
+                    best = Some(*rate);
+                }
+            }
+            match best {
+                Some(b) => println!("{name}: highest clean rate {b}/s"),
+                None => println!("{name}: no clean step (start lower with --rate)"),
+            }
+            steps
+                .into_iter()
+                .rev()
+                .find(|(_, r)| r.clean())
+                .map(|(_, r)| r)
+        })
+    } else {
+        loadgen::run(&plan).map(|r| {
+            println!("{}{}", r.summary(&name), server_cpu(r.sent));
+            Some(r)
+        })
+    };
+    match result {
+        Ok(r) => {
+            if let (Some(path), Some(r)) = (&args.hgrm, r) {
+                if let Err(e) = std::fs::write(path, loadgen::hgrm(&r.latency_us)) {
+                    eprintln!("imrelay bench: {}: {e}", path.display());
+                    return ExitCode::from(1);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("imrelay bench: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
