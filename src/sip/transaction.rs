@@ -206,6 +206,11 @@ pub struct ServerTransactions {
     capacity: usize,
     /// Bytes of stored responses of live transactions.
     stored_bytes: usize,
+    /// Non-INVITE transactions in Completed (Timer J running), oldest first, as (slot,
+    /// generation): when the table is full the oldest of them makes room for a new request
+    /// instead of the request being refused (see [`ServerTransactions::on_request`]).
+    completed: std::collections::VecDeque<(u32, u32)>,
+    evicted: u64,
 }
 
 /// Capacity a free slot's response buffer keeps, in bytes (a typical response fits).
@@ -229,6 +234,8 @@ impl ServerTransactions {
             outputs: std::collections::VecDeque::new(),
             capacity,
             stored_bytes: 0,
+            completed: std::collections::VecDeque::new(),
+            evicted: 0,
         }
     }
 
@@ -290,7 +297,7 @@ impl ServerTransactions {
         if is_ack {
             return RequestMatch::AckForTu;
         }
-        if self.index.len() >= self.capacity {
+        if self.index.len() >= self.capacity && !self.evict_completed() {
             return RequestMatch::Full;
         }
         let kind = key.kind();
@@ -389,8 +396,53 @@ impl ServerTransactions {
                 s.state = ServerTxState::Completed;
                 let wait = if reliable { Duration::ZERO } else { 64 * T1 };
                 arm(&mut self.timers, wait, TimerName::J);
+                if !reliable {
+                    self.completed.push_back((slot, gen));
+                    self.trim_completed();
+                }
             }
         }
+    }
+
+    /// Whether `(slot, gen)` is still a live non-INVITE transaction in Completed.
+    fn is_completed(&self, (slot, gen): (u32, u32)) -> bool {
+        self.slots.get(slot as usize).is_some_and(|s| {
+            s.live
+                && s.generation == gen
+                && s.kind == TxKind::NonInvite
+                && s.state == ServerTxState::Completed
+        })
+    }
+
+    /// Drops entries of `completed` that ended on their own (Timer J) from its front.
+    fn trim_completed(&mut self) {
+        while let Some(&front) = self.completed.front() {
+            if self.is_completed(front) {
+                break;
+            }
+            self.completed.pop_front();
+        }
+    }
+
+    /// The table is full: the oldest non-INVITE transaction in Completed — its final answer
+    /// sent, kept only to answer retransmissions — ends early (a retransmission of it after
+    /// this is taken as a new request). Under a sustained load over `capacity / 32 s` this
+    /// shortens Timer J instead of refusing new requests. Returns whether one ended.
+    fn evict_completed(&mut self) -> bool {
+        self.trim_completed();
+        match self.completed.pop_front() {
+            Some((slot, _)) => {
+                self.terminate(slot);
+                self.evicted += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Completed transactions ended early to make room (see `evict_completed`).
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// The stored response of `id` (for [`TxOutput::Resend`]).

@@ -355,3 +355,35 @@ fn stored_responses_are_bounded_in_bytes() {
     assert!(t.response(id).is_some());
     t.invariants();
 }
+
+#[test]
+fn a_full_table_ends_its_oldest_completed_non_invite_to_take_a_new_request() {
+    let mut t = ServerTransactions::with_capacity(3);
+    let t0 = Instant::now();
+    let a = new_tx(&mut t, t0, key(TxKind::NonInvite, "a"), udp());
+    let b = new_tx(&mut t, t0, key(TxKind::NonInvite, "b"), udp());
+    let c = new_tx(&mut t, t0, key(TxKind::NonInvite, "c"), udp());
+    // c and a answered (Timer J runs, 32 s over UDP), in that order; b is still working.
+    t.on_response(t0, c, 200, b"SIP/2.0 200 OK\r\n\r\n", udp());
+    t.on_response(t0, a, 200, b"SIP/2.0 200 OK\r\n\r\n", udp());
+    let d = new_tx(&mut t, t0, key(TxKind::NonInvite, "d"), udp());
+    assert_eq!(t.state(c), None, "the oldest completed one made room");
+    assert_eq!(t.state(a), Some(ServerTxState::Completed));
+    assert_eq!(t.state(b), Some(ServerTxState::Trying));
+    assert_eq!(t.state(d), Some(ServerTxState::Trying));
+    let e = new_tx(&mut t, t0, key(TxKind::NonInvite, "e"), udp());
+    assert_eq!(t.state(a), None);
+    assert_eq!(t.evicted(), 2);
+    // Nothing completed left (b, d, e work): a new request is refused.
+    assert_eq!(
+        t.on_request(t0, key(TxKind::NonInvite, "f"), false, udp()),
+        RequestMatch::Full
+    );
+    // A retransmission of the evicted c is a new request once there is room again.
+    t.on_response(t0, e, 200, b"SIP/2.0 200 OK\r\n\r\n", udp());
+    assert!(matches!(
+        t.on_request(t0, key(TxKind::NonInvite, "c"), false, udp()),
+        RequestMatch::New(_)
+    ));
+    t.invariants();
+}
