@@ -93,6 +93,8 @@ pub struct Report {
     /// Bytes carried (session scenarios).
     pub bytes: u64,
     pub latency_us: Histogram<u64>,
+    /// Error answers by status.
+    pub statuses: std::collections::BTreeMap<u16, u64>,
 }
 
 impl Report {
@@ -122,6 +124,14 @@ impl Report {
             self.generator_cpu * 1e6 / self.sent.max(1) as f64,
             self.behind_us as f64 / 1000.0,
         );
+        if !self.statuses.is_empty() {
+            let list: Vec<String> = self
+                .statuses
+                .iter()
+                .map(|(code, n)| format!("{n}×{code}"))
+                .collect();
+            s.push_str(&format!("; errors {}", list.join(" ")));
+        }
         if self.bytes > 0 {
             s.push_str(&format!(
                 "; {:.1} MiB/s",
@@ -182,16 +192,38 @@ pub fn process_cpu() -> f64 {
     t(ru.ru_utime) + t(ru.ru_stime)
 }
 
-/// Another process's CPU time (user + system), seconds, from `/proc/<pid>/stat`.
+/// The CPU time (user + system), seconds, of process `pid` and every process below it (a
+/// server that forks workers, as Kamailio does), from `/proc/<pid>/stat`.
 pub fn pid_cpu(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command (which may hold spaces) start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // (ppid, ticks) of a process, from the fields after its command (which may hold
+    // spaces: they start after the last ')').
+    fn stat(pid: u32) -> Option<(u32, f64)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ppid = f.get(1)?.parse().ok()?;
+        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        Some((ppid, ticks))
+    }
+    let (_, own) = stat(pid)?;
+    let mut total = own;
+    let mut parents = vec![pid];
+    let all: Vec<(u32, u32, f64)> = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| stat(p).map(|(pp, t)| (p, pp, t)))
+        .collect();
+    while let Some(parent) = parents.pop() {
+        for &(p, pp, t) in &all {
+            if pp == parent && p != pid {
+                total += t;
+                parents.push(p);
+            }
+        }
+    }
     // SAFETY: sysconf with a valid name.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| ticks / hz as f64)
+    (hz > 0).then(|| total / hz as f64)
 }
 
 /// Pins the calling thread to `cpu` (best effort; false when it could not).
@@ -399,6 +431,7 @@ fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
             let mut h = histogram();
             let mut ok = 0u64;
             let mut failed = 0u64;
+            let mut statuses = std::collections::BTreeMap::new();
             let mut last = Instant::now();
             let mut buf = vec![0u8; 65536];
             let mut drain_until: Option<Instant> = None;
@@ -435,9 +468,10 @@ fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
                     let _ = h.record(us.max(1));
                 } else {
                     failed += 1;
+                    *statuses.entry(status).or_insert(0u64) += 1;
                 }
             }
-            (h, ok, failed, last)
+            (h, ok, failed, last, statuses)
         })
     };
     let mut behind_us = 0u64;
@@ -453,7 +487,7 @@ fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
         sock.send_to(&req, plan.server)?;
     }
     done_sending.store(true, Ordering::Relaxed);
-    let (h, ok, failed, last) = reader_thread
+    let (h, ok, failed, last, statuses) = reader_thread
         .join()
         .map_err(|_| BenchError("the reader thread failed".into()))?;
     let generator_cpu = process_cpu() - cpu0;
@@ -473,6 +507,7 @@ fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
         generator_cpu,
         bytes: 0,
         latency_us: h,
+        statuses,
     })
 }
 
@@ -623,6 +658,7 @@ fn closed_loop(plan: &Plan) -> Result<Report, BenchError> {
         generator_cpu: process_cpu() - cpu0,
         bytes,
         latency_us: h,
+        statuses: std::collections::BTreeMap::new(),
     })
 }
 

@@ -146,6 +146,9 @@ pub struct ClientTransactions {
     counter: u64,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer, u32)>>,
     out: VecDeque<ClientOutput>,
+    /// Non-INVITE transactions in Completed (Timer K running, only to absorb retransmitted
+    /// responses), oldest first: when the table is full the oldest ends to make room.
+    completed: VecDeque<u64>,
 }
 
 impl ClientTransactions {
@@ -157,7 +160,25 @@ impl ClientTransactions {
             counter: seed,
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
+            completed: VecDeque::new(),
         }
+    }
+
+    /// The table is full: ends the oldest non-INVITE transaction that only waits out Timer
+    /// K (a response retransmitted to it later is dropped as one for no transaction).
+    /// Returns whether one ended.
+    fn evict_completed(&mut self) -> bool {
+        while let Some(id) = self.completed.pop_front() {
+            let done = self
+                .txs
+                .get(&id)
+                .is_some_and(|t| t.state == ClientState::Completed && t.method != Method::Invite);
+            if done {
+                self.txs.remove(&id);
+                return true;
+            }
+        }
+        false
     }
 
     /// Draws the number of the next transaction (its branch is minted from it before the
@@ -182,7 +203,7 @@ impl ClientTransactions {
         to: Peer,
         request: Vec<u8>,
     ) -> Result<(), Full> {
-        if self.txs.len() >= CLIENT_TRANSACTIONS_PER_SHARD_MAX {
+        if self.txs.len() >= CLIENT_TRANSACTIONS_PER_SHARD_MAX && !self.evict_completed() {
             return Err(Full);
         }
         let id = if method == Method::Cancel {
@@ -258,6 +279,15 @@ impl ClientTransactions {
                 } else {
                     self.timers
                         .push(Reverse((now + T4, id, Timer::K, tx.armed)));
+                    self.completed.push_back(id);
+                    if self.completed.len() > 2 * CLIENT_TRANSACTIONS_PER_SHARD_MAX {
+                        // Entries of transactions Timer K already ended: forgotten.
+                        let txs = &self.txs;
+                        self.completed.retain(|id| {
+                            txs.get(id)
+                                .is_some_and(|t| t.state == ClientState::Completed)
+                        });
+                    }
                 }
                 ResponseMatch::Deliver
             }
@@ -554,6 +584,40 @@ mod tests {
         assert_eq!(
             c.on_response(t0, id, Method::Message, 200),
             ResponseMatch::Deliver
+        );
+    }
+
+    #[test]
+    fn a_full_table_ends_its_oldest_answered_non_invite_to_start_a_new_one() {
+        let mut c = ClientTransactions::new(5);
+        let t0 = Instant::now();
+        let mut ids = Vec::new();
+        for _ in 0..CLIENT_TRANSACTIONS_PER_SHARD_MAX {
+            let id = c.next_id();
+            c.start(t0, id, Method::Message, udp(), b"M".to_vec())
+                .unwrap();
+            ids.push(id);
+        }
+        let extra = c.next_id();
+        assert_eq!(
+            c.start(t0, extra, Method::Message, udp(), b"M".to_vec()),
+            Err(Full)
+        );
+        // Two answered (Timer K runs): the older makes room for the next request.
+        c.on_response(t0, ids[7], Method::Message, 200);
+        c.on_response(t0, ids[3], Method::Message, 200);
+        assert!(c
+            .start(t0, extra, Method::Message, udp(), b"M".to_vec())
+            .is_ok());
+        assert_eq!(
+            c.state_of(ids[7], Method::Message),
+            None,
+            "the oldest answered one"
+        );
+        assert!(c.state_of(ids[3], Method::Message).is_some());
+        assert_eq!(
+            c.on_response(t0, ids[7], Method::Message, 200),
+            ResponseMatch::Absorbed
         );
     }
 
