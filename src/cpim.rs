@@ -20,9 +20,10 @@ pub fn write_head(
     out.extend_from_slice(b">\r\nTo: <");
     out.extend_from_slice(to);
     out.extend_from_slice(b">\r\nDateTime: ");
-    out.extend_from_slice(crate::wire::rfc3339(stored_at_ms).as_bytes());
+    crate::wire::push_rfc3339(out, stored_at_ms);
     out.extend_from_slice(b"\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: ");
-    out.extend_from_slice(id.to_string().as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = std::io::Write::write_fmt(out, format_args!("{id}"));
     out.extend_from_slice(b"\r\n\r\nContent-Type: ");
     out.extend_from_slice(if content_type.is_empty() {
         b"application/octet-stream"

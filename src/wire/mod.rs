@@ -189,16 +189,26 @@ pub fn civil_date(days: u64) -> (u64, u64, u64) {
 /// Unix time `ms` as an RFC 3339 UTC timestamp with milliseconds
 /// (`2026-11-26T12:00:00.000Z`): CPIM's `DateTime` (RFC 3862 §4.7.3) and our lists.
 pub fn rfc3339(ms: u64) -> String {
+    let mut out = Vec::with_capacity(24);
+    push_rfc3339(&mut out, ms);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends [`rfc3339`]'s text to `out` (no allocation beyond `out`'s own growth).
+pub fn push_rfc3339(out: &mut Vec<u8>, ms: u64) {
+    use std::io::Write;
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_date(days);
-    format!(
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
         ms % 1000
-    )
+    );
 }
 
 /// Appends Unix time `ms` as an RFC 1123 date in GMT (`Sun, 06 Nov 1994 08:49:37 GMT`), the
