@@ -511,6 +511,15 @@ fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
     })
 }
 
+/// Sends `body` to `to` in session mode; an answer other than `200` is an error.
+fn send_one(sender: &mut Client, to: &str, body: &[u8]) -> Result<(), BenchError> {
+    let a = sender.send_session(to, "application/octet-stream", body, 64 * 1024, |_, _| {})?;
+    if a.code != 200 {
+        return Err(BenchError(format!("answered {}", a.code)));
+    }
+    Ok(())
+}
+
 /// A closed-loop run of session operations (see the module's documentation).
 fn closed_loop(plan: &Plan) -> Result<Report, BenchError> {
     let d = plan.domain.clone();
@@ -543,13 +552,7 @@ fn closed_loop(plan: &Plan) -> Result<Report, BenchError> {
             if plan.scenario == Scenario::Retrieve {
                 // The messages to retrieve, stored first (not timed).
                 for _ in 0..count {
-                    sender.send_session(
-                        &recipient,
-                        "application/octet-stream",
-                        &body,
-                        64 * 1024,
-                        |_, _| {},
-                    )?;
+                    send_one(&mut sender, &recipient, &body)?;
                 }
                 let mut r = Client::new(plan.server, &recipient, local)?;
                 r.register(300)?;
@@ -570,16 +573,7 @@ fn closed_loop(plan: &Plan) -> Result<Report, BenchError> {
             } else {
                 for _ in 0..count {
                     op(&mut || {
-                        let a = sender.send_session(
-                            &recipient,
-                            "application/octet-stream",
-                            &body,
-                            64 * 1024,
-                            |_, _| {},
-                        )?;
-                        if a.code != 200 {
-                            return Err(BenchError(format!("answered {}", a.code)));
-                        }
+                        send_one(&mut sender, &recipient, &body)?;
                         Ok(body.len() as u64)
                     });
                 }
@@ -587,23 +581,16 @@ fn closed_loop(plan: &Plan) -> Result<Report, BenchError> {
         }
         Scenario::Group => {
             let group = plan.group.clone().ok_or_else(|| {
-                BenchError("group needs --group URI (and --user, a member)".into())
+                BenchError(format!(
+                    "group needs --group URI, with sip:sender-{run}@{d} among its members"
+                ))
             })?;
             let from = format!("sip:sender-{run}@{d}");
             let mut sender = Client::new(plan.server, &from, local)?;
             sender.register(300)?;
             for _ in 0..count {
                 op(&mut || {
-                    let a = sender.send_session(
-                        &group,
-                        "application/octet-stream",
-                        &body,
-                        64 * 1024,
-                        |_, _| {},
-                    )?;
-                    if a.code != 200 {
-                        return Err(BenchError(format!("answered {}", a.code)));
-                    }
+                    send_one(&mut sender, &group, &body)?;
                     Ok(body.len() as u64 * u64::from(plan.users.max(1)))
                 });
             }
@@ -626,16 +613,7 @@ fn closed_loop(plan: &Plan) -> Result<Report, BenchError> {
             let mut sender = Client::new(plan.server, &format!("sip:sender-{run}@{d}"), local)?;
             for _ in 0..count {
                 op(&mut || {
-                    let a = sender.send_session(
-                        &to,
-                        "application/octet-stream",
-                        &body,
-                        64 * 1024,
-                        |_, _| {},
-                    )?;
-                    if a.code != 200 {
-                        return Err(BenchError(format!("answered {}", a.code)));
-                    }
+                    send_one(&mut sender, &to, &body)?;
                     let got = rx
                         .recv_timeout(Duration::from_secs(30))
                         .map_err(|_| BenchError("the receiver got nothing".into()))?;
