@@ -146,7 +146,9 @@ impl Report {
 /// HdrHistogram's `.hgrm` text format, which its plotting tools read.
 pub fn hgrm(h: &Histogram<u64>) -> String {
     let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
+    let mut total = 0u64;
     for v in h.iter_quantiles(5) {
+        total += v.count_since_last_iteration();
         let p = v.quantile_iterated_to();
         let inv = if p < 1.0 {
             format!("{:.2}", 1.0 / (1.0 - p))
@@ -157,18 +159,16 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
             "{:12.3} {:14.12} {:10} {:>14}\n",
             v.value_iterated_to() as f64 / 1000.0,
             p,
-            v.count_since_last_iteration(),
+            total,
             inv
         ));
     }
     out.push_str(&format!(
-        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]\n#[Max     = {:12.3}, Total count    = {:12}]\n#[Buckets = {:12}, SubBuckets     = {:12}]\n",
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]\n#[Max     = {:12.3}, Total count    = {:12}]\n",
         h.mean() / 1000.0,
         h.stdev() / 1000.0,
         h.max() as f64 / 1000.0,
         h.len(),
-        h.buckets(),
-        h.distinct_values(),
     ));
     out
 }
@@ -283,7 +283,7 @@ pub fn ramp(plan: &Plan, step_secs: u64, max_rate: u64) -> Result<Vec<(u64, Repo
     while rate <= max_rate {
         let p = Plan {
             rate,
-            count: (rate * step_secs).clamp(1, BENCH_REQUESTS_MAX),
+            count: rate.saturating_mul(step_secs).clamp(1, BENCH_REQUESTS_MAX),
             run: format!("{}s{k}", plan.run),
             ..plan.clone()
         };
@@ -293,7 +293,10 @@ pub fn ramp(plan: &Plan, step_secs: u64, max_rate: u64) -> Result<Vec<(u64, Repo
         if !clean {
             break;
         }
-        rate = rate + rate / 4 + 1;
+        rate = rate.saturating_add(rate / 4 + 1);
+        if rate == u64::MAX {
+            break;
+        }
         k += 1;
     }
     Ok(steps)

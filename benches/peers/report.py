@@ -52,8 +52,9 @@ for s in scenarios:
     bi, bk = best.get(("imrelay", s)), best.get(("kamailio", s))
     rate = f"{bi} / {bk}" if bi and bk else "–"
     rr = f"{bi / bk:.2f}×" if bi and bk else "–"
+    ratio = lambda a, b: f"{a / b:.2f}×" if b else "–"
     rows.append(
-        f"| {s} | {ci:.1f} | {ck:.1f} | {ci / ck:.2f}× | {pi:.3f} | {pk:.3f} | {pi / pk:.2f}× "
+        f"| {s} | {ci:.1f} | {ck:.1f} | {ratio(ci, ck)} | {pi:.3f} | {pk:.3f} | {ratio(pi, pk)} "
         f"| {fi} / {fk} | {rate} | {rr} |"
     )
 (out / "table.md").write_text("\n".join(rows) + "\n")

@@ -13,9 +13,19 @@ IMRELAY_PORT=${IMRELAY_PORT:-15060}
 KAMAILIO_PORT=${KAMAILIO_PORT:-25060}
 
 if ! command -v kamailio >/dev/null || ! dpkg -s kamailio-sqlite-modules >/dev/null 2>&1 \
-    || ! command -v sqlite3 >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y kamailio kamailio-sqlite-modules sqlite3
+    || ! command -v sqlite3 >/dev/null || ! command -v python3 >/dev/null; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y kamailio kamailio-sqlite-modules sqlite3 python3
 fi
+# The package's own service (stock config on 5060) must not compete for the CPUs.
+systemctl stop kamailio 2>/dev/null || true
+for port in "$IMRELAY_PORT" "$KAMAILIO_PORT"; do
+    if ss -Hulpn "sport = :$port" | grep -q .; then
+        echo "run.sh: UDP port $port is in use (a server left from an earlier run?)" >&2
+        ss -Hulpn "sport = :$port" >&2
+        exit 1
+    fi
+done
 (cd "$ROOT" && cargo build --release --quiet)
 B=$ROOT/target/release/imrelay
 WORK=$(mktemp -d)
@@ -23,9 +33,10 @@ mkdir -p "$OUT"
 rm -f "$OUT"/*.hgrm "$OUT/raw.txt"
 PIDS=()
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    # Each server runs in its own process group (setsid): the group goes, workers and all.
+    for p in "${PIDS[@]}"; do kill -- "-$p" 2>/dev/null || true; done
     sleep 1
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do kill -9 -- "-$p" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -37,13 +48,13 @@ echo "== machine: $(nproc) CPUs, $(uname -r); $($B --version 2>/dev/null || echo
 sqlite3 "$WORK/msilo.db" < /usr/share/kamailio/db_sqlite/standard-create.sql
 sqlite3 "$WORK/msilo.db" < /usr/share/kamailio/db_sqlite/msilo-create.sql
 sqlite3 "$WORK/msilo.db" "PRAGMA journal_mode=WAL;" >/dev/null
-taskset -c 0 kamailio -f "$ROOT/benches/peers/kamailio.cfg" -DD -E -m 1024 -M 16 \
+setsid taskset -c 0 kamailio -f "$ROOT/benches/peers/kamailio.cfg" -DD -E -m 1024 -M 16 \
     -Y "$WORK" -w "$WORK" -P "$WORK/kamailio.pid" \
     -A "DBURL=\"sqlite:///$WORK/msilo.db\"" -A "LISTEN=udp:127.0.0.1:$KAMAILIO_PORT" \
     -A "WORKERS=2" >"$WORK/kamailio.log" 2>&1 &
 PIDS+=($!)
 # imrelay: one shard on CPU 0 (the generator has CPU 1), the embedded default.
-taskset -c 0 "$B" serve --cores 1 --sip-addr "127.0.0.1:$IMRELAY_PORT" --msrp-port 0 \
+setsid taskset -c 0 "$B" serve --cores 1 --sip-addr "127.0.0.1:$IMRELAY_PORT" --msrp-port 0 \
     --state-dir "$WORK/imrelay" >"$WORK/imrelay.log" 2>&1 &
 PIDS+=($!)
 IMRELAY_PID=$!
@@ -51,6 +62,12 @@ for _ in $(seq 1 100); do
     [ -s "$WORK/kamailio.pid" ] && grep -q "ready:" "$WORK/imrelay.log" && break
     sleep 0.1
 done
+if ! kill -0 "$IMRELAY_PID" 2>/dev/null || ! grep -q "ready:" "$WORK/imrelay.log" \
+    || ! [ -s "$WORK/kamailio.pid" ]; then
+    echo "run.sh: a server did not start" >&2
+    tail -5 "$WORK/imrelay.log" "$WORK/kamailio.log" >&2
+    exit 1
+fi
 KAMAILIO_PID=$(cat "$WORK/kamailio.pid")
 echo "== imrelay pid $IMRELAY_PID, kamailio pid $KAMAILIO_PID" | tee -a "$OUT/raw.txt"
 

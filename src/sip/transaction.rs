@@ -209,9 +209,14 @@ pub struct ServerTransactions {
     /// Non-INVITE transactions in Completed (Timer J running), oldest first, as (slot,
     /// generation): when the table is full the oldest of them makes room for a new request
     /// instead of the request being refused (see [`ServerTransactions::on_request`]).
-    completed: std::collections::VecDeque<(u32, u32)>,
+    completed: std::collections::VecDeque<(u32, u32, Instant)>,
     evicted: u64,
 }
+
+/// How long an answered non-INVITE transaction is kept at least, even when the table is
+/// full: a client that lost our final answer retransmits within T2 (4 s), so a
+/// retransmission always finds its transaction (and is not run a second time).
+pub const COMPLETED_KEPT_MIN: Duration = Duration::from_secs(8);
 
 /// Capacity a free slot's response buffer keeps, in bytes (a typical response fits).
 const RESPONSE_BUFFER_KEPT_BYTES: usize = 512;
@@ -297,7 +302,7 @@ impl ServerTransactions {
         if is_ack {
             return RequestMatch::AckForTu;
         }
-        if self.index.len() >= self.capacity && !self.evict_completed() {
+        if self.index.len() >= self.capacity && !self.evict_completed(now) {
             return RequestMatch::Full;
         }
         let kind = key.kind();
@@ -397,7 +402,7 @@ impl ServerTransactions {
                 let wait = if reliable { Duration::ZERO } else { 64 * T1 };
                 arm(&mut self.timers, wait, TimerName::J);
                 if !reliable {
-                    self.completed.push_back((slot, gen));
+                    self.completed.push_back((slot, gen, now));
                     self.trim_completed();
                 }
             }
@@ -405,7 +410,7 @@ impl ServerTransactions {
     }
 
     /// Whether `(slot, gen)` is still a live non-INVITE transaction in Completed.
-    fn is_completed(&self, (slot, gen): (u32, u32)) -> bool {
+    fn is_completed(&self, (slot, gen, _): (u32, u32, Instant)) -> bool {
         self.slots.get(slot as usize).is_some_and(|s| {
             s.live
                 && s.generation == gen
@@ -425,18 +430,20 @@ impl ServerTransactions {
     }
 
     /// The table is full: the oldest non-INVITE transaction in Completed — its final answer
-    /// sent, kept only to answer retransmissions — ends early (a retransmission of it after
-    /// this is taken as a new request). Under a sustained load over `capacity / 32 s` this
-    /// shortens Timer J instead of refusing new requests. Returns whether one ended.
-    fn evict_completed(&mut self) -> bool {
+    /// sent, kept only to answer retransmissions — ends early, once it is at least
+    /// [`COMPLETED_KEPT_MIN`] old. Under a sustained load over `capacity / 32 s` this
+    /// shortens Timer J instead of refusing new requests (up to `capacity / 8 s`). Returns
+    /// whether one ended.
+    fn evict_completed(&mut self, now: Instant) -> bool {
         self.trim_completed();
-        match self.completed.pop_front() {
-            Some((slot, _)) => {
+        match self.completed.front().copied() {
+            Some((slot, _, at)) if now.saturating_duration_since(at) >= COMPLETED_KEPT_MIN => {
+                self.completed.pop_front();
                 self.terminate(slot);
                 self.evicted += 1;
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 

@@ -366,6 +366,12 @@ fn a_full_table_ends_its_oldest_completed_non_invite_to_take_a_new_request() {
     // c and a answered (Timer J runs, 32 s over UDP), in that order; b is still working.
     t.on_response(t0, c, 200, b"SIP/2.0 200 OK\r\n\r\n", udp());
     t.on_response(t0, a, 200, b"SIP/2.0 200 OK\r\n\r\n", udp());
+    // Answered only just now: kept (a lost answer's retransmission must find them).
+    assert_eq!(
+        t.on_request(t0, key(TxKind::NonInvite, "d"), false, udp()),
+        RequestMatch::Full
+    );
+    let t0 = t0 + COMPLETED_KEPT_MIN;
     let d = new_tx(&mut t, t0, key(TxKind::NonInvite, "d"), udp());
     assert_eq!(t.state(c), None, "the oldest completed one made room");
     assert_eq!(t.state(a), Some(ServerTxState::Completed));
@@ -381,8 +387,9 @@ fn a_full_table_ends_its_oldest_completed_non_invite_to_take_a_new_request() {
     );
     // A retransmission of the evicted c is a new request once there is room again.
     t.on_response(t0, e, 200, b"SIP/2.0 200 OK\r\n\r\n", udp());
+    let t1 = t0 + COMPLETED_KEPT_MIN;
     assert!(matches!(
-        t.on_request(t0, key(TxKind::NonInvite, "c"), false, udp()),
+        t.on_request(t1, key(TxKind::NonInvite, "c"), false, udp()),
         RequestMatch::New(_)
     ));
     t.invariants();
