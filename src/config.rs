@@ -854,8 +854,15 @@ impl Config {
         )
     }
 
-    /// The identity this server answers to (RFC 3261 §16.4 "myself").
+    /// The identity this server answers to (RFC 3261 §16.4 "myself"), with its groups.
     pub fn identity(&self) -> Identity {
+        let mut id = self.base_identity();
+        id.groups = GroupTable::new(self.groups_of(&id));
+        id
+    }
+
+    /// [`Config::identity`] without the groups (which are named through it).
+    fn base_identity(&self) -> Identity {
         Identity {
             names: self
                 .server
@@ -893,32 +900,17 @@ impl Config {
             home: self.roles.home.enabled,
             home_participating: self.roles.home.enabled
                 && self.roles.home.mode == Mode::Participating,
-            groups: GroupTable::new(self.group_table()),
+            groups: GroupTable::default(),
         }
     }
 
-    /// The address of record of a SIP URI as the shards name users: canonical, with any
-    /// of our domains or aliases replaced by the primary domain.
-    pub fn home_aor_of(&self, uri: &[u8]) -> Option<Vec<u8>> {
-        let mut aor = crate::registrar::canonical_aor(uri).ok()?;
-        let at = aor.iter().rposition(|&b| b == b'@')?;
-        let host = &aor[at + 1..];
-        let ours = self
-            .server
-            .domains
-            .iter()
-            .chain(self.server.aliases.iter())
-            .any(|d| d.as_bytes().eq_ignore_ascii_case(host));
-        if let Some(primary) = self.server.domains.first().filter(|_| ours) {
-            aor.truncate(at + 1);
-            aor.extend_from_slice(primary.to_ascii_lowercase().as_bytes());
-        }
-        Some(aor)
-    }
-
-    /// The groups by address of record ([`Config::home_aor_of`]), with their members' URIs;
+    /// The groups by address of record ([`Identity::home_aor`]), with their members' URIs;
     /// empty when the group role is off.
     pub fn group_table(&self) -> Groups {
+        self.groups_of(&self.base_identity())
+    }
+
+    fn groups_of(&self, id: &Identity) -> Groups {
         if !self.roles.group.enabled {
             return Groups::new();
         }
@@ -927,7 +919,7 @@ impl Config {
             .groups
             .iter()
             .filter_map(|g| {
-                let aor = self.home_aor_of(g.uri.as_bytes())?;
+                let aor = id.home_aor(g.uri.as_bytes())?;
                 let members = g.members.iter().map(|m| m.as_bytes().to_vec()).collect();
                 Some((aor, members))
             })
@@ -941,6 +933,7 @@ impl Config {
     /// [`GROUPS_MAX`] groups, no group twice; and the group role always participates.
     fn validate_groups(&self) -> Result<(), ConfigError> {
         use crate::limits::{GROUPS_MAX, GROUP_MEMBERS_MAX};
+        let id = self.base_identity();
         if !self.roles.home.groups.is_empty() {
             return Err(ConfigError::invalid(
                 "roles.home.groups",
@@ -988,7 +981,7 @@ impl Config {
                     format!("{:?} is not in one of server.domains", group.uri),
                 ));
             }
-            let aor = self.home_aor_of(group.uri.as_bytes()).unwrap_or_default();
+            let aor = id.home_aor(group.uri.as_bytes()).unwrap_or_default();
             if !seen.insert(aor) {
                 return Err(ConfigError::invalid(
                     &format!("{key}.uri"),
@@ -1010,7 +1003,7 @@ impl Config {
                         format!("{m:?} is not a SIP URI with a user"),
                     ));
                 }
-                let aor = self.home_aor_of(m.as_bytes()).unwrap_or_default();
+                let aor = id.home_aor(m.as_bytes()).unwrap_or_default();
                 if !members.insert(aor.clone()) {
                     return Err(ConfigError::invalid(&at, format!("{m:?} is listed twice")));
                 }
@@ -1018,7 +1011,7 @@ impl Config {
                 let is_group = g
                     .groups
                     .iter()
-                    .any(|o| self.home_aor_of(o.uri.as_bytes()).as_ref() == Some(&aor));
+                    .any(|o| id.home_aor(o.uri.as_bytes()).as_ref() == Some(&aor));
                 if is_group {
                     return Err(ConfigError::invalid(
                         &at,
@@ -1125,6 +1118,30 @@ impl PartialEq for GroupTable {
 impl Eq for GroupTable {}
 
 impl Identity {
+    /// `aor` (a canonical `sip:user@host`) as the shards name users: a host that is any
+    /// name or address of this server becomes the primary domain.
+    pub fn at_home(&self, aor: Vec<u8>) -> Vec<u8> {
+        let Some(at) = aor.iter().rposition(|&b| b == b'@') else {
+            return aor;
+        };
+        match self.names.first() {
+            Some(home) if self.is_myself(&aor[at + 1..], None) => {
+                let mut v = aor[..=at].to_vec();
+                v.extend_from_slice(home.as_bytes());
+                v
+            }
+            _ => aor,
+        }
+    }
+
+    /// The address of record of a SIP URI ([`crate::registrar::canonical_aor`], then
+    /// [`Identity::at_home`]); `None` when it has none.
+    pub fn home_aor(&self, uri: &[u8]) -> Option<Vec<u8>> {
+        crate::registrar::canonical_aor(uri)
+            .ok()
+            .map(|aor| self.at_home(aor))
+    }
+
     /// `true` when `host[:port]` of a URI names this server: one of its domains (any port),
     /// or its listen address with no port, the default port 5060, or the listen port.
     pub fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {

@@ -1052,17 +1052,7 @@ impl Core {
     }
 
     fn at_home(&self, aor: Vec<u8>) -> Vec<u8> {
-        let Some(at) = aor.iter().rposition(|&b| b == b'@') else {
-            return aor;
-        };
-        match self.identity.names.first() {
-            Some(home) if self.identity.is_myself(&aor[at + 1..], None) => {
-                let mut v = aor[..=at].to_vec();
-                v.extend_from_slice(home.as_bytes());
-                v
-            }
-            _ => aor,
-        }
+        self.identity.at_home(aor)
     }
 
     /// RFC 3261 §10.3: the registrar's processing of a REGISTER this shard owns.
