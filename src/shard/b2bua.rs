@@ -28,7 +28,7 @@
 
 use std::net::SocketAddr;
 
-use super::session::{dialog_key, Pushed, SessionAnswer};
+use super::session::{dialog_key, first_hop, session_id_of, Pushed, SessionAnswer};
 use super::*;
 use crate::limits::BRIDGES_PER_SHARD_MAX;
 use crate::sip::sdp::{Direction, MsrpSdp, OfferAnswer, SessionDescription, Setup};
@@ -98,28 +98,6 @@ struct Target {
     to_uri: Vec<u8>,
     /// A user's registered contact: the MSRP connection we open goes only to its host.
     user: bool,
-}
-
-/// The session id of an MSRP URI of ours.
-fn session_id_of(uri: &[u8]) -> Vec<u8> {
-    crate::msrp::uri::MsrpUri::parse(uri)
-        .ok()
-        .and_then(|u| u.session_id().map(<[u8]>::to_vec))
-        .unwrap_or_default()
-}
-
-/// The IP address and port of the first URI of an `a=path` (IP literals only: the server
-/// does not resolve names).
-fn first_hop(path: &[&[u8]]) -> Option<SocketAddr> {
-    let u = crate::msrp::uri::MsrpUri::parse(path.first()?).ok()?;
-    let host = std::str::from_utf8(u.host()).ok()?;
-    let ip: IpAddr = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()?;
-    let port = u.port?;
-    (port != 0 && !ip.is_unspecified()).then_some(SocketAddr::new(ip, port))
 }
 
 /// The value of the first `Warning` header's text, if any.
@@ -603,11 +581,12 @@ impl Core {
             .map(|n| n.uri().as_bytes().to_vec())
             .unwrap_or_default();
         let route = session::uac_route_set(msg, buf);
-        let (to, from, call_id, from_tag) = (
+        let (to, from, call_id, from_tag, leg_user) = (
             leg.to,
             leg.from.clone(),
             leg.call_id.clone(),
             leg.from_tag.clone(),
+            leg.user,
         );
         let ack_id = self.client.next_id();
         let mut ack =
@@ -632,11 +611,6 @@ impl Core {
         // A user's answer must not aim this server at a third party: only its own host. (A
         // server's answer — a deferred server behind a proxying home — is taken as is: the
         // servers are configured peers.)
-        let leg_user = self
-            .bridges
-            .get(&bid)
-            .and_then(|b| b.legs.get(k))
-            .is_some_and(|l| l.user);
         let connect = connect.filter(|a| !leg_user || a.ip() == to.addr.ip());
         let dialog = Pushed {
             aor: Vec::new(),

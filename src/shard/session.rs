@@ -95,6 +95,28 @@ pub(super) fn dialog_key(call_id: &[u8], to_tag: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The session id of an MSRP URI of ours (empty when it names none).
+pub(super) fn session_id_of(uri: &[u8]) -> Vec<u8> {
+    crate::msrp::uri::MsrpUri::parse(uri)
+        .ok()
+        .and_then(|u| u.session_id().map(<[u8]>::to_vec))
+        .unwrap_or_default()
+}
+
+/// The IP address and port of the first URI of an `a=path` (IP literals only: the server
+/// does not resolve names).
+pub(super) fn first_hop(path: &[&[u8]]) -> Option<SocketAddr> {
+    let u = crate::msrp::uri::MsrpUri::parse(path.first()?).ok()?;
+    let host = std::str::from_utf8(u.host()).ok()?;
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let port = u.port?;
+    (port != 0 && !ip.is_unspecified()).then_some(SocketAddr::new(ip, port))
+}
+
 /// A UAC's route set from a `2xx`: its `Record-Route` URIs in reverse order (§12.1.2), as
 /// one `Route` header line (none when there are none).
 pub(super) fn uac_route_set(msg: &Message, buf: &[u8]) -> Vec<u8> {
@@ -346,10 +368,8 @@ impl Core {
             // A retrieval: this server ends it with BYE once its messages went (a listed
             // message delivered meanwhile by another session is not sent; the BYE says that
             // nothing more comes).
-            if let Some(session_id) = crate::msrp::uri::MsrpUri::parse(&a.local)
-                .ok()
-                .and_then(|u| u.session_id().map(<[u8]>::to_vec))
-            {
+            let session_id = session_id_of(&a.local);
+            if !session_id.is_empty() {
                 self.pushed.insert(session_id, dialog.clone());
             }
         }
@@ -784,12 +804,7 @@ impl Core {
         };
         let (session, aor) = (p.session.clone(), p.aor.clone());
         self.pushes.remove(&cid);
-        if let Some(id) = crate::msrp::uri::MsrpUri::parse(&session)
-            .ok()
-            .and_then(|u| u.session_id().map(<[u8]>::to_vec))
-        {
-            self.done_early.remove(&id);
-        }
+        self.done_early.remove(&session_id_of(&session));
         self.msrp.close_session(now, &session);
         self.push_events.push_back(PushEvent::Ended { aor });
     }
@@ -822,11 +837,7 @@ impl Core {
             return;
         };
         // Its first final, whatever it is, settles an early end noted for it.
-        let ended_early = p.ack.is_empty()
-            && crate::msrp::uri::MsrpUri::parse(&p.session)
-                .ok()
-                .and_then(|u| u.session_id().map(<[u8]>::to_vec))
-                .is_some_and(|id| self.done_early.remove(&id));
+        let ended_early = p.ack.is_empty() && self.done_early.remove(&session_id_of(&p.session));
         let to_value = msg.value(buf, HeaderName::To).unwrap_or_default().to_vec();
         if status >= 300 {
             let mut m = Message::new();
@@ -871,10 +882,7 @@ impl Core {
             to: p.to,
             bytes: p.ack.clone(),
         });
-        let session_id = crate::msrp::uri::MsrpUri::parse(&p.session)
-            .ok()
-            .and_then(|u| u.session_id().map(<[u8]>::to_vec))
-            .unwrap_or_default();
+        let session_id = session_id_of(&p.session);
         let answer = SessionDescription::parse(msg.body().of(buf)).ok();
         let path = answer
             .as_ref()
@@ -882,20 +890,7 @@ impl Core {
             .map(|p| p.join(&b' '))
             .unwrap_or_default();
         let setup = answer.as_ref().map(|a| a.setup(OfferAnswer::Answer));
-        let connect_to = answer
-            .as_ref()
-            .and_then(|a| a.path())
-            .and_then(|p| p.first().copied())
-            .and_then(|u| crate::msrp::uri::MsrpUri::parse(u).ok())
-            .and_then(|u| {
-                let host = std::str::from_utf8(u.host()).ok()?;
-                let ip: std::net::IpAddr = host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse()
-                    .ok()?;
-                Some(SocketAddr::new(ip, u.port?))
-            });
+        let connect_to = answer.as_ref().and_then(|a| a.path()).and_then(first_hop);
         // Only to the host the user registered from: an answer must not aim this server
         // at a third party.
         let connect_to = connect_to.filter(|a| a.ip() == p.to.addr.ip());
@@ -960,13 +955,10 @@ impl Core {
         let Some(d) = self.pushed.remove(session_id) else {
             // A push whose user connected and took everything before its 2xx was read:
             // ended as soon as the 2xx is.
-            let pending_push = self.pushes.values().any(|p| {
-                p.ack.is_empty()
-                    && crate::msrp::uri::MsrpUri::parse(&p.session)
-                        .ok()
-                        .and_then(|u| u.session_id())
-                        == Some(session_id)
-            });
+            let pending_push = self
+                .pushes
+                .values()
+                .any(|p| p.ack.is_empty() && session_id_of(&p.session) == session_id);
             if pending_push {
                 self.done_early.insert(session_id.to_vec());
             }
@@ -1013,10 +1005,7 @@ impl Core {
     /// more is owed to it) or by this server (its time, no ACK, no connection: a dialog
     /// this server can end with `BYE` — a retrieval or a push — gets one, §13.3.1.4).
     fn dialog_ended(&mut self, now: Instant, uri: &[u8], by_us: bool) {
-        let id = crate::msrp::uri::MsrpUri::parse(uri)
-            .ok()
-            .and_then(|u| u.session_id().map(<[u8]>::to_vec));
-        if let Some(d) = id.and_then(|id| self.pushed.remove(&id)) {
+        if let Some(d) = self.pushed.remove(&session_id_of(uri)) {
             if by_us {
                 self.send_bye(now, &d);
             }

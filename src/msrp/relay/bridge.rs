@@ -179,24 +179,19 @@ impl Relay {
             .is_some_and(|s| s.notify_bind && s.conn.is_some())
     }
 
-    /// Ends a bridge side `session` (an id), and with the caller's side the whole bridge.
-    /// A whole bridge that is connected goes after a grace: its `BYE` (SIP) can overtake
-    /// what is still on its way over MSRP (a `REPORT` the deferred server waits for, a last
-    /// answer), which is still relayed until the caller's connection goes or
-    /// [`super::RESPONSE_TIMEOUT`] passes.
+    /// Ends the bridge whose caller's side is `session` (an id). One that is connected goes
+    /// after a grace: its `BYE` (SIP) can overtake what is still on its way over MSRP (a
+    /// `REPORT` the deferred server waits for, a last answer), which is still relayed until
+    /// the caller's connection goes or [`super::RESPONSE_TIMEOUT`] passes.
     pub fn close_bridge(&mut self, now: Instant, session: &[u8]) {
-        let Some(s) = self.sessions.get(session) else {
+        let Some(s) = self.sessions.get(session).filter(|s| s.caller_side) else {
             return;
         };
-        if !s.caller_side {
-            self.drop_leg(session);
-        } else if s.conn.is_some() {
-            if !self.closing.iter().any(|(_, c)| c == session) {
-                self.closing
-                    .push((now + super::RESPONSE_TIMEOUT, session.to_vec()));
-            }
-        } else {
+        if s.conn.is_none() {
             self.remove_session(now, session);
+        } else if !self.closing.iter().any(|(_, c)| c == session) {
+            self.closing
+                .push((now + super::RESPONSE_TIMEOUT, session.to_vec()));
         }
     }
 }
