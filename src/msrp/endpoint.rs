@@ -72,6 +72,9 @@ pub struct Reader<R: Read = TcpStream> {
     stream: R,
     parser: Parser,
     buf: Vec<u8>,
+    /// `buf[start..filled]` is read and not yet parsed: parsing moves `start` on, and the
+    /// rest moves to the front only when more must be read (not once per event).
+    start: usize,
     filled: usize,
 }
 
@@ -81,6 +84,7 @@ impl<R: Read> Reader<R> {
             stream,
             parser: Parser::new(),
             buf: vec![0; 256 * 1024],
+            start: 0,
             filled: 0,
         }
     }
@@ -95,9 +99,14 @@ impl<R: Read> Reader<R> {
         loop {
             let (n, ev) = self
                 .parser
-                .advance(&self.buf[..self.filled])
+                .advance(&self.buf[self.start..self.filled])
                 .map_err(EndpointError::Protocol)?;
             if n == 0 && ev.is_none() {
+                if self.start > 0 {
+                    self.buf.copy_within(self.start..self.filled, 0);
+                    self.filled -= self.start;
+                    self.start = 0;
+                }
                 if self.filled == self.buf.len() {
                     return Err(EndpointError::Protocol(MsrpError::HeadTooLong));
                 }
@@ -154,8 +163,7 @@ impl<R: Read> Reader<R> {
                 }
                 None => {}
             }
-            self.buf.copy_within(n..self.filled, 0);
-            self.filled -= n;
+            self.start += n;
             if done {
                 if let Some(msg) = m {
                     return Ok(msg);
