@@ -218,6 +218,10 @@ pub const MSRP_CONNECTIONS_PER_SHARD_MAX: usize = 16_384;
 /// authenticating, in seconds (RFC 4975 §5.4: the one that connects sends a request at once).
 pub const MSRP_BIND_SECS: u64 = 30;
 
+/// How often a shard looks for MSRP connections to end (never bound, idle, or the shard
+/// stopping), in milliseconds: an idle or unbound connection goes up to this much late.
+pub const MSRP_SWEEP_MS: u64 = 200;
+
 /// How long a write to an MSRP peer may wait for it to read, in seconds, before the
 /// connection is dropped.
 pub const MSRP_WRITE_TIMEOUT_SECS: u64 = 30;

@@ -23,7 +23,7 @@ use glommio::sync::Semaphore;
 use super::shard_task::Local;
 use crate::limits::{
     MSRP_BIND_SECS, MSRP_CONNECTIONS_PER_SHARD_MAX, MSRP_CONNECT_SECS, MSRP_READ_BUFFER_BYTES,
-    MSRP_RETRIEVE_CHUNK_BYTES, MSRP_WRITE_TIMEOUT_SECS,
+    MSRP_RETRIEVE_CHUNK_BYTES, MSRP_SWEEP_MS, MSRP_WRITE_TIMEOUT_SECS,
 };
 use crate::msrp::relay::Output;
 use crate::store::core::StoreError;
@@ -39,8 +39,16 @@ struct Writer {
     lock: Semaphore,
     /// Set when writing failed or the relay closed it: the reader stops.
     doomed: Cell<bool>,
+    /// Set by the sweep (idle, never bound, or the shard stopping): the reader stops, and
+    /// what the relay still has to write elsewhere is written.
+    ending: Cell<bool>,
     /// When something was last written to it (the idle teardown counts both ways).
     last_write: Cell<Instant>,
+    /// When something was last read from it.
+    last_read: Cell<Instant>,
+    opened: Instant,
+    /// It has named a session of ours or authenticated (checked by the sweep until it has).
+    bound: Cell<bool>,
 }
 
 /// The MSRP connections of one shard.
@@ -87,6 +95,67 @@ pub(crate) async fn accept_loop(local: Rc<Local>, listener: TcpListener) {
     }
 }
 
+/// Ends the reading of this shard's MSRP connections that should go, every
+/// `MSRP_SWEEP_MS`: one that has not named a session of ours (or authenticated) within
+/// `MSRP_BIND_SECS` — an idle stranger does not keep a read buffer —, one bound but idle
+/// (nothing read or written) for `msrp.idle_secs` unless it carries a relay client's
+/// session (RFC 4976 wants none of its clients to keep talking), and, once the shard
+/// stops, all of them. Its reader then closes it as when the peer does: the relay hears of
+/// it, and what it still has to write to other connections is written.
+pub(crate) async fn sweep_loop(local: Rc<Local>) {
+    let mut stopping = false;
+    let mut ending = Vec::new();
+    loop {
+        if stopping {
+            // (The closed semaphore would answer at once: only sleep, or this never yields.)
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        } else {
+            stopping = future::or(
+                async {
+                    let _ = local.stopping.acquire(1).await;
+                    true
+                },
+                async {
+                    glommio::timer::sleep(Duration::from_millis(MSRP_SWEEP_MS)).await;
+                    false
+                },
+            )
+            .await;
+        }
+        let now = Instant::now();
+        ending.clear();
+        {
+            let writers = local.msrp.writers.borrow();
+            let mut shard = local.shard.borrow_mut();
+            for (id, w) in writers.iter() {
+                if w.ending.get() || w.doomed.get() {
+                    continue;
+                }
+                if !w.bound.get() && shard.msrp().is_bound(*id) {
+                    w.bound.set(true);
+                }
+                let go = if stopping {
+                    true
+                } else if !w.bound.get() {
+                    now >= w.opened + Duration::from_secs(MSRP_BIND_SECS)
+                } else {
+                    w.last_read.get().max(w.last_write.get()) + local.msrp_idle <= now
+                        && !shard.msrp().carries_client_session(*id)
+                };
+                if go {
+                    ending.push(Rc::clone(w));
+                }
+            }
+        }
+        for w in &ending {
+            w.ending.set(true);
+            // SAFETY: `fd` belongs to a socket kept open by `w.half` (see `doom`); shutting
+            // down its reading side wakes the reader with end-of-stream and does not close it.
+            unsafe { libc::shutdown(w.fd, libc::SHUT_RD) };
+        }
+    }
+}
+
 /// Opens a connection to the peer of retrieval session `session` (it answered
 /// `a=setup:passive`, RFC 6135) and attaches it: the messages go out on it.
 pub(crate) async fn connect_out(local: Rc<Local>, session: Vec<u8>, addr: std::net::SocketAddr) {
@@ -104,7 +173,7 @@ pub(crate) async fn connect_out(local: Rc<Local>, session: Vec<u8>, addr: std::n
                     .writers
                     .borrow()
                     .get(c)
-                    .is_some_and(|w| !w.doomed.get())
+                    .is_some_and(|w| !w.doomed.get() && !w.ending.get())
             });
         if let Some(conn) = open {
             // An open channel to the same next hop carries this session too.
@@ -149,12 +218,17 @@ async fn connection_then(local: Rc<Local>, stream: TcpStream, id: ConnId, attach
     let _ = stream.set_write_timeout(Some(Duration::from_secs(MSRP_WRITE_TIMEOUT_SECS)));
     let fd = stream.as_raw_fd();
     let (mut reader, half) = futures_lite::io::split(stream);
+    let opened = Instant::now();
     let w = Rc::new(Writer {
         fd,
         half: RefCell::new(Some(half)),
         lock: Semaphore::new(1),
         doomed: Cell::new(false),
-        last_write: Cell::new(Instant::now()),
+        ending: Cell::new(false),
+        last_write: Cell::new(opened),
+        last_read: Cell::new(opened),
+        opened,
+        bound: Cell::new(false),
     });
     local.msrp.writers.borrow_mut().insert(id, Rc::clone(&w));
     local.shard.borrow_mut().msrp().handle_connect(id);
@@ -167,59 +241,20 @@ async fn connection_then(local: Rc<Local>, stream: TcpStream, id: ConnId, attach
     let mut filled = 0usize;
     let mut outputs: Vec<Output> = Vec::with_capacity(64);
     let mut batch = Batch::default();
-    let opened = Instant::now();
-    let mut last_read = opened;
-    let mut bound = false;
-    while !w.doomed.get() {
-        // A connection that has not named a session of ours (or authenticated) within
-        // MSRP_BIND_SECS is closed: an idle stranger does not keep a read buffer.
-        bound = bound || local.shard.borrow_mut().msrp().is_bound(id);
-        // Bound: closed after `msrp.idle_secs` with nothing read or written (idle channel
-        // teardown), unless it carries a relay client's session (RFC 4976 wants none of
-        // its clients to keep talking).
-        let deadline = if bound {
-            last_read.max(w.last_write.get()) + local.msrp_idle
-        } else {
-            opened + Duration::from_secs(MSRP_BIND_SECS)
+    // No timer per read: the shard's sweep (`sweep_loop`) ends the reading of connections
+    // that stay unbound or idle too long, and of all of them when the shard stops.
+    while !w.doomed.get() && !w.ending.get() {
+        let n = match reader.read(&mut buf[filled..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
         };
-        let read = future::or(
-            async { Some(reader.read(&mut buf[filled..]).await) },
-            async {
-                let stopping = future::or(
-                    async {
-                        let _ = local.stopping.acquire(1).await;
-                        true
-                    },
-                    async {
-                        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()))
-                            .await;
-                        false
-                    },
-                )
-                .await;
-                stopping.then_some(Ok(0))
-            },
-        )
-        .await;
-        let n = match read {
-            Some(Ok(0)) | Some(Err(_)) => break,
-            Some(Ok(n)) => n,
-            None => {
-                let idle = last_read.max(w.last_write.get()) + local.msrp_idle <= Instant::now();
-                let keep =
-                    bound && (!idle || local.shard.borrow_mut().msrp().carries_client_session(id));
-                if keep {
-                    continue;
-                }
-                break;
-            }
-        };
-        last_read = Instant::now();
+        let now = Instant::now();
+        w.last_read.set(now);
         filled += n;
         let consumed = {
             let mut shard = local.shard.borrow_mut();
             let relay = shard.msrp();
-            let consumed = relay.handle_stream(Instant::now(), id, &buf[..filled]);
+            let consumed = relay.handle_stream(now, id, &buf[..filled]);
             outputs.extend(std::iter::from_fn(|| relay.poll_output()));
             consumed
         };

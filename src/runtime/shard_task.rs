@@ -235,6 +235,7 @@ pub(crate) async fn run(setup: ShardSetup) -> ShardResult {
     }
     if let Some(l) = msrp_listener {
         tasks.push(glommio::spawn_local(super::msrp::accept_loop(Rc::clone(&local), l)).detach());
+        tasks.push(glommio::spawn_local(super::msrp::sweep_loop(Rc::clone(&local))).detach());
     }
     tasks.push(glommio::spawn_local(timer_loop(Rc::clone(&local))).detach());
     local.store.local().start();
