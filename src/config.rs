@@ -336,6 +336,15 @@ pub struct Server {
     /// How long shards may finish in-flight work after SIGTERM/SIGINT, in milliseconds.
     #[serde(default = "default_grace")]
     pub shutdown_grace_ms: u64,
+    /// glommio's stall detector on every shard: a task queue that keeps its CPU past its
+    /// budget (10 ms) is logged with a backtrace. It arms and disarms a timer (two system
+    /// calls) each time a task queue runs; off saves that on every wake-up.
+    #[serde(default = "default_true")]
+    pub detect_stalls: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_transports() -> Vec<SipTransport> {

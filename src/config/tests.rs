@@ -17,6 +17,16 @@ fn embedded_default_is_every_role_on_loopback() {
     assert_eq!(c.server.state_dir, PathBuf::from("./imrelay-data"));
     assert_eq!(c.server.cores, Cores::All);
     assert!(c.roles.home.enabled && c.roles.group.enabled && c.roles.deferred.enabled);
+    assert!(c.server.detect_stalls, "the stall detector is on unless turned off");
+    let off = Config::from_toml(
+        &EMBEDDED_DEFAULT.replace(
+            "shutdown_grace_ms = 2000",
+            "shutdown_grace_ms = 2000\ndetect_stalls = false",
+        ),
+        "t.toml",
+    )
+    .unwrap();
+    assert!(!off.server.detect_stalls);
     assert_eq!(c.roles.home.mode, Mode::Participating);
 }
 

@@ -169,10 +169,13 @@ pub fn serve_with_reload(
                 ip => format!("{ip}:{msrp_port}"),
             },
         };
-        let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-            .name(&format!("imrelay-shard-{index}"))
-            .detect_stalls(Some(Box::new(glommio::DefaultStallDetectionHandler {})))
-            .spawn(move || shard_task::run(setup));
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("imrelay-shard-{index}"));
+        if cfg.server.detect_stalls {
+            builder =
+                builder.detect_stalls(Some(Box::new(glommio::DefaultStallDetectionHandler {})));
+        }
+        let spawned = builder.spawn(move || shard_task::run(setup));
         match spawned {
             Ok(h) => {
                 handles.push((index, cpu, h));
