@@ -2,7 +2,8 @@
 //! on the loopback client.
 //!
 //! **Open loop.** Request-response scenarios (`register`, `message-online`,
-//! `message-offline`) send request *i* at its intended time `start + i / rate` whatever came
+//! `message-offline`, and `msrp-auth` — chunks through an RFC 4976 relay, see [`msrp`])
+//! send request *i* at its intended time `start + i / rate` whatever came
 //! back, and measure each latency from that intended time to its response — a server that
 //! stalls makes every request scheduled during the stall late, so the stall shows in the
 //! percentiles instead of being hidden by a sender that waited for it (coordinated
@@ -32,6 +33,8 @@ use crate::client::Client;
 use crate::sip::header::HeaderName;
 use crate::sip::message::Message;
 
+mod msrp;
+
 /// How long the generator waits for the last responses after its last send.
 pub const BENCH_DRAIN_SECS: u64 = 2;
 /// Requests in one open-loop run, at most.
@@ -49,6 +52,21 @@ pub enum Scenario {
     Retrieve,
     Group,
     MsrpRelay,
+    /// Chunks through an RFC 4976 relay (`AUTH`, `Use-Path`), open loop: no SIP.
+    MsrpAuth,
+}
+
+impl Scenario {
+    /// Sent on a schedule at `--rate` (the others run session by session).
+    pub fn open_loop(self) -> bool {
+        matches!(
+            self,
+            Scenario::Register
+                | Scenario::MessageOnline
+                | Scenario::MessageOffline
+                | Scenario::MsrpAuth
+        )
+    }
 }
 
 /// What a run is asked to do.
@@ -72,6 +90,10 @@ pub struct Plan {
     pub run: String,
     /// The group URI for `group`.
     pub group: Option<String>,
+    /// `msrp-auth`: the relay's MSRP address.
+    pub msrp: Option<SocketAddr>,
+    /// `msrp-auth`: the user and password its clients `AUTH` with.
+    pub auth: (String, String),
 }
 
 /// The outcome of one run.
@@ -267,6 +289,7 @@ impl From<crate::client::ClientError> for BenchError {
 pub fn run(plan: &Plan) -> Result<Report, BenchError> {
     match plan.scenario {
         Scenario::Register | Scenario::MessageOnline | Scenario::MessageOffline => open_loop(plan),
+        Scenario::MsrpAuth => msrp::open_loop(plan),
         Scenario::SessionStore | Scenario::Retrieve | Scenario::Group | Scenario::MsrpRelay => {
             closed_loop(plan)
         }
@@ -277,6 +300,11 @@ pub fn run(plan: &Plan) -> Result<Report, BenchError> {
 /// clean or `max_rate` is passed. Returns every step's rate and report; the last clean one is
 /// the answer.
 pub fn ramp(plan: &Plan, step_secs: u64, max_rate: u64) -> Result<Vec<(u64, Report)>, BenchError> {
+    if !plan.scenario.open_loop() {
+        return Err(BenchError(
+            "--ramp is for the open-loop scenarios (register, message-online, message-offline, msrp-auth)".into(),
+        ));
+    }
     let mut steps = Vec::new();
     let mut rate = plan.rate.max(1);
     let mut k = 0;
@@ -287,7 +315,7 @@ pub fn ramp(plan: &Plan, step_secs: u64, max_rate: u64) -> Result<Vec<(u64, Repo
             run: format!("{}s{k}", plan.run),
             ..plan.clone()
         };
-        let r = open_loop(&p)?;
+        let r = run(&p)?;
         let clean = r.clean();
         steps.push((rate, r));
         if !clean {
@@ -668,6 +696,8 @@ mod tests {
             local: "127.0.0.1".parse().unwrap(),
             run: "r1".into(),
             group: None,
+            msrp: None,
+            auth: ("bench".into(), "bench".into()),
         };
         for scenario in [
             Scenario::Register,
@@ -688,6 +718,27 @@ mod tests {
             m.parse_datagram(&req).unwrap();
             assert_eq!(m.value(&req, HeaderName::CallId), Some(&b"b5-r1"[..]));
         }
+    }
+
+    #[test]
+    fn a_ramp_of_a_session_scenario_is_refused() {
+        let plan = Plan {
+            scenario: Scenario::SessionStore,
+            server: "127.0.0.1:9".parse().unwrap(),
+            domain: "localhost".into(),
+            rate: 10,
+            count: 10,
+            size: 10,
+            users: 1,
+            local: "127.0.0.1".parse().unwrap(),
+            run: "r1".into(),
+            group: None,
+            msrp: None,
+            auth: ("bench".into(), "bench".into()),
+        };
+        let e = ramp(&plan, 1, 100).unwrap_err();
+        assert!(e.0.contains("open-loop"), "{e}");
+        assert!(Scenario::MsrpAuth.open_loop() && !Scenario::MsrpRelay.open_loop());
     }
 
     #[test]

@@ -61,6 +61,12 @@ struct BenchArgs {
     /// Where the generator's sockets bind.
     #[arg(long, default_value = "127.0.0.1")]
     local: std::net::IpAddr,
+    /// msrp-auth: the relay's MSRP (TCP) address; --size is the chunk size.
+    #[arg(long, value_name = "IP:PORT")]
+    msrp: Option<std::net::SocketAddr>,
+    /// msrp-auth: the credentials its two clients AUTH with (answering a Digest challenge).
+    #[arg(long, value_name = "USER:PASSWORD", default_value = "bench:bench")]
+    auth: String,
     /// Rising rates (×1.25 a step of --step-secs) until a step loses or refuses a request or
     /// falls behind; prints each step and the highest clean rate.
     #[arg(long)]
@@ -277,6 +283,14 @@ fn bench(args: BenchArgs) -> ExitCode {
         local: args.local,
         run,
         group: args.group.clone(),
+        msrp: args.msrp,
+        auth: match args.auth.split_once(':') {
+            Some((u, p)) => (u.to_owned(), p.to_owned()),
+            None => {
+                eprintln!("imrelay bench: --auth wants USER:PASSWORD");
+                return ExitCode::from(2);
+            }
+        },
     };
     let name = clap::ValueEnum::to_possible_value(&args.scenario)
         .map_or_else(|| "bench".to_owned(), |v| v.get_name().to_owned());

@@ -1,0 +1,333 @@
+//! `msrp-auth`: chunks through an RFC 4976 relay, open loop.
+//!
+//! Two clients of the relay, each on its own TCP connection, `AUTH` (RFC 4976 §5; a Digest
+//! challenge is answered with `--auth USER:PASSWORD`) and get their `Use-Path`. The sender
+//! then writes chunk *i* — a whole message of `--size` bytes (`Byte-Range: 1-N/N`, `$`),
+//! `Message-ID: b<i>-<run>` — at its intended time `start + i / rate` to
+//! `To-Path: <receiver's Use-Path> <receiver's URI>`, the path RFC 4976 §7 gives a message
+//! to a relay's client. Its latency runs from that intended time until the receiver has the
+//! whole chunk; the receiver answers each `200` as an endpoint does. What the relay says to
+//! the sender (its hop-by-hop `200`, or an error; a failure `REPORT`) is read on a third
+//! thread: any error answer is a failed chunk, by status. A relay may pass a chunk on in
+//! pieces (RFC 4975 §7.1: each its own chunk of the message); the chunk has arrived with its
+//! last piece. One that never arrives (within `BENCH_DRAIN_SECS` of the last send), or
+//! arrives with another length, is lost.
+//!
+//! A relay that cannot keep up pushes back through TCP: the sender's writes block, it falls
+//! behind its schedule, and the step is not clean — so `--ramp` finds the highest chunk rate
+//! the relay carries on time, and the report's MiB/s is that rate's throughput.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{
+    histogram, process_cpu, BenchError, Plan, Report, BENCH_DRAIN_SECS, BENCH_REQUESTS_MAX,
+};
+use crate::msrp::endpoint::{Endpoint, EndpointError, Received};
+
+impl From<EndpointError> for BenchError {
+    fn from(e: EndpointError) -> Self {
+        BenchError(format!("MSRP: {e}"))
+    }
+}
+
+/// A relay client: connected, authenticated, its `Use-Path` known.
+fn client(relay: SocketAddr, name: &str, plan: &Plan) -> Result<(Endpoint, String), BenchError> {
+    let s =
+        TcpStream::connect(relay).map_err(|e| BenchError(format!("MSRP relay {relay}: {e}")))?;
+    let me = format!("msrp://{}/{name}-{};tcp", s.local_addr()?, plan.run);
+    let mut e = Endpoint::over(s, &me)?;
+    let (user, password) = &plan.auth;
+    let use_path = e
+        .auth(user, password)
+        .map_err(|err| BenchError(format!("AUTH as {user} at {relay}: {err}")))?;
+    Ok((e, use_path))
+}
+
+/// The chunk index a `Message-ID` of this run names.
+fn index_of(m: &Received, run: &str) -> Option<u64> {
+    let (i, r) = m.header("Message-ID")?.strip_prefix('b')?.split_once('-')?;
+    (r == run).then_some(())?;
+    i.parse().ok()
+}
+
+/// The status a failure `REPORT` carries (`Status: 000 413 …`).
+fn report_status(m: &Received) -> Option<u16> {
+    m.header("Status")?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs `msrp-auth` (see the module's documentation).
+pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
+    let relay = plan.msrp.ok_or_else(|| {
+        BenchError("msrp-auth needs --msrp IP:PORT (the relay's MSRP address)".into())
+    })?;
+    let count = plan.count.clamp(1, BENCH_REQUESTS_MAX);
+    let rate = plan.rate.max(1);
+    let size = plan.size.max(1);
+    let run = plan.run.clone();
+    let (mut sender, _) = client(relay, "s", plan)?;
+    let (mut receiver, receiver_path) = client(relay, "r", plan)?;
+    let to_path = format!("{receiver_path} {}", receiver.me);
+    // The relay learns where the receiver is from its AUTH; a first chunk outside the run
+    // (not timed) shows the path works before the clock starts.
+    let mut w = sender.sender()?;
+    w.send_chunk(
+        &to_path,
+        &format!("warm-{run}"),
+        "text/plain",
+        1,
+        2,
+        b"hi",
+        true,
+    )?;
+    let warm = Some(Duration::from_secs(5));
+    sender.r.stream().set_read_timeout(warm)?;
+    let answer = sender.r.next_message()?;
+    if answer.start != "200" {
+        return Err(BenchError(format!(
+            "the relay answered the first chunk to {to_path} with {}",
+            answer.start
+        )));
+    }
+    receiver.r.stream().set_read_timeout(warm)?;
+    let first = receiver.r.next_message()?;
+    if first.start != "SEND" {
+        return Err(BenchError(format!(
+            "the receiver got {} instead of the first chunk",
+            first.start
+        )));
+    }
+    receiver.answer(&first, 200)?;
+
+    let start = Instant::now() + Duration::from_millis(20);
+    let period_ns = 1_000_000_000f64 / rate as f64;
+    let intended = move |i: u64| start + Duration::from_nanos((i as f64 * period_ns) as u64);
+    let arrived = Arc::new(Mutex::new(vec![false; count as usize]));
+    let failed = Arc::new(AtomicU64::new(0));
+    let statuses = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, u64>::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let cpu0 = process_cpu();
+
+    // What the relay says to the sender: 200s, error answers, failure REPORTs.
+    let mut answers = sender.take_reader()?;
+    answers
+        .stream()
+        .set_read_timeout(Some(Duration::from_millis(50)))?;
+    let answers_thread = {
+        let (failed, statuses, done) = (
+            Arc::clone(&failed),
+            Arc::clone(&statuses),
+            Arc::clone(&done),
+        );
+        std::thread::spawn(move || loop {
+            match answers.next_message() {
+                Ok(m) => {
+                    let refused = match m.start.parse::<u16>() {
+                        Ok(code) => (code >= 300).then_some(code),
+                        Err(_) if m.start == "REPORT" => {
+                            Some(report_status(&m).unwrap_or(0)).filter(|&c| c != 200)
+                        }
+                        Err(_) => None,
+                    };
+                    if let Some(status) = refused {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut s) = statuses.lock() {
+                            *s.entry(status).or_insert(0) += 1;
+                        }
+                    }
+                }
+                Err(EndpointError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if done.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        })
+    };
+
+    // The receiver: every chunk of the run, timed on arrival, answered 200.
+    receiver
+        .r
+        .stream()
+        .set_read_timeout(Some(Duration::from_millis(50)))?;
+    let receiver_thread = {
+        let (arrived, done, run) = (Arc::clone(&arrived), Arc::clone(&done), run.clone());
+        std::thread::spawn(move || {
+            let mut h = histogram();
+            let (mut ok, mut wrong) = (0u64, 0u64);
+            let mut last = Instant::now();
+            let mut drain_until: Option<Instant> = None;
+            // Bytes of messages whose last piece has not come yet, by index.
+            let mut pieces = std::collections::HashMap::<u64, usize>::new();
+            loop {
+                if done.load(Ordering::Relaxed) {
+                    let until = *drain_until.get_or_insert_with(|| {
+                        Instant::now() + Duration::from_secs(BENCH_DRAIN_SECS)
+                    });
+                    if Instant::now() > until || ok + wrong >= count {
+                        break;
+                    }
+                }
+                let m = match receiver.r.next_message() {
+                    Ok(m) => m,
+                    Err(EndpointError::Io(e))
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(_) => break,
+                };
+                let now = Instant::now();
+                if m.start != "SEND" {
+                    continue;
+                }
+                if receiver.answer(&m, 200).is_err() {
+                    break;
+                }
+                let Some(i) = index_of(&m, &run).filter(|&i| i < count) else {
+                    continue;
+                };
+                // A relay may pass a chunk on in pieces (each its own chunk, `+` but the
+                // last): the message is whole at its `$`, with every byte.
+                let so_far = pieces.remove(&i).unwrap_or(0) + m.body_len;
+                if m.flag == b'+' {
+                    pieces.insert(i, so_far);
+                    continue;
+                }
+                {
+                    let Ok(mut a) = arrived.lock() else { break };
+                    if std::mem::replace(&mut a[i as usize], true) {
+                        continue;
+                    }
+                }
+                last = now;
+                if so_far == size && m.flag == b'$' {
+                    ok += 1;
+                    let us = now.saturating_duration_since(intended(i)).as_micros() as u64;
+                    let _ = h.record(us.max(1));
+                } else {
+                    wrong += 1;
+                }
+            }
+            (h, ok, wrong, last)
+        })
+    };
+
+    let body: Vec<u8> = (0..size).map(|i| (i * 131 % 251) as u8).collect();
+    let mut behind_us = 0u64;
+    let mut sent = 0u64;
+    let mut send_error = None;
+    for i in 0..count {
+        let at = intended(i);
+        let now = Instant::now();
+        if at > now {
+            std::thread::sleep(at - now);
+        } else {
+            behind_us = behind_us.max((now - at).as_micros() as u64);
+        }
+        let id = format!("b{i}-{run}");
+        if let Err(e) = w.send_chunk(
+            &to_path,
+            &id,
+            "application/octet-stream",
+            1,
+            size as u64,
+            &body,
+            true,
+        ) {
+            send_error = Some(e);
+            break;
+        }
+        sent += 1;
+    }
+    done.store(true, Ordering::Relaxed);
+    let (h, ok, wrong, last) = receiver_thread
+        .join()
+        .map_err(|_| BenchError("the receiver thread failed".into()))?;
+    let _ = answers_thread.join();
+    let generator_cpu = process_cpu() - cpu0;
+    if let Some(e) = send_error {
+        tracing::warn!(error = %e, sent, "the relay closed the sender's connection");
+    }
+    if wrong > 0 {
+        tracing::warn!(
+            wrong,
+            "chunks arrived cut or with another length (counted as lost)"
+        );
+    }
+    let failed = failed.load(Ordering::Relaxed);
+    let statuses = statuses.lock().map(|s| s.clone()).unwrap_or_default();
+    let seconds = last.saturating_duration_since(start).as_secs_f64();
+    Ok(Report {
+        sent: count,
+        ok,
+        failed,
+        // Never sent (the connection went), never arrived, or arrived wrong.
+        lost: count.saturating_sub(ok + failed),
+        seconds,
+        throughput: ok as f64 / seconds.max(1e-9),
+        behind_us,
+        generator_cpu,
+        bytes: ok * size as u64,
+        latency_us: h,
+        statuses,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(headers: &[(&str, &str)]) -> Received {
+        Received {
+            start: "SEND".into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            ..Received::default()
+        }
+    }
+
+    #[test]
+    fn chunks_are_matched_to_their_index_by_message_id() {
+        assert_eq!(
+            index_of(&received(&[("Message-ID", "b42-r7")]), "r7"),
+            Some(42)
+        );
+        assert_eq!(
+            index_of(&received(&[("message-id", "b42-r7")]), "r7"),
+            Some(42)
+        );
+        assert_eq!(
+            index_of(&received(&[("Message-ID", "b42-r8")]), "r7"),
+            None,
+            "another run's"
+        );
+        assert_eq!(
+            index_of(&received(&[("Message-ID", "warm-r7")]), "r7"),
+            None
+        );
+        assert_eq!(index_of(&received(&[]), "r7"), None);
+    }
+
+    #[test]
+    fn a_failure_report_gives_its_status() {
+        assert_eq!(
+            report_status(&received(&[("Status", "000 413 Too big")])),
+            Some(413)
+        );
+        assert_eq!(report_status(&received(&[("Status", "000")])), None);
+    }
+}
