@@ -16,7 +16,17 @@ line_re = re.compile(
     r"^(\w+) (?:rate (\d+)/s: )?([\w-]+): (\d+) sent, (\d+) ok, (\d+) failed, (\d+) lost .*?"
     r"p50 ([\d.]+) p90 [\d.]+ p99 ([\d.]+)"
 )
+sipp = {}  # (server, mode) -> list of (cpu_us_per_call, ok, failed, retransmissions)
+sipp_re = re.compile(
+    r"^sipp (\w+) (\w+): (\d+) calls at (\d+)/s, (\d+) ok, (\d+) failed, (\d+) retransmissions"
+    r".*\(([\d.]+) µs per call\)"
+)
+mibs = {}  # (server, scenario) -> list of MiB/s (fixed-rate runs)
 for line in raw:
+    m = sipp_re.match(line)
+    if m:
+        sipp.setdefault((m[1], m[2]), []).append((float(m[8]), int(m[5]), int(m[6]), int(m[7])))
+        continue
     m = re.match(r"^(\w+) ([\w-]+): highest clean rate (\d+)/s", line)
     if m:
         best[(m[1], m[2])] = int(m[3])
@@ -35,8 +45,11 @@ for line in raw:
     fixed.setdefault((server, scenario), []).append(
         (float(cpu[1]) if cpu else float("nan"), p99, p50, failed + lost)
     )
+    mb = re.search(r"; ([\d.]+) MiB/s", line)
+    if mb:
+        mibs.setdefault((server, scenario), []).append(float(mb[1]))
 
-scenarios = ["register", "message-online", "message-offline"]
+scenarios = ["register", "message-online", "message-offline", "msrp-auth"]
 rows = [
     "| workload (same offered load) | imrelay CPU µs/op | Kamailio CPU µs/op | CPU ratio | "
     "imrelay p99 ms | Kamailio p99 ms | p99 ratio | failed (i/K) | max clean rate i / K | rate ratio |",
@@ -57,6 +70,38 @@ for s in scenarios:
         f"| {s} | {ci:.1f} | {ck:.1f} | {ratio(ci, ck)} | {pi:.3f} | {pk:.3f} | {ratio(pi, pk)} "
         f"| {fi} / {fk} | {rate} | {rr} |"
     )
+# MSRP: bytes relayed per CPU second, and imrelay's 64 KiB chunks (Kamailio relays none).
+ki, kk = fixed.get(("imrelay", "msrp-auth")), fixed.get(("kamailio", "msrp-auth"))
+big = fixed.get(("imrelay64k", "msrp-auth"))
+bi, bk = best.get(("imrelay", "msrp-auth")), best.get(("kamailio", "msrp-auth"))
+if ki and kk:
+    per_kib = lambda xs, kib: statistics.median(x[0] for x in xs) / kib
+    rows += ["", "| MSRP relay, CPU per KiB relayed | imrelay µs/KiB | Kamailio µs/KiB (8 KiB chunks) | bytes per CPU, imrelay / Kamailio |",
+             "|---|---|---|---|"]
+    rows.append(f"| 8 KiB chunks, same load | {per_kib(ki, 8):.2f} | {per_kib(kk, 8):.2f} | "
+                f"{per_kib(kk, 8) / per_kib(ki, 8):.2f}× |")
+    if big:
+        rows.append(f"| imrelay 64 KiB chunks (Kamailio refuses them) | {per_kib(big, 64):.2f} | "
+                    f"{per_kib(kk, 8):.2f} | {per_kib(kk, 8) / per_kib(big, 64):.2f}× |")
+    if bi and bk:
+        rows.append(f"| highest clean rate on one CPU, 8 KiB chunks | {bi * 8 / 1024:.0f} MiB/s | "
+                    f"{bk * 8 / 1024:.0f} MiB/s | {bi / bk:.2f}× |")
+if sipp:
+    rows += ["", "| SIPp workload (calls) | offered | imrelay CPU µs/call | Kamailio CPU µs/call | CPU ratio | "
+             "ok (i/K) | failed (i/K) | retransmissions (i/K) |", "|---|---|---|---|---|---|---|---|"]
+    rates = {}
+    for line in raw:
+        m = sipp_re.match(line)
+        if m:
+            rates[m[2]] = m[4]
+    for mode in ["register", "relay", "offline"]:
+        i, k = sipp.get(("imrelay", mode)), sipp.get(("kamailio", mode))
+        if not i or not k:
+            continue
+        ci, ck = statistics.median(x[0] for x in i), statistics.median(x[0] for x in k)
+        tot = lambda xs, n: sum(x[n] for x in xs)
+        rows.append(f"| {mode} | {rates[mode]}/s | {ci:.1f} | {ck:.1f} | {ci / ck:.2f}× | "
+                    f"{tot(i, 1)} / {tot(k, 1)} | {tot(i, 2)} / {tot(k, 2)} | {tot(i, 3)} / {tot(k, 3)} |")
 (out / "table.md").write_text("\n".join(rows) + "\n")
 print("\n".join(rows))
 
@@ -80,7 +125,7 @@ for n, s in enumerate(panels):
     x = lambda r: PAD + (W - 2 * PAD) * r / xmax
     y = lambda p: top + H - PAD + (-(H - 2 * PAD)) * (math.log10(max(p, 0.001)) - ylo) / (yhi - ylo)
     svg.append(f'<text x="{PAD}" y="{top + 20}" font-weight="bold">{s}: p99 latency (ms, log) '
-               'against offered load (requests/s); filled = clean step</text>')
+               f'against offered load ({"chunks" if s.startswith("msrp") else "requests"}/s); filled = clean step</text>')
     svg.append(f'<line x1="{PAD}" y1="{top + H - PAD}" x2="{W - PAD}" y2="{top + H - PAD}" stroke="#000"/>')
     svg.append(f'<line x1="{PAD}" y1="{top + PAD}" x2="{PAD}" y2="{top + H - PAD}" stroke="#000"/>')
     for k in range(5):

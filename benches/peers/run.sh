@@ -3,7 +3,10 @@
 # (`imrelay bench`, open loop, latency from the intended send time), alternating runs, each
 # server on CPU 0 and the generator on CPU 1. Writes benches/peers/results/: the raw lines,
 # .hgrm latency files, table.md (ratios imrelay/Kamailio) and ramp.svg (p99 latency vs offered
-# load). Usage: benches/peers/run.sh   (ROUNDS=3 STEP_SECS=3 by default)
+# load). The SIP workloads are also driven by SIPp (its scenarios in tests/sipp/), for the CPU
+# per call and the failures under a peer's own generator (SIPp's latency figures are too coarse
+# here). MSRP: both relay chunks between two RFC 4976 clients (`imrelay bench msrp-auth`).
+# Usage: benches/peers/run.sh   (ROUNDS=3 STEP_SECS=3 by default)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-$ROOT/benches/peers/results}
@@ -11,18 +14,25 @@ ROUNDS=${ROUNDS:-3}
 STEP_SECS=${STEP_SECS:-3}
 IMRELAY_PORT=${IMRELAY_PORT:-15060}
 KAMAILIO_PORT=${KAMAILIO_PORT:-25060}
+IMRELAY_MSRP_PORT=${IMRELAY_MSRP_PORT:-12855}
+KAMAILIO_MSRP_PORT=${KAMAILIO_MSRP_PORT:-22855}
+SIPP_PORT=${SIPP_PORT:-35091}
+SIPP_UAS_PORT=${SIPP_UAS_PORT:-35092}
 
 if ! command -v kamailio >/dev/null || ! dpkg -s kamailio-sqlite-modules >/dev/null 2>&1 \
-    || ! command -v sqlite3 >/dev/null || ! command -v python3 >/dev/null; then
+    || ! command -v sqlite3 >/dev/null || ! command -v python3 >/dev/null \
+    || ! command -v sipp >/dev/null; then
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y kamailio kamailio-sqlite-modules sqlite3 python3
+    DEBIAN_FRONTEND=noninteractive apt-get install -y kamailio kamailio-sqlite-modules sqlite3 \
+        python3 sip-tester
 fi
 # The package's own service (stock config on 5060) must not compete for the CPUs.
 systemctl stop kamailio 2>/dev/null || true
-for port in "$IMRELAY_PORT" "$KAMAILIO_PORT"; do
-    if ss -Hulpn "sport = :$port" | grep -q .; then
-        echo "run.sh: UDP port $port is in use (a server left from an earlier run?)" >&2
-        ss -Hulpn "sport = :$port" >&2
+for port in "$IMRELAY_PORT" "$KAMAILIO_PORT" "$SIPP_PORT" "$SIPP_UAS_PORT" \
+    "$IMRELAY_MSRP_PORT" "$KAMAILIO_MSRP_PORT"; do
+    if ss -Htulpn "sport = :$port" | grep -q .; then
+        echo "run.sh: port $port is in use (a server left from an earlier run?)" >&2
+        ss -Htulpn "sport = :$port" >&2
         exit 1
     fi
 done
@@ -51,10 +61,12 @@ sqlite3 "$WORK/msilo.db" "PRAGMA journal_mode=WAL;" >/dev/null
 setsid taskset -c 0 kamailio -f "$ROOT/benches/peers/kamailio.cfg" -DD -E -m 1024 -M 16 \
     -Y "$WORK" -w "$WORK" -P "$WORK/kamailio.pid" \
     -A "DBURL=\"sqlite:///$WORK/msilo.db\"" -A "LISTEN=udp:127.0.0.1:$KAMAILIO_PORT" \
-    -A "WORKERS=2" >"$WORK/kamailio.log" 2>&1 &
+    -A "WORKERS=2" -A "MSRP_LISTEN=tcp:127.0.0.1:$KAMAILIO_MSRP_PORT" >"$WORK/kamailio.log" 2>&1 &
 PIDS+=($!)
-# imrelay: one shard on CPU 0 (the generator has CPU 1), the embedded default.
-setsid taskset -c 0 "$B" serve --cores 1 --sip-addr "127.0.0.1:$IMRELAY_PORT" --msrp-port 0 \
+# imrelay: one shard on CPU 0 (the generator has CPU 1), the embedded default and a relay
+# client's credentials (benches/peers/imrelay.toml).
+setsid taskset -c 0 "$B" serve --cores 1 --config "$ROOT/benches/peers/imrelay.toml" \
+    --sip-addr "127.0.0.1:$IMRELAY_PORT" --msrp-port "$IMRELAY_MSRP_PORT" \
     --state-dir "$WORK/imrelay" >"$WORK/imrelay.log" 2>&1 &
 PIDS+=($!)
 IMRELAY_PID=$!
@@ -74,10 +86,87 @@ echo "== imrelay pid $IMRELAY_PID, kamailio pid $KAMAILIO_PID" | tee -a "$OUT/ra
 run() { # server scenario args...
     local server=$1 scenario=$2
     shift 2
-    local port pid
+    local port pid msrp
+    if [ "$server" = imrelay ]; then port=$IMRELAY_PORT pid=$IMRELAY_PID msrp=$IMRELAY_MSRP_PORT
+    else port=$KAMAILIO_PORT pid=$KAMAILIO_PID msrp=$KAMAILIO_MSRP_PORT; fi
+    "$B" bench "$scenario" --server "127.0.0.1:$port" --msrp "127.0.0.1:$msrp" --cpu 1 \
+        --server-pid "$pid" "$@" | sed "s/^/${LABEL:-$server} /" | tee -a "$OUT/raw.txt"
+}
+
+tree_cpu() { # pid: CPU seconds of the process and every process below it
+    python3 - "$1" <<'PY'
+import os, sys
+hz = os.sysconf("SC_CLK_TCK")
+procs = {}
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        procs[int(p)] = (int(f[1]), int(f[11]) + int(f[12]))
+todo, total = [int(sys.argv[1])], 0
+while todo:
+    p = todo.pop()
+    total += procs.get(p, (0, 0))[1]
+    todo += [c for c, (pp, _) in procs.items() if pp == p]
+print(total / hz)
+PY
+}
+
+register_uas() { # port: uas@localhost at SIPp's UAS
+    python3 - "$1" "$SIPP_UAS_PORT" <<'PY'
+import socket, sys
+port, uas = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.settimeout(5)
+local = "%s:%d" % s.getsockname()
+req = ("REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-uas%d;rport\r\n"
+       "Max-Forwards: 70\r\nTo: <sip:uas@localhost>\r\nFrom: <sip:uas@localhost>;tag=u\r\n"
+       "Call-ID: uas-%d\r\nCSeq: 1 REGISTER\r\nContact: <sip:uas@127.0.0.1:%s>\r\n"
+       "Expires: 3600\r\nContent-Length: 0\r\n\r\n" % (local, port, port, uas)).encode()
+s.sendto(req, ("127.0.0.1", port))
+answer = s.recv(4096)
+assert answer.startswith(b"SIP/2.0 200 "), answer[:80]
+PY
+}
+
+# SIPp (sip-tester) on CPU 1 drives a SIP workload: CALLS calls at RATE/s; prints the calls
+# that succeeded and failed and the server's CPU per call. relay: MESSAGE to a SIPp UAS
+# registered as uas@localhost (the UAS shares CPU 1).
+sipp_run() { # server mode calls rate
+    local server=$1 mode=$2 calls=$3 rate=$4 port pid uas=""
     if [ "$server" = imrelay ]; then port=$IMRELAY_PORT pid=$IMRELAY_PID; else port=$KAMAILIO_PORT pid=$KAMAILIO_PID; fi
-    "$B" bench "$scenario" --server "127.0.0.1:$port" --cpu 1 --server-pid "$pid" "$@" \
-        | sed "s/^/$server /" | tee -a "$OUT/raw.txt"
+    local scenario extra=()
+    case $mode in
+        register) scenario=register.xml ;;
+        offline) scenario=message_offline.xml ;;
+        relay)
+            scenario=message_uac.xml extra=(-s uas)
+            taskset -c 1 sipp -sf "$ROOT/tests/sipp/message_uas.xml" -t u1 -i 127.0.0.1 \
+                -p "$SIPP_UAS_PORT" -nostdin -timeout 300 >"$WORK/uas.out" 2>&1 &
+            uas=$!
+            register_uas "$port"
+            ;;
+    esac
+    local cpu0 t0 t1 cpu1
+    cpu0=$(tree_cpu "$pid") t0=$(date +%s.%N)
+    taskset -c 1 sipp "127.0.0.1:$port" -sf "$ROOT/tests/sipp/$scenario" "${extra[@]}" -t u1 \
+        -i 127.0.0.1 -p "$SIPP_PORT" -m "$calls" -r "$rate" -l 5000 -nostdin -timeout 120 \
+        >"$WORK/sipp.out" 2>&1 || true
+    t1=$(date +%s.%N) cpu1=$(tree_cpu "$pid")
+    if [ -n "$uas" ]; then kill "$uas" 2>/dev/null || true; wait "$uas" 2>/dev/null || true; fi
+    local ok failed retrans
+    ok=$(awk -F'|' '/Successful call/ {gsub(/ /, "", $3); print $3}' "$WORK/sipp.out")
+    failed=$(awk -F'|' '/Failed call/ {gsub(/ /, "", $3); print $3}' "$WORK/sipp.out")
+    # SIPp's retransmissions of its requests: the Retrans column of its last message table.
+    retrans=$(awk '/Messages +Retrans/ {n = 0} / ---------->/ {n += $4} END {print n + 0}' \
+        "$WORK/sipp.out")
+    python3 -c "import sys; s,m,c,r,ok,f,rt,t0,t1,c0,c1=sys.argv[1:]; ok=int(ok or 0); \
+print(f'sipp {s} {m}: {c} calls at {r}/s, {ok} ok, {int(f or 0)} failed, {rt or 0} retransmissions in {float(t1)-float(t0):.2f} s; server CPU {float(c1)-float(c0):.2f} s ({(float(c1)-float(c0))*1e6/max(ok,1):.1f} µs per call)')" \
+        "$server" "$mode" "$calls" "$rate" "$ok" "$failed" "$retrans" "$t0" "$t1" "$cpu0" "$cpu1" \
+        | tee -a "$OUT/raw.txt"
 }
 
 # The same offered load on both (CPU per operation, p99), alternating, ROUNDS times.
@@ -89,12 +178,24 @@ for round in $(seq 1 "$ROUNDS"); do
             --run "m$round$server" --hgrm "$OUT/$server-message-online-$round.hgrm"
         run "$server" message-offline --rate 200 --count 2000 --run "o$round$server" \
             --hgrm "$OUT/$server-message-offline-$round.hgrm"
+        # 8 KiB chunks: Kamailio's msrp module refuses chunks of about 11 KiB and more.
+        run "$server" msrp-auth --size 8192 --rate 5000 --count 25000 --run "c$round$server" \
+            --hgrm "$OUT/$server-msrp-auth-$round.hgrm"
+        # SIPp: REGISTER + unREGISTER per call, MESSAGE relayed to its UAS, MESSAGE stored.
+        sipp_run "$server" register 15000 1500
+        sipp_run "$server" relay 15000 3000
+        sipp_run "$server" offline 1000 200
     done
+    # What Kamailio cannot relay: 64 KiB chunks (imrelay only; bytes per CPU against 8 KiB).
+    LABEL=imrelay64k run imrelay msrp-auth --size 65536 --rate 1000 --count 5000 --run "C${round}imrelay64k"
 done
 # The highest clean rate of each (ramps of STEP_SECS a step).
 for server in imrelay kamailio; do
     run "$server" register --ramp --rate 2000 --step-secs "$STEP_SECS" --run "R$server"
     run "$server" message-online --ramp --rate 2000 --users 100 --step-secs "$STEP_SECS" --run "M$server"
+    run "$server" msrp-auth --ramp --size 8192 --rate 4000 --step-secs "$STEP_SECS" --run "C$server"
+    # Last: the stores' background work after tens of thousands of new recipients (segment
+    # files, checkpoints) would otherwise weigh on the next ramp.
     run "$server" message-offline --ramp --rate 100 --step-secs "$STEP_SECS" --max-rate 50000 --run "O$server"
 done
 python3 "$ROOT/benches/peers/report.py" "$OUT"
