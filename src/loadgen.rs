@@ -37,6 +37,9 @@ mod msrp;
 
 /// How long the generator waits for the last responses after its last send.
 pub const BENCH_DRAIN_SECS: u64 = 2;
+/// How long a write of the generator may block (a server that stops reading without
+/// closing), in seconds; past it the run ends as failed.
+pub const BENCH_WRITE_TIMEOUT_SECS: u64 = 10;
 /// Requests in one open-loop run, at most.
 pub const BENCH_REQUESTS_MAX: u64 = 10_000_000;
 /// Users a scenario spreads its requests over (distinct AORs).
@@ -315,7 +318,16 @@ pub fn ramp(plan: &Plan, step_secs: u64, max_rate: u64) -> Result<Vec<(u64, Repo
             run: format!("{}s{k}", plan.run),
             ..plan.clone()
         };
-        let r = run(&p)?;
+        let r = match run(&p) {
+            Ok(r) => r,
+            // A step that cannot even start (say, the relay still busy with the last one)
+            // ends the ramp; the steps before it stand.
+            Err(e) if !steps.is_empty() => {
+                eprintln!("imrelay bench: the step at {rate}/s could not run: {e}");
+                break;
+            }
+            Err(e) => return Err(e),
+        };
         let clean = r.clean();
         steps.push((rate, r));
         if !clean {

@@ -42,7 +42,9 @@ WORK=$(mktemp -d)
 mkdir -p "$OUT"
 rm -f "$OUT"/*.hgrm "$OUT/raw.txt"
 PIDS=()
+UAS_PID=
 cleanup() {
+    if [ -n "$UAS_PID" ]; then kill "$UAS_PID" 2>/dev/null || true; fi
     # Each server runs in its own process group (setsid): the group goes, workers and all.
     for p in "${PIDS[@]}"; do kill -- "-$p" 2>/dev/null || true; done
     sleep 1
@@ -116,7 +118,7 @@ PY
 
 register_uas() { # port: uas@localhost at SIPp's UAS
     python3 - "$1" "$SIPP_UAS_PORT" <<'PY'
-import socket, sys
+import socket, sys, time
 port, uas = int(sys.argv[1]), sys.argv[2]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", 0))
@@ -124,8 +126,8 @@ s.settimeout(5)
 local = "%s:%d" % s.getsockname()
 req = ("REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-uas%d;rport\r\n"
        "Max-Forwards: 70\r\nTo: <sip:uas@localhost>\r\nFrom: <sip:uas@localhost>;tag=u\r\n"
-       "Call-ID: uas-%d\r\nCSeq: 1 REGISTER\r\nContact: <sip:uas@127.0.0.1:%s>\r\n"
-       "Expires: 3600\r\nContent-Length: 0\r\n\r\n" % (local, port, port, uas)).encode()
+       "Call-ID: uas-%d-%d\r\nCSeq: 1 REGISTER\r\nContact: <sip:uas@127.0.0.1:%s>\r\n"
+       "Expires: 3600\r\nContent-Length: 0\r\n\r\n" % (local, time.time_ns(), port, time.time_ns(), uas)).encode()
 s.sendto(req, ("127.0.0.1", port))
 answer = s.recv(4096)
 assert answer.startswith(b"SIP/2.0 200 "), answer[:80]
@@ -146,7 +148,7 @@ sipp_run() { # server mode calls rate
             scenario=message_uac.xml extra=(-s uas)
             taskset -c 1 sipp -sf "$ROOT/tests/sipp/message_uas.xml" -t u1 -i 127.0.0.1 \
                 -p "$SIPP_UAS_PORT" -nostdin -timeout 300 >"$WORK/uas.out" 2>&1 &
-            uas=$!
+            uas=$! UAS_PID=$!
             register_uas "$port"
             ;;
     esac
@@ -156,7 +158,11 @@ sipp_run() { # server mode calls rate
         -i 127.0.0.1 -p "$SIPP_PORT" -m "$calls" -r "$rate" -l 5000 -nostdin -timeout 120 \
         >"$WORK/sipp.out" 2>&1 || true
     t1=$(date +%s.%N) cpu1=$(tree_cpu "$pid")
-    if [ -n "$uas" ]; then kill "$uas" 2>/dev/null || true; wait "$uas" 2>/dev/null || true; fi
+    if [ -n "$uas" ]; then
+        kill "$uas" 2>/dev/null || true
+        wait "$uas" 2>/dev/null || true
+        UAS_PID=
+    fi
     local ok failed retrans
     ok=$(awk -F'|' '/Successful call/ {gsub(/ /, "", $3); print $3}' "$WORK/sipp.out")
     failed=$(awk -F'|' '/Failed call/ {gsub(/ /, "", $3); print $3}' "$WORK/sipp.out")

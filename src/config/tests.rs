@@ -17,7 +17,10 @@ fn embedded_default_is_every_role_on_loopback() {
     assert_eq!(c.server.state_dir, PathBuf::from("./imrelay-data"));
     assert_eq!(c.server.cores, Cores::All);
     assert!(c.roles.home.enabled && c.roles.group.enabled && c.roles.deferred.enabled);
-    assert!(c.server.detect_stalls, "the stall detector is on unless turned off");
+    assert!(
+        c.server.detect_stalls,
+        "the stall detector is on unless turned off"
+    );
     let off = Config::from_toml(
         &EMBEDDED_DEFAULT.replace(
             "shutdown_grace_ms = 2000",

@@ -18,12 +18,13 @@
 //! the relay carries on time, and the report's MiB/s is that rate's throughput.
 
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{
     histogram, process_cpu, BenchError, Plan, Report, BENCH_DRAIN_SECS, BENCH_REQUESTS_MAX,
+    BENCH_WRITE_TIMEOUT_SECS,
 };
 use crate::msrp::endpoint::{Endpoint, EndpointError, Received};
 
@@ -51,6 +52,13 @@ fn index_of(m: &Received, run: &str) -> Option<u64> {
     let (i, r) = m.header("Message-ID")?.strip_prefix('b')?.split_once('-')?;
     (r == run).then_some(())?;
     i.parse().ok()
+}
+
+/// The chunk an answer is for, from its transaction id (`w<sender>x<n>`, hex): the sender's
+/// first transaction is the untimed first chunk, chunk *i* its (i + 2)th.
+fn chunk_of_tid(tid: &str) -> Option<u64> {
+    let n = u64::from_str_radix(tid.strip_prefix('w')?.rsplit_once('x')?.1, 16).ok()?;
+    n.checked_sub(2)
 }
 
 /// The status a failure `REPORT` carries (`Status: 000 413 …`).
@@ -105,36 +113,42 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
     let period_ns = 1_000_000_000f64 / rate as f64;
     let intended = move |i: u64| start + Duration::from_nanos((i as f64 * period_ns) as u64);
     let arrived = Arc::new(Mutex::new(vec![false; count as usize]));
-    let failed = Arc::new(AtomicU64::new(0));
-    let statuses = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, u64>::new()));
+    // Chunks the relay refused (an error answer, or a failure REPORT), with the first status.
+    let refused = Arc::new(Mutex::new(std::collections::HashMap::<u64, u16>::new()));
     let done = Arc::new(AtomicBool::new(false));
+    let receiver_done = Arc::new(AtomicBool::new(false));
     let cpu0 = process_cpu();
+    // A relay that stops reading without closing does not hold the run forever.
+    let stuck = Some(Duration::from_secs(BENCH_WRITE_TIMEOUT_SECS));
+    sender.w().set_write_timeout(stuck)?;
+    receiver.w().set_write_timeout(stuck)?;
 
-    // What the relay says to the sender: 200s, error answers, failure REPORTs.
+    // What the relay says to the sender: 200s, error answers, failure REPORTs — each error
+    // matched to its chunk (an answer by its transaction: chunk i is the sender's (i + 2)th,
+    // after the first; a REPORT by its Message-ID), so no chunk counts twice.
     let mut answers = sender.take_reader()?;
     answers
         .stream()
         .set_read_timeout(Some(Duration::from_millis(50)))?;
     let answers_thread = {
-        let (failed, statuses, done) = (
-            Arc::clone(&failed),
-            Arc::clone(&statuses),
-            Arc::clone(&done),
+        let (refused, receiver_done, run) = (
+            Arc::clone(&refused),
+            Arc::clone(&receiver_done),
+            run.clone(),
         );
         std::thread::spawn(move || loop {
             match answers.next_message() {
                 Ok(m) => {
-                    let refused = match m.start.parse::<u16>() {
-                        Ok(code) => (code >= 300).then_some(code),
-                        Err(_) if m.start == "REPORT" => {
-                            Some(report_status(&m).unwrap_or(0)).filter(|&c| c != 200)
-                        }
-                        Err(_) => None,
+                    let error = match m.start.parse::<u16>() {
+                        Ok(code) if code >= 300 => chunk_of_tid(&m.tid).map(|i| (i, code)),
+                        Err(_) if m.start == "REPORT" => report_status(&m)
+                            .filter(|&c| c != 200)
+                            .and_then(|c| Some((index_of(&m, &run)?, c))),
+                        _ => None,
                     };
-                    if let Some(status) = refused {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut s) = statuses.lock() {
-                            *s.entry(status).or_insert(0) += 1;
+                    if let Some((i, status)) = error.filter(|&(i, _)| i < count) {
+                        if let Ok(mut r) = refused.lock() {
+                            r.entry(i).or_insert(status);
                         }
                     }
                 }
@@ -144,7 +158,7 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    if done.load(Ordering::Relaxed) {
+                    if receiver_done.load(Ordering::Relaxed) {
                         break;
                     }
                 }
@@ -252,22 +266,30 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
         sent += 1;
     }
     done.store(true, Ordering::Relaxed);
-    let (h, ok, wrong, last) = receiver_thread
-        .join()
-        .map_err(|_| BenchError("the receiver thread failed".into()))?;
+    let joined = receiver_thread.join();
+    // The answers thread reads until the receiver has drained too (a late failure REPORT).
+    receiver_done.store(true, Ordering::Relaxed);
     let _ = answers_thread.join();
+    let (h, ok, wrong, last) =
+        joined.map_err(|_| BenchError("the receiver thread failed".into()))?;
     let generator_cpu = process_cpu() - cpu0;
     if let Some(e) = send_error {
-        tracing::warn!(error = %e, sent, "the relay closed the sender's connection");
+        eprintln!("imrelay bench: the sender's connection failed after {sent} chunks: {e}");
     }
     if wrong > 0 {
-        tracing::warn!(
-            wrong,
-            "chunks arrived cut or with another length (counted as lost)"
-        );
+        eprintln!("imrelay bench: {wrong} chunks arrived cut or with another length (lost)");
     }
-    let failed = failed.load(Ordering::Relaxed);
-    let statuses = statuses.lock().map(|s| s.clone()).unwrap_or_default();
+    // A refused chunk that arrived whole anyway counts as arrived.
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut failed = 0u64;
+    if let (Ok(refused), Ok(arrived)) = (refused.lock(), arrived.lock()) {
+        for (&i, &status) in refused.iter() {
+            if !arrived.get(i as usize).copied().unwrap_or(false) {
+                failed += 1;
+                *statuses.entry(status).or_insert(0u64) += 1;
+            }
+        }
+    }
     let seconds = last.saturating_duration_since(start).as_secs_f64();
     Ok(Report {
         sent: count,
@@ -320,6 +342,15 @@ mod tests {
             None
         );
         assert_eq!(index_of(&received(&[]), "r7"), None);
+    }
+
+    #[test]
+    fn an_answer_is_matched_to_its_chunk_by_transaction() {
+        assert_eq!(chunk_of_tid("w3x00000002"), Some(0));
+        assert_eq!(chunk_of_tid("w3x0000002b"), Some(41));
+        assert_eq!(chunk_of_tid("w3x00000001"), None, "the untimed first chunk");
+        assert_eq!(chunk_of_tid("auth00000001"), None);
+        assert_eq!(chunk_of_tid("w3xzz"), None);
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct Reader<R: Read = TcpStream> {
     /// rest moves to the front only when more must be read (not once per event).
     start: usize,
     filled: usize,
+    /// The message being read when a read timed out: the next call goes on with it.
+    pending: Option<Received>,
 }
 
 impl<R: Read> Reader<R> {
@@ -86,16 +88,18 @@ impl<R: Read> Reader<R> {
             buf: vec![0; 256 * 1024],
             start: 0,
             filled: 0,
+            pending: None,
         }
     }
 
     /// The next whole message; each piece of its body goes to `on_body(message so far,
-    /// piece)` as it arrives.
+    /// piece)` as it arrives. A read that times out (the stream's read timeout) returns its
+    /// error and keeps the message read so far: the next call goes on with it.
     pub fn next(
         &mut self,
         on_body: &mut dyn FnMut(&Received, &[u8]),
     ) -> Result<Received, EndpointError> {
-        let mut m: Option<Received> = None;
+        let mut m: Option<Received> = self.pending.take();
         loop {
             let (n, ev) = self
                 .parser
@@ -110,7 +114,13 @@ impl<R: Read> Reader<R> {
                 if self.filled == self.buf.len() {
                     return Err(EndpointError::Protocol(MsrpError::HeadTooLong));
                 }
-                let r = self.stream.read(&mut self.buf[self.filled..])?;
+                let r = match self.stream.read(&mut self.buf[self.filled..]) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.pending = m;
+                        return Err(e.into());
+                    }
+                };
                 if r == 0 {
                     return Err(EndpointError::Closed);
                 }
@@ -419,4 +429,59 @@ Byte-Range: {range_start}-{end}/{total}\r\n{report}Content-Type: {content_type}\
     out.extend_from_slice(format!("\r\n-------{tid}{flag}\r\n").as_bytes());
     w.write_all(out)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gives its pieces one read at a time, a timeout between any two.
+    struct Pieces(std::collections::VecDeque<Option<Vec<u8>>>);
+
+    impl Read for Pieces {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.pop_front() {
+                Some(Some(p)) => {
+                    out[..p.len()].copy_from_slice(&p);
+                    Ok(p.len())
+                }
+                Some(None) => Err(std::io::ErrorKind::WouldBlock.into()),
+                None => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn a_read_timing_out_mid_message_keeps_what_was_read() {
+        let frame: &[u8] = b"MSRP a1b2 SEND\r\nTo-Path: msrp://a:1/s;tcp\r\nFrom-Path: msrp://b:2/r;tcp\r\nMessage-ID: m1\r\nByte-Range: 1-10/10\r\nContent-Type: text/plain\r\n\r\n0123456789\r\n-------a1b2$\r\n";
+        for cut in 1..frame.len() {
+            let mut r = Reader::new(Pieces(
+                [
+                    Some(frame[..cut].to_vec()),
+                    None,
+                    Some(frame[cut..].to_vec()),
+                ]
+                .into(),
+            ));
+            let mut body = Vec::new();
+            let mut on_body = |_: &Received, b: &[u8]| body.extend_from_slice(b);
+            let first = r.next(&mut on_body);
+            let m = match first {
+                Ok(m) => m,
+                Err(EndpointError::Io(e)) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "cut {cut}");
+                    r.next(&mut on_body).unwrap()
+                }
+                Err(e) => panic!("cut {cut}: {e}"),
+            };
+            assert_eq!(
+                (m.start.as_str(), m.tid.as_str()),
+                ("SEND", "a1b2"),
+                "cut {cut}"
+            );
+            assert_eq!((m.body_len, m.flag), (10, b'$'), "cut {cut}");
+            assert_eq!(m.header("Message-ID"), Some("m1"), "cut {cut}");
+            assert_eq!(body, b"0123456789", "cut {cut}");
+        }
+    }
 }

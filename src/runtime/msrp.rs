@@ -147,7 +147,7 @@ pub(crate) async fn sweep_loop(local: Rc<Local>) {
                 }
             }
         }
-        for w in &ending {
+        for w in ending.drain(..) {
             w.ending.set(true);
             // SAFETY: `fd` belongs to a socket kept open by `w.half` (see `doom`); shutting
             // down its reading side wakes the reader with end-of-stream and does not close it.
