@@ -15,8 +15,9 @@
 //! operations per second, bytes per second and each operation's latency.
 //!
 //! **Ramp.** `--ramp` runs the open-loop scenario at rising rates (×1.25 a step) until a
-//! step loses a request, gets an error answer, or falls behind its schedule, and reports the
-//! highest clean rate.
+//! rate loses a request, gets an error answer, or falls behind its schedule twice in a row
+//! (a step that is not clean is run once more: one hiccup of a shared machine does not end
+//! the ramp), and reports the highest clean rate.
 //!
 //! Latencies go into an HDR histogram (microseconds, 3 significant digits); the report
 //! gives p50/p90/p99/p99.9/max and the throughput, and `--hgrm FILE` writes the percentile
@@ -299,9 +300,10 @@ pub fn run(plan: &Plan) -> Result<Report, BenchError> {
     }
 }
 
-/// `--ramp`: the open-loop run at `plan.rate`, then ×1.25 a step, until a step is not
-/// clean or `max_rate` is passed. Returns every step's rate and report; the last clean one is
-/// the answer.
+/// `--ramp`: the open-loop run at `plan.rate`, then ×1.25 a step, until a rate is not clean
+/// twice in a row (a step that is not clean is run again once, after `BENCH_DRAIN_SECS`) or
+/// `max_rate` is passed. Returns every step's rate and report; the highest clean one is the
+/// answer.
 pub fn ramp(plan: &Plan, step_secs: u64, max_rate: u64) -> Result<Vec<(u64, Report)>, BenchError> {
     if !plan.scenario.open_loop() {
         return Err(BenchError(
@@ -311,6 +313,7 @@ pub fn ramp(plan: &Plan, step_secs: u64, max_rate: u64) -> Result<Vec<(u64, Repo
     let mut steps = Vec::new();
     let mut rate = plan.rate.max(1);
     let mut k = 0;
+    let mut retried = false;
     while rate <= max_rate {
         let p = Plan {
             rate,
@@ -330,14 +333,22 @@ pub fn ramp(plan: &Plan, step_secs: u64, max_rate: u64) -> Result<Vec<(u64, Repo
         };
         let clean = r.clean();
         steps.push((rate, r));
+        k += 1;
         if !clean {
-            break;
+            // Once more at the same rate, after a pause: a hiccup of a shared machine (or of
+            // the generator) must not end the ramp; a rate that fails twice in a row does.
+            if retried {
+                break;
+            }
+            retried = true;
+            std::thread::sleep(Duration::from_secs(BENCH_DRAIN_SECS));
+            continue;
         }
+        retried = false;
         rate = rate.saturating_add(rate / 4 + 1);
         if rate == u64::MAX {
             break;
         }
-        k += 1;
     }
     Ok(steps)
 }

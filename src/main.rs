@@ -67,8 +67,8 @@ struct BenchArgs {
     /// msrp-auth: the credentials its two clients AUTH with (answering a Digest challenge).
     #[arg(long, value_name = "USER:PASSWORD", default_value = "bench:bench")]
     auth: String,
-    /// Rising rates (×1.25 a step of --step-secs) until a step loses or refuses a request or
-    /// falls behind; prints each step and the highest clean rate.
+    /// Rising rates (×1.25 a step of --step-secs) until a rate loses or refuses a request or
+    /// falls behind twice in a row; prints each step and the highest clean rate.
     #[arg(long)]
     ramp: bool,
     #[arg(long, default_value_t = 5)]
