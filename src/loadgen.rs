@@ -265,6 +265,33 @@ pub fn pin_to(cpu: usize) -> bool {
     }
 }
 
+/// The end of a run's wait for answers: once the sender is done, answers are awaited until
+/// every one is in (`settled`) or `BENCH_DRAIN_SECS` have passed.
+struct Drain {
+    sending_done: Arc<AtomicBool>,
+    until: Option<Instant>,
+}
+
+impl Drain {
+    fn new(sending_done: Arc<AtomicBool>) -> Drain {
+        Drain {
+            sending_done,
+            until: None,
+        }
+    }
+
+    /// Whether to stop waiting.
+    fn over(&mut self, settled: bool) -> bool {
+        if !self.sending_done.load(Ordering::Relaxed) {
+            return false;
+        }
+        let until = *self
+            .until
+            .get_or_insert_with(|| Instant::now() + Duration::from_secs(BENCH_DRAIN_SECS));
+        settled || Instant::now() > until
+    }
+}
+
 /// An error of the generator itself (not of the server under test).
 #[derive(Debug)]
 pub struct BenchError(pub String);
@@ -488,15 +515,10 @@ fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
             let mut statuses = std::collections::BTreeMap::new();
             let mut last = Instant::now();
             let mut buf = vec![0u8; 65536];
-            let mut drain_until: Option<Instant> = None;
+            let mut drain = Drain::new(done_sending);
             loop {
-                if done_sending.load(Ordering::Relaxed) {
-                    let until = *drain_until.get_or_insert_with(|| {
-                        Instant::now() + Duration::from_secs(BENCH_DRAIN_SECS)
-                    });
-                    if Instant::now() > until || ok + failed >= count {
-                        break;
-                    }
+                if drain.over(ok + failed >= count) {
+                    break;
                 }
                 let Ok((n, _)) = reader.recv_from(&mut buf) else {
                     continue;
@@ -706,22 +728,26 @@ mod tests {
         assert_eq!(answer_of(b"garbage", "run7"), None);
     }
 
-    #[test]
-    fn requests_parse_and_carry_their_index() {
-        let plan = Plan {
-            scenario: Scenario::MessageOffline,
+    fn plan(scenario: Scenario) -> Plan {
+        Plan {
+            scenario,
             server: "127.0.0.1:5060".parse().unwrap(),
             domain: "localhost".into(),
             rate: 10,
             count: 10,
-            size: 0,
+            size: 10,
             users: 3,
             local: "127.0.0.1".parse().unwrap(),
             run: "r1".into(),
             group: None,
             msrp: None,
             auth: ("bench".into(), "bench".into()),
-        };
+        }
+    }
+
+    #[test]
+    fn requests_parse_and_carry_their_index() {
+        let plan = plan(Scenario::MessageOffline);
         for scenario in [
             Scenario::Register,
             Scenario::MessageOnline,
@@ -745,21 +771,7 @@ mod tests {
 
     #[test]
     fn a_ramp_of_a_session_scenario_is_refused() {
-        let plan = Plan {
-            scenario: Scenario::SessionStore,
-            server: "127.0.0.1:9".parse().unwrap(),
-            domain: "localhost".into(),
-            rate: 10,
-            count: 10,
-            size: 10,
-            users: 1,
-            local: "127.0.0.1".parse().unwrap(),
-            run: "r1".into(),
-            group: None,
-            msrp: None,
-            auth: ("bench".into(), "bench".into()),
-        };
-        let e = ramp(&plan, 1, 100).unwrap_err();
+        let e = ramp(&plan(Scenario::SessionStore), 1, 100).unwrap_err();
         assert!(e.0.contains("open-loop"), "{e}");
         assert!(Scenario::MsrpAuth.open_loop() && !Scenario::MsrpRelay.open_loop());
     }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{
-    histogram, process_cpu, BenchError, Plan, Report, BENCH_DRAIN_SECS, BENCH_REQUESTS_MAX,
+    histogram, process_cpu, BenchError, Drain, Plan, Report, BENCH_REQUESTS_MAX,
     BENCH_WRITE_TIMEOUT_SECS,
 };
 use crate::msrp::endpoint::{Endpoint, EndpointError, Received};
@@ -178,17 +178,12 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
             let mut h = histogram();
             let (mut ok, mut wrong) = (0u64, 0u64);
             let mut last = Instant::now();
-            let mut drain_until: Option<Instant> = None;
+            let mut drain = Drain::new(done);
             // Bytes of messages whose last piece has not come yet, by index.
             let mut pieces = std::collections::HashMap::<u64, usize>::new();
             loop {
-                if done.load(Ordering::Relaxed) {
-                    let until = *drain_until.get_or_insert_with(|| {
-                        Instant::now() + Duration::from_secs(BENCH_DRAIN_SECS)
-                    });
-                    if Instant::now() > until || ok + wrong >= count {
-                        break;
-                    }
+                if drain.over(ok + wrong >= count) {
+                    break;
                 }
                 let m = match receiver.r.next_message() {
                     Ok(m) => m,
