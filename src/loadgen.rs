@@ -265,6 +265,17 @@ pub fn pin_to(cpu: usize) -> bool {
     }
 }
 
+/// Open loop: sleeps until `at`, or — already past it — notes how far behind the schedule
+/// the sender is (the worst, in microseconds, in `behind_us`).
+fn pace(at: Instant, behind_us: &mut u64) {
+    let now = Instant::now();
+    if at > now {
+        std::thread::sleep(at - now);
+    } else {
+        *behind_us = (*behind_us).max((now - at).as_micros() as u64);
+    }
+}
+
 /// The end of a run's wait for answers: once the sender is done, answers are awaited until
 /// every one is in (`settled`) or `BENCH_DRAIN_SECS` have passed.
 struct Drain {
@@ -332,6 +343,23 @@ pub fn run(plan: &Plan) -> Result<Report, BenchError> {
 /// `max_rate` is passed. Returns every step's rate and report; the highest clean one is the
 /// answer.
 pub fn ramp(plan: &Plan, step_secs: u64, max_rate: u64) -> Result<Vec<(u64, Report)>, BenchError> {
+    ramp_with(
+        plan,
+        step_secs,
+        max_rate,
+        Duration::from_secs(BENCH_DRAIN_SECS),
+        run,
+    )
+}
+
+/// [`ramp`] with the step runner and the pause before a retry given.
+fn ramp_with(
+    plan: &Plan,
+    step_secs: u64,
+    max_rate: u64,
+    pause: Duration,
+    mut step: impl FnMut(&Plan) -> Result<Report, BenchError>,
+) -> Result<Vec<(u64, Report)>, BenchError> {
     if !plan.scenario.open_loop() {
         return Err(BenchError(
             "--ramp is for the open-loop scenarios (register, message-online, message-offline, msrp-auth)".into(),
@@ -348,7 +376,7 @@ pub fn ramp(plan: &Plan, step_secs: u64, max_rate: u64) -> Result<Vec<(u64, Repo
             run: format!("{}s{k}", plan.run),
             ..plan.clone()
         };
-        let r = match run(&p) {
+        let r = match step(&p) {
             Ok(r) => r,
             // A step that cannot even start (say, the relay still busy with the last one)
             // ends the ramp; the steps before it stand.
@@ -368,7 +396,7 @@ pub fn ramp(plan: &Plan, step_secs: u64, max_rate: u64) -> Result<Vec<(u64, Repo
                 break;
             }
             retried = true;
-            std::thread::sleep(Duration::from_secs(BENCH_DRAIN_SECS));
+            std::thread::sleep(pause);
             continue;
         }
         retried = false;
@@ -552,13 +580,7 @@ fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
     };
     let mut behind_us = 0u64;
     for i in 0..count {
-        let at = intended(i);
-        let now = Instant::now();
-        if at > now {
-            std::thread::sleep(at - now);
-        } else {
-            behind_us = behind_us.max((now - at).as_micros() as u64);
-        }
+        pace(intended(i), &mut behind_us);
         let req = request(plan, i, local, receivers.as_ref().map(|r| r.0));
         sock.send_to(&req, plan.server)?;
     }
@@ -774,6 +796,76 @@ mod tests {
         let e = ramp(&plan(Scenario::SessionStore), 1, 100).unwrap_err();
         assert!(e.0.contains("open-loop"), "{e}");
         assert!(Scenario::MsrpAuth.open_loop() && !Scenario::MsrpRelay.open_loop());
+    }
+
+    /// A report of `n` requests, `lost` of them lost.
+    fn report(n: u64, lost: u64) -> Report {
+        Report {
+            sent: n,
+            ok: n - lost,
+            failed: 0,
+            lost,
+            seconds: 1.0,
+            throughput: (n - lost) as f64,
+            behind_us: 0,
+            generator_cpu: 0.0,
+            bytes: 0,
+            latency_us: histogram(),
+            statuses: std::collections::BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_ramp_runs_a_failed_rate_once_more_and_ends_when_it_fails_twice() {
+        // Rates 100, 126, 158, 198, …: 126 fails once (a hiccup), 198 fails twice.
+        let mut tries = std::collections::HashMap::<u64, u32>::new();
+        let from_100 = Plan {
+            rate: 100,
+            ..plan(Scenario::Register)
+        };
+        let steps = ramp_with(&from_100, 1, 10_000, Duration::ZERO, |p| {
+            let n = tries.entry(p.rate).or_insert(0);
+            *n += 1;
+            let lost = match (p.rate, *n) {
+                (126, 1) => 1,
+                (198, _) => 3,
+                _ => 0,
+            };
+            Ok(report(p.count, lost))
+        })
+        .unwrap();
+        let rates: Vec<(u64, bool)> = steps.iter().map(|(r, rep)| (*r, rep.clean())).collect();
+        assert_eq!(
+            rates,
+            [
+                (100, true),
+                (126, false),
+                (126, true),
+                (158, true),
+                (198, false),
+                (198, false)
+            ]
+        );
+        assert_eq!((tries[&126], tries[&198]), (2, 2));
+    }
+
+    #[test]
+    fn a_ramp_keeps_its_steps_when_a_later_one_cannot_start() {
+        let steps = ramp_with(&plan(Scenario::Register), 1, 10_000, Duration::ZERO, |p| {
+            if p.rate > 10 {
+                Err(BenchError("connection refused".into()))
+            } else {
+                Ok(report(p.count, 0))
+            }
+        })
+        .unwrap();
+        assert_eq!(steps.len(), 1);
+        assert!(
+            ramp_with(&plan(Scenario::Register), 1, 10_000, Duration::ZERO, |_| {
+                Err(BenchError("connection refused".into()))
+            })
+            .is_err()
+        );
     }
 
     #[test]

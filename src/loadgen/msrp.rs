@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{
-    histogram, process_cpu, BenchError, Drain, Plan, Report, BENCH_REQUESTS_MAX,
+    histogram, pace, process_cpu, BenchError, Drain, Plan, Report, BENCH_REQUESTS_MAX,
     BENCH_WRITE_TIMEOUT_SECS,
 };
 use crate::msrp::endpoint::{Endpoint, EndpointError, Received};
@@ -238,13 +238,7 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
     let mut sent = 0u64;
     let mut send_error = None;
     for i in 0..count {
-        let at = intended(i);
-        let now = Instant::now();
-        if at > now {
-            std::thread::sleep(at - now);
-        } else {
-            behind_us = behind_us.max((now - at).as_micros() as u64);
-        }
+        pace(intended(i), &mut behind_us);
         let id = format!("b{i}-{run}");
         if let Err(e) = w.send_chunk(
             &to_path,
