@@ -25,7 +25,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -103,15 +103,13 @@ pub struct Plan {
 /// The outcome of one run.
 #[derive(Debug)]
 pub struct Report {
+    /// Requests (or chunks) the run was to send; those neither answered nor refused are lost.
     pub sent: u64,
     pub ok: u64,
-    /// Error answers, and requests never answered.
+    /// Error answers (or refused chunks).
     pub failed: u64,
-    pub lost: u64,
     /// The run's wall time (first send to last answer), seconds.
     pub seconds: f64,
-    /// Answers per second.
-    pub throughput: f64,
     /// How far the sender fell behind its schedule at worst (open loop), microseconds.
     pub behind_us: u64,
     /// The generator's own CPU time over the run, seconds.
@@ -124,9 +122,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// Sent but neither answered nor refused.
+    pub fn lost(&self) -> u64 {
+        self.sent.saturating_sub(self.ok + self.failed)
+    }
+
+    /// Good answers per second.
+    pub fn throughput(&self) -> f64 {
+        self.ok as f64 / self.seconds.max(1e-9)
+    }
+
     /// A clean run: nothing lost or refused, and the schedule kept (within 10 ms).
     pub fn clean(&self) -> bool {
-        self.failed == 0 && self.lost == 0 && self.behind_us < 10_000
+        self.failed == 0 && self.lost() == 0 && self.behind_us < 10_000
     }
 
     /// The human summary.
@@ -138,9 +146,9 @@ impl Report {
             self.sent,
             self.ok,
             self.failed,
-            self.lost,
+            self.lost(),
             self.seconds,
-            self.throughput,
+            self.throughput(),
             q(0.5),
             q(0.9),
             q(0.99),
@@ -265,14 +273,46 @@ pub fn pin_to(cpu: usize) -> bool {
     }
 }
 
-/// Open loop: sleeps until `at`, or — already past it — notes how far behind the schedule
-/// the sender is (the worst, in microseconds, in `behind_us`).
-fn pace(at: Instant, behind_us: &mut u64) {
-    let now = Instant::now();
-    if at > now {
-        std::thread::sleep(at - now);
-    } else {
-        *behind_us = (*behind_us).max((now - at).as_micros() as u64);
+/// An open loop's schedule: send *i* is due at `start + i / rate`.
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    period_ns: f64,
+}
+
+impl Schedule {
+    /// Starting 20 ms from now (the threads are up by then).
+    fn new(rate: u64) -> Schedule {
+        Schedule {
+            start: Instant::now() + Duration::from_millis(20),
+            period_ns: 1_000_000_000f64 / rate.max(1) as f64,
+        }
+    }
+
+    fn at(&self, i: u64) -> Instant {
+        self.start + Duration::from_nanos((i as f64 * self.period_ns) as u64)
+    }
+
+    /// Sleeps until send `i` is due, or — already past it — notes how far behind the
+    /// schedule the sender is (the worst, in microseconds, in `behind_us`).
+    fn pace(&self, i: u64, behind_us: &mut u64) {
+        let (at, now) = (self.at(i), Instant::now());
+        if at > now {
+            std::thread::sleep(at - now);
+        } else {
+            *behind_us = (*behind_us).max((now - at).as_micros() as u64);
+        }
+    }
+
+    /// The latency of what answered send `i` at `now`, from when it was due: microseconds,
+    /// at least 1 (a histogram's floor).
+    fn late_us(&self, i: u64, now: Instant) -> u64 {
+        (now.saturating_duration_since(self.at(i)).as_micros() as u64).max(1)
+    }
+
+    /// Seconds from the schedule's start to `last`.
+    fn seconds_until(&self, last: Instant) -> f64 {
+        last.saturating_duration_since(self.start).as_secs_f64()
     }
 }
 
@@ -525,18 +565,15 @@ fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
     let local = sock.local_addr()?;
     let reader = sock.try_clone()?;
     reader.set_read_timeout(Some(Duration::from_millis(20)))?;
-    // Intended send times, as nanoseconds from `start`; the reader matches answers to them.
-    let start = Instant::now() + Duration::from_millis(20);
-    let answered: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(vec![0u8; count as usize]));
-    let period_ns = 1_000_000_000f64 / rate as f64;
-    let intended = move |i: u64| start + Duration::from_nanos((i as f64 * period_ns) as u64);
+    // Intended send times; the reader matches answers to them.
+    let schedule = Schedule::new(rate);
     let cpu0 = process_cpu();
     let run = plan.run.clone();
     let done_sending = Arc::new(AtomicBool::new(false));
     let reader_thread = {
-        let answered = Arc::clone(&answered);
         let done_sending = Arc::clone(&done_sending);
         std::thread::spawn(move || {
+            let mut answered = vec![false; count as usize];
             let mut h = histogram();
             let mut ok = 0u64;
             let mut failed = 0u64;
@@ -558,18 +595,14 @@ fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
                 if status < 200 || i >= count {
                     continue;
                 }
-                {
-                    let Ok(mut a) = answered.lock() else { break };
-                    if a[i as usize] != 0 {
-                        continue;
-                    }
-                    a[i as usize] = 1;
+                if std::mem::replace(&mut answered[i as usize], true) {
+                    continue;
                 }
                 last = now;
                 if status < 300 {
                     ok += 1;
-                    let us = now.saturating_duration_since(intended(i)).as_micros() as u64;
-                    let _ = h.record(us.max(1));
+                    let us = schedule.late_us(i, now);
+                    let _ = h.record(us);
                 } else {
                     failed += 1;
                     *statuses.entry(status).or_insert(0u64) += 1;
@@ -580,7 +613,7 @@ fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
     };
     let mut behind_us = 0u64;
     for i in 0..count {
-        pace(intended(i), &mut behind_us);
+        schedule.pace(i, &mut behind_us);
         let req = request(plan, i, local, receivers.as_ref().map(|r| r.0));
         sock.send_to(&req, plan.server)?;
     }
@@ -593,14 +626,12 @@ fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
     if let Some((_, r)) = receivers {
         let _ = r.join();
     }
-    let seconds = last.saturating_duration_since(start).as_secs_f64();
+    let seconds = schedule.seconds_until(last);
     Ok(Report {
         sent: count,
         ok,
         failed,
-        lost: count - ok - failed,
         seconds,
-        throughput: ok as f64 / seconds.max(1e-9),
         behind_us,
         generator_cpu,
         bytes: 0,
@@ -727,9 +758,7 @@ fn closed_loop(plan: &Plan) -> Result<Report, BenchError> {
         sent: ok + failed,
         ok,
         failed,
-        lost: 0,
         seconds,
-        throughput: ok as f64 / seconds.max(1e-9),
         behind_us: 0,
         generator_cpu: process_cpu() - cpu0,
         bytes,
@@ -804,9 +833,7 @@ mod tests {
             sent: n,
             ok: n - lost,
             failed: 0,
-            lost,
             seconds: 1.0,
-            throughput: (n - lost) as f64,
             behind_us: 0,
             generator_cpu: 0.0,
             bytes: 0,

@@ -19,11 +19,11 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{
-    histogram, pace, process_cpu, BenchError, Drain, Plan, Report, BENCH_REQUESTS_MAX,
+    histogram, process_cpu, BenchError, Drain, Plan, Report, Schedule, BENCH_REQUESTS_MAX,
     BENCH_WRITE_TIMEOUT_SECS,
 };
 use crate::msrp::endpoint::{Endpoint, EndpointError, Received};
@@ -109,12 +109,7 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
     }
     receiver.answer(&first, 200)?;
 
-    let start = Instant::now() + Duration::from_millis(20);
-    let period_ns = 1_000_000_000f64 / rate as f64;
-    let intended = move |i: u64| start + Duration::from_nanos((i as f64 * period_ns) as u64);
-    let arrived = Arc::new(Mutex::new(vec![false; count as usize]));
-    // Chunks the relay refused (an error answer, or a failure REPORT), with the first status.
-    let refused = Arc::new(Mutex::new(std::collections::HashMap::<u64, u16>::new()));
+    let schedule = Schedule::new(rate);
     let done = Arc::new(AtomicBool::new(false));
     let receiver_done = Arc::new(AtomicBool::new(false));
     let cpu0 = process_cpu();
@@ -131,11 +126,9 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
         .stream()
         .set_read_timeout(Some(Duration::from_millis(50)))?;
     let answers_thread = {
-        let (refused, receiver_done, run) = (
-            Arc::clone(&refused),
-            Arc::clone(&receiver_done),
-            run.clone(),
-        );
+        let (receiver_done, run) = (Arc::clone(&receiver_done), run.clone());
+        // Chunks the relay refused, with the first status for each.
+        let mut refused = std::collections::HashMap::<u64, u16>::new();
         std::thread::spawn(move || loop {
             match answers.next_message() {
                 Ok(m) => {
@@ -147,9 +140,7 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
                         _ => None,
                     };
                     if let Some((i, status)) = error.filter(|&(i, _)| i < count) {
-                        if let Ok(mut r) = refused.lock() {
-                            r.entry(i).or_insert(status);
-                        }
+                        refused.entry(i).or_insert(status);
                     }
                 }
                 Err(EndpointError::Io(e))
@@ -159,10 +150,10 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
                     ) =>
                 {
                     if receiver_done.load(Ordering::Relaxed) {
-                        break;
+                        break refused;
                     }
                 }
-                Err(_) => break,
+                Err(_) => break refused,
             }
         })
     };
@@ -173,8 +164,10 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
         .stream()
         .set_read_timeout(Some(Duration::from_millis(50)))?;
     let receiver_thread = {
-        let (arrived, done, run) = (Arc::clone(&arrived), Arc::clone(&done), run.clone());
+        let (done, run) = (Arc::clone(&done), run.clone());
         std::thread::spawn(move || {
+            // Chunks that arrived (whole or not): each counts once.
+            let mut arrived = vec![false; count as usize];
             let mut h = histogram();
             let (mut ok, mut wrong) = (0u64, 0u64);
             let mut last = Instant::now();
@@ -214,22 +207,18 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
                     pieces.insert(i, so_far);
                     continue;
                 }
-                {
-                    let Ok(mut a) = arrived.lock() else { break };
-                    if std::mem::replace(&mut a[i as usize], true) {
-                        continue;
-                    }
+                if std::mem::replace(&mut arrived[i as usize], true) {
+                    continue;
                 }
                 last = now;
                 if so_far == size && m.flag == b'$' {
                     ok += 1;
-                    let us = now.saturating_duration_since(intended(i)).as_micros() as u64;
-                    let _ = h.record(us.max(1));
+                    let _ = h.record(schedule.late_us(i, now));
                 } else {
                     wrong += 1;
                 }
             }
-            (h, ok, wrong, last)
+            (h, ok, wrong, last, arrived)
         })
     };
 
@@ -238,7 +227,7 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
     let mut sent = 0u64;
     let mut send_error = None;
     for i in 0..count {
-        pace(intended(i), &mut behind_us);
+        schedule.pace(i, &mut behind_us);
         let id = format!("b{i}-{run}");
         if let Err(e) = w.send_chunk(
             &to_path,
@@ -258,8 +247,8 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
     let joined = receiver_thread.join();
     // The answers thread reads until the receiver has drained too (a late failure REPORT).
     receiver_done.store(true, Ordering::Relaxed);
-    let _ = answers_thread.join();
-    let (h, ok, wrong, last) =
+    let refused = answers_thread.join().unwrap_or_default();
+    let (h, ok, wrong, last, arrived) =
         joined.map_err(|_| BenchError("the receiver thread failed".into()))?;
     let generator_cpu = process_cpu() - cpu0;
     if let Some(e) = send_error {
@@ -271,23 +260,19 @@ pub(super) fn open_loop(plan: &Plan) -> Result<Report, BenchError> {
     // A refused chunk that arrived whole anyway counts as arrived.
     let mut statuses = std::collections::BTreeMap::new();
     let mut failed = 0u64;
-    if let (Ok(refused), Ok(arrived)) = (refused.lock(), arrived.lock()) {
-        for (&i, &status) in refused.iter() {
-            if !arrived.get(i as usize).copied().unwrap_or(false) {
-                failed += 1;
-                *statuses.entry(status).or_insert(0u64) += 1;
-            }
+    for (i, status) in refused {
+        if !arrived[i as usize] {
+            failed += 1;
+            *statuses.entry(status).or_insert(0u64) += 1;
         }
     }
-    let seconds = last.saturating_duration_since(start).as_secs_f64();
+    let seconds = schedule.seconds_until(last);
     Ok(Report {
+        // Those never sent (the connection went), never arrived, or arrived wrong are lost.
         sent: count,
         ok,
         failed,
-        // Never sent (the connection went), never arrived, or arrived wrong.
-        lost: count.saturating_sub(ok + failed),
         seconds,
-        throughput: ok as f64 / seconds.max(1e-9),
         behind_us,
         generator_cpu,
         bytes: ok * size as u64,
