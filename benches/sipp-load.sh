@@ -32,19 +32,7 @@ case $mode in
     extra=(-s uas)
     sipp -sf "$root/tests/sipp/$uas" -t u1 -i 127.0.0.1 -p 5092 -m "$calls" \
       -nostdin -timeout 300 >"$work/uas.out" 2>&1 &
-    python3 - <<'PY'
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", 0))
-s.settimeout(5)
-local = "%s:%d" % s.getsockname()
-req = ("REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-load;rport\r\n"
-       "Max-Forwards: 70\r\nTo: <sip:uas@localhost>\r\nFrom: <sip:uas@localhost>;tag=l\r\n"
-       "Call-ID: load\r\nCSeq: 1 REGISTER\r\nContact: <sip:uas@127.0.0.1:5092>\r\n"
-       "Expires: 3600\r\nContent-Length: 0\r\n\r\n" % local).encode()
-s.sendto(req, ("127.0.0.1", 5070))
-assert s.recv(4096).startswith(b"SIP/2.0 200 "), "REGISTER refused"
-PY
+    python3 "$root/benches/sip-register.py" 5070 uas 127.0.0.1:5092
     ;;
   *) echo "mode: register|relay|offline|call" >&2; exit 2 ;;
 esac

@@ -117,23 +117,6 @@ print(total / hz)
 PY
 }
 
-register_uas() { # port: uas@localhost at SIPp's UAS
-    python3 - "$1" "$SIPP_UAS_PORT" <<'PY'
-import socket, sys, time
-port, uas = int(sys.argv[1]), sys.argv[2]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", 0))
-s.settimeout(5)
-local = "%s:%d" % s.getsockname()
-req = ("REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-uas%d;rport\r\n"
-       "Max-Forwards: 70\r\nTo: <sip:uas@localhost>\r\nFrom: <sip:uas@localhost>;tag=u\r\n"
-       "Call-ID: uas-%d-%d\r\nCSeq: 1 REGISTER\r\nContact: <sip:uas@127.0.0.1:%s>\r\n"
-       "Expires: 3600\r\nContent-Length: 0\r\n\r\n" % (local, time.time_ns(), port, time.time_ns(), uas)).encode()
-s.sendto(req, ("127.0.0.1", port))
-answer = s.recv(4096)
-assert answer.startswith(b"SIP/2.0 200 "), answer[:80]
-PY
-}
 
 # SIPp (sip-tester) on CPU 1 drives a SIP workload: CALLS calls at RATE/s; prints the calls
 # that succeeded and failed and the server's CPU per call. relay: MESSAGE to a SIPp UAS
@@ -150,7 +133,7 @@ sipp_run() { # server mode calls rate
             taskset -c 1 sipp -sf "$ROOT/tests/sipp/message_uas.xml" -t u1 -i 127.0.0.1 \
                 -p "$SIPP_UAS_PORT" -nostdin -timeout 300 >"$WORK/uas.out" 2>&1 &
             uas=$! UAS_PID=$!
-            register_uas "$port"
+            python3 "$ROOT/benches/sip-register.py" "$port" uas "127.0.0.1:$SIPP_UAS_PORT"
             ;;
     esac
     local cpu0 t0 t1 cpu1
