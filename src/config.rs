@@ -1097,6 +1097,14 @@ impl GroupTable {
 
     /// The members of group `aor` (an address of record at the primary domain), if it is
     /// one.
+    /// Whether `aor` names a group (one read, nothing copied).
+    pub fn contains(&self, aor: &[u8]) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(aor)
+    }
+
     pub fn members(&self, aor: &[u8]) -> Option<Vec<Vec<u8>>> {
         let g = self
             .0

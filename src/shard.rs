@@ -746,10 +746,7 @@ impl Core {
                     Some(t) if Some(&t) == self.deferred_aor.as_ref() => self.sender_aor(msg, buf),
                     // A session to a group: the shard that owns its sender (whose
                     // registrations say whether it may send), when the sender is ours.
-                    Some(t)
-                        if !self.identity.groups.is_empty()
-                            && self.identity.groups.members(&t).is_some() =>
-                    {
+                    Some(t) if self.identity.groups.contains(&t) => {
                         self.sender_aor(msg, buf).or(Some(t))
                     }
                     t => t,

@@ -681,10 +681,11 @@ fn read_messages(
             // An empty SEND (a keep-alive).
             continue;
         }
-        let cpim = m
-            .header("Content-Type")
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("message/cpim"));
-        let f = match crate::cpim::parse_head(&whole).filter(|_| cpim) {
+        let cpim = m.header("Content-Type").is_some_and(|t| {
+            crate::sip::values::ContentType::parse(t.trim().as_bytes())
+                .is_ok_and(|c| c.is("message", "cpim"))
+        });
+        let f = match cpim.then(|| crate::cpim::parse_head(&whole)).flatten() {
             Some((head, at)) => Fetched {
                 id: head.imdn_id,
                 from: head.from,

@@ -165,6 +165,14 @@ pub struct ByteRange {
     pub total: Option<u64>,
 }
 
+impl ByteRange {
+    /// Whether it covers a whole message of known length (`1-N/N`): what a success `REPORT`
+    /// must say to vouch for the message (RFC 4975 §7.1.2).
+    pub fn is_whole(&self) -> bool {
+        matches!(*self, ByteRange { start: 1, end: Some(e), total: Some(t) } if e == t)
+    }
+}
+
 /// `Failure-Report` (RFC 4975 §7.1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureReport {

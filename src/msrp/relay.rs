@@ -818,10 +818,7 @@ impl Relay {
         if i.refuse.is_none() && matches!(i.route, Route::Leg) && i.method == Some(Method::Report) {
             let status = head.status(bytes).ok().flatten().unwrap_or(0);
             let message_id = head.value(bytes, HeaderName::MessageId).unwrap_or_default();
-            let whole = matches!(
-                range,
-                Ok(super::parse::ByteRange { start: 1, end: Some(e), total: Some(t) }) if e == t
-            );
+            let whole = range.as_ref().is_ok_and(|r| r.is_whole());
             if !self.report_goes_on(session.unwrap_or_default(), message_id, status, whole) {
                 i.route = Route::None;
                 self.set_inbound(conn, i);
@@ -836,11 +833,7 @@ impl Relay {
                     let status = head.status(bytes).ok().flatten().unwrap_or(0);
                     // A success REPORT counts only when it covers the whole message (a
                     // receiver may report chunk by chunk, RFC 4975 §7.1.2).
-                    let whole = matches!(
-                        range,
-                        Ok(super::parse::ByteRange { start: 1, end: Some(e), total: Some(t) })
-                            if e == t
-                    );
+                    let whole = range.as_ref().is_ok_and(|r| r.is_whole());
                     if status != 200 || whole {
                         self.out.push_back(Output::Report {
                             session: session.unwrap_or_default().to_vec(),

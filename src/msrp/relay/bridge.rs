@@ -10,6 +10,7 @@
 //! connection (RFC 4975 §5.4). Each side's binding is told as [`Output::Bound`], so the SIP
 //! side can answer the caller once the legs are up, or connect a leg once the caller is.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::{new_tid, Output, Relay, Session};
@@ -132,11 +133,7 @@ impl Relay {
             return true;
         }
         let legs = 1 + up.fan.len();
-        if up.reports.len() >= crate::limits::MSRP_FAN_REPORTS_MAX {
-            // Messages whose reports never all came: forgotten.
-            up.reports.clear();
-        }
-        let entry = up.reports.entry(message_id.to_vec()).or_insert((0, false));
+        let entry = fan_report(&mut up.reports, message_id);
         if entry.1 {
             return false;
         }
@@ -162,7 +159,7 @@ impl Relay {
     pub(super) fn failure_told(&mut self, session: &[u8], message_id: &[u8]) {
         if let Some(up) = self.sessions.get_mut(session) {
             if up.caller_side && !up.fan.is_empty() {
-                up.reports.entry(message_id.to_vec()).or_insert((0, true)).1 = true;
+                fan_report(&mut up.reports, message_id).1 = true;
             }
         }
     }
@@ -194,4 +191,17 @@ impl Relay {
                 .push((now + super::RESPONSE_TIMEOUT, session.to_vec()));
         }
     }
+}
+
+/// A fan-out caller's tally for `message_id` — (legs that reported success, a failure told)
+/// — made when missing; past `MSRP_FAN_REPORTS_MAX` messages the tallies whose reports never
+/// all came are forgotten first.
+fn fan_report<'a>(
+    reports: &'a mut HashMap<Vec<u8>, (usize, bool)>,
+    message_id: &[u8],
+) -> &'a mut (usize, bool) {
+    if reports.len() >= crate::limits::MSRP_FAN_REPORTS_MAX && !reports.contains_key(message_id) {
+        reports.clear();
+    }
+    reports.entry(message_id.to_vec()).or_insert((0, false))
 }
