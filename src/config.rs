@@ -866,7 +866,7 @@ impl Config {
     /// The identity this server answers to (RFC 3261 §16.4 "myself"), with its groups.
     pub fn identity(&self) -> Identity {
         let mut id = self.base_identity();
-        id.groups = GroupTable::new(self.groups_of(&id));
+        id.groups = GroupTable::new(self.group_table_of(&id));
         id
     }
 
@@ -916,13 +916,19 @@ impl Config {
     /// The groups by address of record ([`Identity::home_aor`]), with their members' URIs;
     /// empty when the group role is off.
     pub fn group_table(&self) -> Groups {
-        self.groups_of(&self.base_identity())
+        self.group_table_of(&self.base_identity())
     }
 
-    fn groups_of(&self, id: &Identity) -> Groups {
+    fn group_table_of(&self, id: &Identity) -> Groups {
         if !self.roles.group.enabled {
             return Groups::new();
         }
+        self.groups_named_by(id)
+    }
+
+    /// The configured groups named by `id`'s domains (a reload names them by the domains the
+    /// server started with), whether or not the group role is on.
+    pub fn groups_named_by(&self, id: &Identity) -> Groups {
         self.roles
             .group
             .groups

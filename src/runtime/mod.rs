@@ -276,12 +276,15 @@ pub fn serve_with_reload(
             return;
         };
         match reload() {
-            Ok(mut new) => {
+            Ok(new) => {
                 // Groups are named as the shards name users: by the domains they started
-                // with (other settings need a restart).
-                new.server = cfg.server.clone();
-                new.roles.group.enabled = cfg.roles.group.enabled;
-                let table = new.group_table();
+                // with, and kept only with the group role on since the start (other
+                // settings need a restart).
+                let table = if cfg.roles.group.enabled {
+                    new.groups_named_by(&identity)
+                } else {
+                    crate::config::Groups::new()
+                };
                 let n = table.len();
                 groups.replace(table);
                 tracing::info!(groups = n, "configuration reloaded");
