@@ -1045,11 +1045,7 @@ impl Core {
     /// when its host is any name or address of this server: `sip:bob@alias` and
     /// `sip:bob@<our address>` are the same user as `sip:bob@<domain>`.
     fn home_aor(&self, uri: &[u8]) -> Result<Vec<u8>, RegisterError> {
-        registrar::canonical_aor(uri).map(|aor| self.at_home(aor))
-    }
-
-    fn at_home(&self, aor: Vec<u8>) -> Vec<u8> {
-        self.identity.at_home(aor)
+        registrar::canonical_aor(uri).map(|aor| self.identity.at_home(aor))
     }
 
     /// RFC 3261 §10.3: the registrar's processing of a REGISTER this shard owns.
@@ -1080,7 +1076,7 @@ impl Core {
         if !self.identity.is_myself(host, None) {
             return RegisterOutcome::Other(Ok((404, "Not Found", &[])));
         }
-        let aor = self.at_home(aor);
+        let aor = self.identity.at_home(aor);
         let cseq = msg
             .value(buf, HeaderName::CSeq)
             .and_then(|v| CSeq::parse(v).ok())
