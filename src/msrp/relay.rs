@@ -516,41 +516,13 @@ impl Relay {
         // Chunks sent to it that were waiting for their answers will get none: each
         // message's sender is told now (once per message), not when they time out, and
         // answers held for them are settled.
-        let mut told: Vec<(Inline32, Inline32)> = Vec::new();
-        if !self.sent.is_empty() {
-            let lost: Vec<[u8; TID_BYTES]> = self
-                .sent
-                .iter()
-                .filter(|(_, s)| s.to_conn == conn)
-                .map(|(t, _)| *t)
-                .collect();
-            // Per message, the chunk furthest into it says how much went before the leg did.
-            let mut worst: Vec<Sent> = Vec::new();
-            for tid in lost {
-                let Some(s) = self.sent.remove(&tid) else {
-                    continue;
-                };
-                if let Some(h) = s.hold {
-                    self.settle_final(h, 408);
-                }
-                if s.failure_report != FailureReport::Yes {
-                    continue;
-                }
-                let same = |w: &Sent| {
-                    w.from_session.get() == s.from_session.get()
-                        && w.message_id.get() == s.message_id.get()
-                };
-                match worst.iter_mut().find(|w| same(w)) {
-                    Some(w) if w.through < s.through => *w = s,
-                    Some(_) => {}
-                    None => worst.push(s),
-                }
-            }
-            for s in worst {
-                told.push((s.from_session, s.message_id));
-                self.report_sent(&s, 408, "next hop gone");
-            }
-        }
+        let lost: Vec<[u8; TID_BYTES]> = self
+            .sent
+            .iter()
+            .filter(|(_, s)| s.to_conn == conn)
+            .map(|(t, _)| *t)
+            .collect();
+        let told = self.give_up_sent(lost, "next hop gone");
         if !self.closing.is_empty() {
             self.end_closing(now, Some(conn));
         }
@@ -658,25 +630,48 @@ impl Relay {
                 .filter(|(_, s)| s.deadline <= now)
                 .map(|(t, _)| *t)
                 .collect();
-            // One failure REPORT per message, however many of its chunks are late.
-            let mut told: Vec<(Inline32, Inline32)> = Vec::new();
-            for tid in late {
-                let expired = self.sent.remove(&tid);
-                if let Some(h) = expired.as_ref().and_then(|s| s.hold) {
-                    self.settle_final(h, 408);
-                }
-                if let Some(s) = expired.filter(|s| s.failure_report == FailureReport::Yes) {
-                    let seen = told.iter().any(|(a, b)| {
-                        a.get() == s.from_session.get() && b.get() == s.message_id.get()
-                    });
-                    if !seen {
-                        told.push((s.from_session, s.message_id));
-                        self.report_sent(&s, 408, "Transaction-did-not-complete-in-allotted-time");
-                    }
-                }
-            }
+            self.give_up_sent(late, "Transaction-did-not-complete-in-allotted-time");
             self.sweep_at = (!self.sent.is_empty()).then_some(now + SWEEP_INTERVAL);
         }
+    }
+
+    /// Chunks `tids` we sent will get no answer (their connection went, or their time ran
+    /// out, RFC 4975 §7.1.1): each is forgotten, an answer held for it is settled `408`, and
+    /// each message's sender that asked for failure reports gets one `REPORT` (408,
+    /// `comment`) for the chunk furthest into the message, which says how much went before.
+    /// Returns the (session, message) pairs told.
+    fn give_up_sent(
+        &mut self,
+        tids: Vec<[u8; TID_BYTES]>,
+        comment: &str,
+    ) -> Vec<(Inline32, Inline32)> {
+        let mut worst: Vec<Sent> = Vec::new();
+        for tid in tids {
+            let Some(s) = self.sent.remove(&tid) else {
+                continue;
+            };
+            if let Some(h) = s.hold {
+                self.settle_final(h, 408);
+            }
+            if s.failure_report != FailureReport::Yes {
+                continue;
+            }
+            let same = |w: &Sent| {
+                w.from_session.get() == s.from_session.get()
+                    && w.message_id.get() == s.message_id.get()
+            };
+            match worst.iter_mut().find(|w| same(w)) {
+                Some(w) if w.through < s.through => *w = s,
+                Some(_) => {}
+                None => worst.push(s),
+            }
+        }
+        let mut told = Vec::with_capacity(worst.len());
+        for s in worst {
+            self.report_sent(&s, 408, comment);
+            told.push((s.from_session, s.message_id));
+        }
+        told
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
