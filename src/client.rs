@@ -403,13 +403,8 @@ fn ok_with_body(
     out
 }
 
-/// A `200 OK` for request `m` (in `raw`), as this client answers one.
-pub fn ok_for_request(m: &Message, raw: &[u8]) -> Vec<u8> {
-    ok_for(m, raw)
-}
-
 /// A `200 OK` for a request: its Vias, From, To (with a tag), Call-ID and CSeq (§8.2.6.2).
-fn ok_for(m: &Message, raw: &[u8]) -> Vec<u8> {
+pub fn ok_for(m: &Message, raw: &[u8]) -> Vec<u8> {
     let mut out = b"SIP/2.0 200 OK\r\n".to_vec();
     for h in m.headers() {
         let name = match h.name {

@@ -542,7 +542,7 @@ Content-Length: 0\r\n\r\n"
             if m.parse_datagram(raw).is_err() || m.status().is_some() {
                 continue;
             }
-            let ok = crate::client::ok_for_request(&m, raw);
+            let ok = crate::client::ok_for(&m, raw);
             let _ = sock.send_to(&ok, from);
             answered += 1;
         }
